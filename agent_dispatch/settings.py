@@ -1,0 +1,60 @@
+"""The one place that reads the environment."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SQLITE_PATH = Path.home() / ".agent-dispatch" / "agent-dispatch.db"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the plain `postgresql://` form users write and pick the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    """agent-dispatch settings; names are the environment variables users already set."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    database_url: str = Field(default="", description="Empty: SQLite at ~/.agent-dispatch")
+    remote_queue_url: str = "http://127.0.0.1:8700"
+    remote_queue_token: SecretStr = SecretStr("")
+    default_agent_timeout: int = Field(default=30_000, ge=100, description="Per-agent ms")
+    max_agents_per_job: int = Field(default=3, ge=1, le=10)
+    execution_retry_count: int = Field(default=2, ge=0, le=10)
+
+    job_lease_seconds: int = Field(default=300, ge=5)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_concurrency: int = Field(default=20, ge=1, description="Jobs dispatched at once per run")
+    queue_page_size: int = Field(default=50, ge=1, le=500)
+    queue_timeout_seconds: float = Field(default=10.0, gt=0)
+    agent_max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    agent_allow_private_networks: bool = False
+    agent_health_timeout_seconds: float = Field(default=3.0, gt=0)
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_reset_seconds: float = Field(default=60.0, gt=0)
+    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize(cls, value: str) -> str:
+        return normalize_database_url(value.strip())
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

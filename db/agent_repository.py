@@ -1,0 +1,126 @@
+"""Agents: registration, matching profiles, statistics, health and circuit state."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import Agent, JobDistributionAgent
+from domain.model import AgentProfile, AgentStats
+from domain.statuses import AgentRunStatus
+
+IN_FLIGHT = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
+
+
+class DuplicateAgent(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an agent named {name!r} already exists")
+
+
+def stats_of(agent: Agent) -> AgentStats:
+    return AgentStats(
+        runs=agent.runs,
+        successes=agent.successes,
+        failures=agent.failures,
+        timeouts=agent.timeouts,
+        wins=agent.wins,
+        cancelled=agent.cancelled,
+        reputation=agent.reputation,
+        avg_latency_ms=agent.avg_latency_ms,
+    )
+
+
+def profile_of(agent: Agent, in_flight: int, now: dt.datetime) -> AgentProfile:
+    return AgentProfile(
+        id=agent.id,
+        name=agent.name,
+        url=agent.url,
+        categories=tuple(agent.categories),
+        tags=tuple(agent.tags),
+        skill_level=agent.skill_level,
+        max_concurrency=agent.max_concurrency,
+        active=agent.active,
+        healthy=agent.healthy,
+        protocol=agent.protocol,
+        in_flight=in_flight,
+        circuit_open=agent.circuit_open_until is not None and agent.circuit_open_until > now,
+        stats=stats_of(agent),
+    )
+
+
+class AgentRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, agent: Agent) -> Agent:
+        self.session.add(agent)
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            self.session.rollback()
+            raise DuplicateAgent(agent.name) from exc
+        return agent
+
+    def get(self, agent_id: str) -> Agent | None:
+        return self.session.get(Agent, agent_id)
+
+    def get_by_name(self, name: str) -> Agent | None:
+        return self.session.scalars(select(Agent).where(Agent.name == name)).one_or_none()
+
+    def list(self) -> Sequence[Agent]:
+        return self.session.scalars(select(Agent).order_by(Agent.name)).all()
+
+    def remove(self, name: str) -> bool:
+        agent = self.get_by_name(name)
+        if agent is None:
+            return False
+        self.session.delete(agent)
+        self.session.flush()
+        return True
+
+    def in_flight_counts(self, agent_ids: Iterable[str] | None = None) -> dict[str, int]:
+        stmt = (
+            select(JobDistributionAgent.agent_id, func.count())
+            .where(JobDistributionAgent.status.in_(IN_FLIGHT))
+            .group_by(JobDistributionAgent.agent_id)
+        )
+        if agent_ids is not None:
+            stmt = stmt.where(JobDistributionAgent.agent_id.in_(list(agent_ids)))
+        return {aid: n for aid, n in self.session.execute(stmt).tuples() if aid is not None}
+
+    def profiles(self, now: dt.datetime) -> list[AgentProfile]:
+        counts = self.in_flight_counts()
+        return [profile_of(a, counts.get(a.id, 0), now) for a in self.list()]
+
+    def lock(self, agent_ids: Iterable[str]) -> list[Agent]:
+        """Row-lock agents (in id order, so concurrent claims cannot deadlock)."""
+        stmt = (
+            select(Agent)
+            .where(Agent.id.in_(sorted(agent_ids)))
+            .order_by(Agent.id)
+            .with_for_update()
+        )
+        return list(self.session.scalars(stmt).all())
+
+    def save_stats(self, agent: Agent, stats: AgentStats, now: dt.datetime) -> None:
+        agent.runs = stats.runs
+        agent.successes = stats.successes
+        agent.failures = stats.failures
+        agent.timeouts = stats.timeouts
+        agent.wins = stats.wins
+        agent.cancelled = stats.cancelled
+        agent.reputation = stats.reputation
+        agent.success_rate = stats.success_rate
+        agent.avg_latency_ms = stats.avg_latency_ms
+        agent.last_run_at = now
+
+    def record_health(
+        self, agent: Agent, healthy: bool, detail: str | None, now: dt.datetime
+    ) -> None:
+        agent.healthy = healthy
+        agent.health_detail = detail
+        agent.health_checked_at = now

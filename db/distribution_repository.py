@@ -1,0 +1,177 @@
+"""Distribution records and per-agent rows: one record per dispatch attempt of a job."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.orm import Session
+
+from db.agent_repository import AgentRepository
+from db.models import Job, JobDistributionAgent, JobDistributionRecord
+from domain.lease import Lease, LeaseLost
+from domain.matching import Decision
+from domain.statuses import AgentRunStatus, IllegalTransition, check_agent_move
+
+OPEN_AGENT = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Assignment:
+    """One agent call to make: what the agent task needs, with no ORM objects attached."""
+
+    row_id: str
+    agent_id: str
+    agent_name: str
+    url: str
+    token_ref: str | None
+    rank: int
+    idempotency_key: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewDistribution:
+    distribution_id: str
+    attempt: int
+    assignments: tuple[Assignment, ...]
+    dropped: tuple[str, ...]  # agents that filled up between matching and assignment
+
+
+class DistributionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _lease_holds(self, lease: Lease) -> Any:
+        return exists().where(Job.id == lease.job_id, Job.lease_token == lease.token)
+
+    def create(
+        self,
+        lease: Lease,
+        decisions: Sequence[Decision],
+        now: dt.datetime,
+        flow_run_id: str | None = None,
+    ) -> NewDistribution:
+        """Record an attempt and assign the chosen agents, re-checking capacity under row locks.
+
+        Agents are locked FOR UPDATE (PostgreSQL) before their in-flight calls are counted, so
+        concurrent runs and workers cannot push an agent past its max concurrency.
+        """
+        job = self.session.scalars(
+            select(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token)
+        ).one_or_none()
+        if job is None:
+            raise LeaseLost(lease.job_id)
+        chosen = [d for d in decisions if d.chosen]
+        agents_repo = AgentRepository(self.session)
+        locked = {a.id: a for a in agents_repo.lock(d.agent_id for d in chosen)}
+        counts = agents_repo.in_flight_counts(locked)
+        job.attempts += 1
+        record = JobDistributionRecord(
+            job_id=job.id,
+            attempt=job.attempts,
+            status="RUNNING",
+            flow_run_id=flow_run_id,
+            decisions=[d.as_dict() for d in decisions],
+            started_at=now,
+        )
+        self.session.add(record)
+        self.session.flush()
+        assignments, dropped = [], []
+        for decision in chosen:
+            agent = locked.get(decision.agent_id)
+            if agent is None or counts.get(agent.id, 0) >= agent.max_concurrency:
+                dropped.append(decision.agent_name)
+                continue
+            key = f"{record.id}:{agent.id}"
+            row = JobDistributionAgent(
+                distribution_id=record.id,
+                agent_id=agent.id,
+                agent_name=agent.name,
+                rank=decision.rank or 0,
+                status=AgentRunStatus.ASSIGNED.value,
+                idempotency_key=key,
+            )
+            self.session.add(row)
+            self.session.flush()
+            assignments.append(
+                Assignment(row.id, agent.id, agent.name, agent.url, agent.token_ref, row.rank, key)
+            )
+        return NewDistribution(record.id, record.attempt, tuple(assignments), tuple(dropped))
+
+    def move_agent(
+        self,
+        lease: Lease | None,
+        row_id: str,
+        target: AgentRunStatus,
+        **fields: Any,
+    ) -> AgentRunStatus:
+        """Move one agent row; with a lease, only while that lease still holds (fencing)."""
+        current = self.session.scalars(
+            select(JobDistributionAgent.status).where(JobDistributionAgent.id == row_id)
+        ).one()
+        check_agent_move(current, target)
+        cond = [JobDistributionAgent.id == row_id, JobDistributionAgent.status == current]
+        if lease is not None:
+            cond.append(self._lease_holds(lease))
+        res = self.session.execute(
+            update(JobDistributionAgent).where(and_(*cond)).values(status=target.value, **fields)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            if lease is not None and not self._holds(lease):
+                raise LeaseLost(lease.job_id)
+            raise IllegalTransition("agent", current, target)
+        return AgentRunStatus(current)
+
+    def _holds(self, lease: Lease) -> bool:
+        return bool(self.session.scalar(select(self._lease_holds(lease))))
+
+    def finish(
+        self,
+        lease: Lease | None,
+        distribution_id: str,
+        status: str,
+        now: dt.datetime,
+        winner_agent_id: str | None = None,
+        error: str | None = None,
+        first_result_at: dt.datetime | None = None,
+    ) -> None:
+        cond = [JobDistributionRecord.id == distribution_id, JobDistributionRecord.status == "RUNNING"]
+        if lease is not None:
+            cond.append(self._lease_holds(lease))
+        res = self.session.execute(
+            update(JobDistributionRecord)
+            .where(and_(*cond))
+            .values(
+                status=status,
+                finished_at=now,
+                winner_agent_id=winner_agent_id,
+                error=error,
+                first_result_at=first_result_at,
+            )
+        )
+        if res.rowcount != 1 and lease is not None:  # type: ignore[attr-defined]
+            raise LeaseLost(lease.job_id)
+
+    def open_rows(self, job_id: str) -> Sequence[JobDistributionAgent]:
+        """Agent rows still ASSIGNED or WORKING for a job (any attempt)."""
+        stmt = (
+            select(JobDistributionAgent)
+            .join(JobDistributionRecord)
+            .where(JobDistributionRecord.job_id == job_id, JobDistributionAgent.status.in_(OPEN_AGENT))
+        )
+        return self.session.scalars(stmt).all()
+
+    def running(self, job_id: str) -> Sequence[JobDistributionRecord]:
+        stmt = select(JobDistributionRecord).where(
+            JobDistributionRecord.job_id == job_id, JobDistributionRecord.status == "RUNNING"
+        )
+        return self.session.scalars(stmt).all()
+
+    def rows(self, distribution_id: str) -> Sequence[JobDistributionAgent]:
+        stmt = select(JobDistributionAgent).where(
+            JobDistributionAgent.distribution_id == distribution_id
+        )
+        return self.session.scalars(stmt.order_by(JobDistributionAgent.rank)).all()

@@ -1,0 +1,208 @@
+"""Jobs: idempotent intake, leased claims, and status moves checked by the state machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import Job, new_id
+from domain.lease import Lease, LeaseLost
+from domain.model import JobSpec
+from domain.statuses import IllegalTransition, JobStatus, check_job_move
+
+ACTIVE = (JobStatus.DISTRIBUTED.value, JobStatus.IN_PROGRESS.value)
+
+
+def spec_of(job: Job) -> JobSpec:
+    return JobSpec(
+        queue_task_id=job.queue_task_id,
+        title=job.title,
+        category=job.category,
+        tags=tuple(job.tags),
+        skill_level=job.skill_level,
+        description=job.description,
+        payload=job.payload,
+        max_agents=job.max_agents,
+        timeout_ms=job.timeout_ms,
+        expires_at=job.expires_at,
+    )
+
+
+class JobRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    # -- intake and claims -------------------------------------------------------------------
+
+    def intake(self, spec: JobSpec, queue_created_at: dt.datetime | None = None) -> str:
+        """Store a queue task as an OPEN job once; a second delivery returns the same job id."""
+        values: dict[str, Any] = {
+            "id": new_id(),
+            "queue_task_id": spec.queue_task_id,
+            "title": spec.title,
+            "description": spec.description,
+            "category": spec.category,
+            "tags": list(spec.tags),
+            "skill_level": spec.skill_level,
+            "payload": spec.payload,
+            "max_agents": spec.max_agents,
+            "timeout_ms": spec.timeout_ms,
+            "expires_at": spec.expires_at,
+            "status": JobStatus.OPEN.value,
+            "attempts": 0,
+            "queue_status": JobStatus.OPEN.value,
+            "queue_created_at": queue_created_at,
+        }
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["queue_task_id"])
+        self.session.execute(stmt)
+        job_id = self.session.scalars(
+            select(Job.id).where(Job.queue_task_id == spec.queue_task_id)
+        ).one()
+        return job_id
+
+    def _claim(self, where: Any, owner: str, seconds: int, now: dt.datetime, limit: int) -> list[Lease]:
+        free = or_(Job.lease_token.is_(None), Job.lease_expires_at < now)
+        ids = self.session.scalars(
+            select(Job.id)
+            .where(and_(where, free))
+            .order_by(Job.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        leases = []
+        for job_id in ids:
+            lease = Lease.new(job_id, owner, now, seconds)
+            self.session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(lease_token=lease.token, lease_owner=owner, lease_expires_at=lease.expires_at)
+            )
+            leases.append(lease)
+        return leases
+
+    def claim_open(
+        self, queue_task_ids: Sequence[str], owner: str, seconds: int, now: dt.datetime
+    ) -> list[Lease]:
+        """Lease OPEN jobs for these queue tasks that nobody else holds."""
+        where = and_(Job.queue_task_id.in_(list(queue_task_ids)), Job.status == JobStatus.OPEN.value)
+        return self._claim(where, owner, seconds, now, limit=len(queue_task_ids))
+
+    def claim_rescued(self, owner: str, seconds: int, now: dt.datetime, limit: int) -> list[Lease]:
+        """Lease taken jobs that the sweep handed back (no lease, not finished)."""
+        where = and_(Job.status.in_(ACTIVE), Job.lease_token.is_(None))
+        return self._claim(where, owner, seconds, now, limit)
+
+    # -- fenced writes -------------------------------------------------------------------------
+
+    def _fenced(self, lease: Lease) -> Any:
+        return and_(Job.id == lease.job_id, Job.lease_token == lease.token)
+
+    def renew(self, lease: Lease, now: dt.datetime, seconds: int) -> Lease:
+        new = lease.renewed(now, seconds)
+        res = self.session.execute(
+            update(Job).where(self._fenced(lease)).values(lease_expires_at=new.expires_at)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(lease.job_id)
+        return new
+
+    def holds(self, lease: Lease) -> bool:
+        found = self.session.scalars(select(Job.id).where(self._fenced(lease))).one_or_none()
+        return found is not None
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease back without changing the job's status."""
+        self.session.execute(
+            update(Job)
+            .where(self._fenced(lease))
+            .values(lease_token=None, lease_owner=None, lease_expires_at=None)
+        )
+
+    def get_leased(self, lease: Lease) -> Job:
+        job = self.session.scalars(select(Job).where(self._fenced(lease))).one_or_none()
+        if job is None:
+            raise LeaseLost(lease.job_id)
+        return job
+
+    def transition(
+        self, lease: Lease, target: JobStatus, now: dt.datetime, **fields: Any
+    ) -> JobStatus:
+        """Move a leased job to `target`; refuses illegal moves and writes by a lost lease."""
+        current = self.session.scalars(
+            select(Job.status).where(self._fenced(lease))
+        ).one_or_none()
+        if current is None:
+            raise LeaseLost(lease.job_id)
+        check_job_move(current, target)
+        values = self._status_values(target, now, fields)
+        if target.terminal:
+            values.update(lease_token=None, lease_owner=None, lease_expires_at=None)
+        res = self.session.execute(
+            update(Job).where(self._fenced(lease), Job.status == current).values(**values)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise LeaseLost(lease.job_id)
+        return JobStatus(current)
+
+    def transition_unleased(
+        self, job_id: str, target: JobStatus, now: dt.datetime, **fields: Any
+    ) -> JobStatus:
+        """Operator or sweep move: revokes any lease, so the worker holding it stops writing."""
+        current = self.session.scalars(
+            select(Job.status).where(Job.id == job_id).with_for_update()
+        ).one_or_none()
+        if current is None:
+            raise KeyError(job_id)
+        check_job_move(current, target)
+        values = self._status_values(target, now, fields)
+        values.update(lease_token=None, lease_owner=None, lease_expires_at=None)
+        res = self.session.execute(
+            update(Job).where(Job.id == job_id, Job.status == current).values(**values)
+        )
+        if res.rowcount != 1:  # type: ignore[attr-defined]
+            raise IllegalTransition("job", current, target)
+        return JobStatus(current)
+
+    @staticmethod
+    def _status_values(target: JobStatus, now: dt.datetime, fields: dict[str, Any]) -> dict[str, Any]:
+        values = {"status": target.value, "updated_at": now, **fields}
+        if target is JobStatus.DISTRIBUTED:
+            values.setdefault("distributed_at", now)
+        if target.terminal:
+            values.setdefault("finished_at", now)
+        return values
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        return self.session.get(Job, job_id)
+
+    def find(self, ref: str) -> Job | None:
+        """A job by its id, id prefix, or queue task id."""
+        job = self.session.get(Job, ref)
+        if job is None:
+            job = self.session.scalars(select(Job).where(Job.queue_task_id == ref)).one_or_none()
+        if job is None and len(ref) >= 6:
+            rows = self.session.scalars(select(Job).where(Job.id.startswith(ref)).limit(2)).all()
+            job = rows[0] if len(rows) == 1 else None
+        return job
+
+    def list(self, status: JobStatus | None = None, limit: int = 100) -> Sequence[Job]:
+        stmt = select(Job).order_by(Job.created_at.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(Job.status == status.value)
+        return self.session.scalars(stmt).all()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Claimed:
+    lease: Lease
+    spec: JobSpec
