@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_reset_seconds: float = Field(default=60.0, gt=0)
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+    lease_check_seconds: float = Field(default=1.0, gt=0, description="Cancel/lease poll")
+    # Per-agent bearer tokens by reference name, e.g. AGENT_TOKENS='{"acme": "s3cret"}'.
+    agent_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    worker_name: str = Field(default="", description="Lease owner; empty: host:pid")
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,1 @@
+"""The agent-dispatch command line."""

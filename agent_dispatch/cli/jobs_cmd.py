@@ -1,0 +1,156 @@
+"""`agent-dispatch jobs list|show|cancel`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, table
+from db.models import Job
+from domain.statuses import JobStatus
+from agent_dispatch.operations import cancel_job
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("jobs", help="inspect and cancel jobs")
+    jsub = p.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
+    ls = jsub.add_parser("list", help="recent jobs")
+    ls.add_argument("--status", type=_status, default=None)
+    ls.add_argument("--limit", type=positive_int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=cmd_list)
+    show = jsub.add_parser("show", help="one job with its agents, timings and match reasons")
+    show.add_argument("id", help="job id (or a unique prefix) or queue task id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_show)
+    cancel = jsub.add_parser("cancel", help="cancel a job: agents stopped, queue told")
+    cancel.add_argument("id")
+    cancel.set_defaults(handler=cmd_cancel)
+
+
+def _status(text: str) -> JobStatus:
+    try:
+        return JobStatus(text.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a status ({', '.join(s.value for s in JobStatus)})"
+        ) from None
+
+
+def _ms(a: Any, b: Any) -> float | None:
+    return round((b - a).total_seconds() * 1000, 1) if a and b else None
+
+
+def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": job.id,
+        "queueTaskId": job.queue_task_id,
+        "title": job.title,
+        "category": job.category,
+        "tags": job.tags,
+        "skillLevel": job.skill_level,
+        "status": job.status,
+        "queueStatus": job.queue_status,
+        "attempts": job.attempts,
+        "selectedAgentId": job.selected_agent_id,
+        "error": job.error,
+        "matchSummary": job.match_summary,
+        "createdAt": job.created_at,
+        "finishedAt": job.finished_at,
+        "endToEndMs": _ms(job.distributed_at, job.finished_at),
+    }
+    if detail:
+        data["payload"] = job.payload
+        data["result"] = job.result
+        data["expiresAt"] = job.expires_at
+        data["distributions"] = [
+            {
+                "id": d.id,
+                "attempt": d.attempt,
+                "status": d.status,
+                "flowRunId": d.flow_run_id,
+                "startedAt": d.started_at,
+                "finishedAt": d.finished_at,
+                "timeToFirstResultMs": _ms(d.started_at, d.first_result_at),
+                "decisions": d.decisions,
+                "agents": [
+                    {
+                        "agent": r.agent_name,
+                        "agentId": r.agent_id,
+                        "rank": r.rank,
+                        "status": r.status,
+                        "won": r.won,
+                        "attempts": r.attempts,
+                        "startedAt": r.started_at,
+                        "finishedAt": r.finished_at,
+                        "latencyMs": r.latency_ms,
+                        "failureKind": r.failure_kind,
+                        "error": r.error,
+                        "idempotencyKey": r.idempotency_key,
+                    }
+                    for r in d.agents
+                ],
+            }
+            for d in job.distributions
+        ]
+    return data
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with runtime().uow() as uow:
+        jobs = list(uow.jobs.list(args.status, args.limit))
+        if args.json:
+            emit_json([job_dict(j) for j in jobs])
+            return 0
+        if not jobs:
+            print("no jobs" + (f" in status {args.status.value}" if args.status else ""))
+            return 0
+        rows = [
+            [j.id[:8], j.queue_task_id, j.status, j.category, j.title[:40],
+             (j.error or j.match_summary or "")[:60]]
+            for j in jobs
+        ]
+        print(table(rows, ["ID", "QUEUE TASK", "STATUS", "CATEGORY", "TITLE", "NOTE"]))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with runtime().uow() as uow:
+        job = uow.jobs.find(args.id)
+        if job is None:
+            raise CLIError(f"no job {args.id!r}")
+        data = job_dict(job, detail=True)
+    if args.json:
+        emit_json(data)
+        return 0
+    print(f"job {data['id']}  (queue task {data['queueTaskId']})")
+    print(f"  title     {data['title']}")
+    print(f"  needs     category {data['category']}, tags {data['tags'] or '-'}, "
+          f"skill >= {data['skillLevel']}")
+    print(f"  status    {data['status']} (queue: {data['queueStatus']}), attempts {data['attempts']}")
+    if data["error"]:
+        print(f"  error     {data['error']}")
+    if data["result"] is not None:
+        print(f"  result    {str(data['result'])[:200]}")
+    if data["matchSummary"]:
+        print(f"  matching  {data['matchSummary']}")
+    for d in data["distributions"]:
+        print(f"\n  attempt {d['attempt']}: {d['status']}, first result after "
+              f"{d['timeToFirstResultMs'] or '-'} ms, flow run {d['flowRunId'] or '-'}")
+        rows = [[r["agent"], r["status"] + (" (winner)" if r["won"] else ""), str(r["attempts"]),
+                 f"{r['latencyMs']:.0f}" if r["latencyMs"] is not None else "-",
+                 (r["error"] or "")[:70]] for r in d["agents"]]
+        print("    " + table(rows, ["AGENT", "STATUS", "TRIES", "MS", "ERROR"]).replace("\n", "\n    "))
+        print("    why:")
+        for dec in d["decisions"]:
+            mark = "chosen  " if dec["chosen"] else "excluded" if not dec["eligible"] else "ranked  "
+            print(f"      {mark} {dec['agent_name']}: {dec['reason']}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    rt = runtime()
+    message = asyncio.run(cancel_job(rt, args.id))
+    print(message)
+    return 0

@@ -1,0 +1,24 @@
+"""Human-readable run summaries for the terminal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flows.dispatch import DispatchSummary
+
+
+def print_summary(summary: DispatchSummary) -> None:
+    outcomes: dict[str, int] = {}
+    for line in summary.jobs:
+        outcomes[line.outcome] = outcomes.get(line.outcome, 0) + 1
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(outcomes.items())) or "nothing to do"
+    print(f"dispatch run: {summary.taken} taken, {summary.rejected} rejected — {counts}")
+    for line in summary.jobs:
+        if line.winner:
+            what = f"won by {line.winner} in {line.winner_latency_ms:.0f} ms"
+        else:
+            what = line.detail or ""
+        print(f"  {line.queue_task_id:<24} {line.outcome:<11} {what}")
+    if summary.stopped_reason:
+        print(f"stopped early: {summary.stopped_reason}")

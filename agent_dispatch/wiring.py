@@ -1,0 +1,119 @@
+"""The one place that wires settings, the database engine and the HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import weakref
+from collections.abc import Callable
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from agent_dispatch.settings import Settings, get_settings
+from clients.agent import AgentClient
+from clients.queue import RemoteQueueClient
+from clients.retry import RetryPolicy
+from db.engine import make_engine, make_session_factory
+from db.uow import UnitOfWork
+
+
+class Runtime:
+    """Settings, engine and per-event-loop HTTP clients for one process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        queue_transport: httpx.AsyncBaseTransport | None = None,
+        agent_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine: Engine = make_engine(settings.effective_database_url)
+        self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self._queue_transport = queue_transport
+        self._agent_transport = agent_transport
+        # httpx async clients belong to one event loop; the CLI, tests and Prefect may use several.
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RemoteQueueClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._agents: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AgentClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.worker_name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.session_factory)
+
+    def queue(self) -> RemoteQueueClient:
+        loop = asyncio.get_running_loop()
+        client = self._queues.get(loop)
+        if client is None:
+            s = self.settings
+            client = RemoteQueueClient(
+                s.remote_queue_url,
+                s.remote_queue_token.get_secret_value(),
+                transport=self._queue_transport,
+                timeout=s.queue_timeout_seconds,
+                retry=RetryPolicy(attempts=s.execution_retry_count + 2),
+            )
+            self._queues[loop] = client
+        return client
+
+    def agents(self) -> AgentClient:
+        loop = asyncio.get_running_loop()
+        client = self._agents.get(loop)
+        if client is None:
+            s = self.settings
+            client = AgentClient(
+                transport=self._agent_transport,
+                max_response_bytes=s.agent_max_response_bytes,
+                retry=RetryPolicy(attempts=s.execution_retry_count),
+                address_guard=self.address_guard(),
+            )
+            self._agents[loop] = client
+        return client
+
+    def address_guard(self) -> Callable[[str], object] | None:
+        """SSRF guard for agent URLs; None when private networks are allowed."""
+        if self.settings.agent_allow_private_networks:
+            return None
+        from clients.netguard import make_address_guard
+
+        return make_address_guard()
+
+    def agent_token(self, token_ref: str | None) -> str | None:
+        if not token_ref:
+            return None
+        secret = self.settings.agent_tokens.get(token_ref)
+        return secret.get_secret_value() if secret else None
+
+    async def aclose_clients(self) -> None:
+        """Close this loop's HTTP clients (end of a flow run)."""
+        loop = asyncio.get_running_loop()
+        for registry in (self._queues, self._agents):
+            client = registry.pop(loop, None)
+            if client is not None:
+                await client.aclose()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_runtime: Runtime | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(get_settings())
+    return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Install a runtime (CLI, demo, tests); returns the previous one."""
+    global _runtime
+    previous, _runtime = _runtime, runtime
+    return previous

@@ -1,0 +1,70 @@
+"""Small ASGI and HTTP pieces shared by the queue and the agent farm."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+RequestHook = Callable[[Scope], None]
+ResponseHook = Callable[[Scope, int | None], None]
+
+
+def observed(app: ASGIApp, on_start: RequestHook, on_end: ResponseHook) -> ASGIApp:
+    """Wrap `app` so hooks see every HTTP request begin and end, with the status sent (if any).
+
+    The end hook runs after the body is fully streamed, which is what in-flight counts need.
+    """
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        status: int | None = None
+
+        async def noting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        on_start(scope)
+        try:
+            await app(scope, receive, noting_send)
+        finally:
+            on_end(scope, status)
+
+    return wrapped
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return once the client has gone; call only after the request body was read."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, or None when it is empty or not JSON."""
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def bearer_ok(headers: Headers, token: str | None) -> bool:
+    return token is None or headers.get("authorization") == f"Bearer {token}"
+
+
+def retry_after(seconds: float | None) -> dict[str, str]:
+    # The contracts speak of seconds and allow fractions (0.1), so no rounding to integers.
+    return {} if seconds is None else {"Retry-After": f"{seconds:g}"}
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)

@@ -1,0 +1,137 @@
+"""Finish a distribution: select the result, end the job, update agent statistics, tell the queue."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from agent_dispatch.wiring import get_runtime
+from db.models import Job, JobDistributionAgent, utcnow
+from db.uow import UnitOfWork
+from domain.breaker import Circuit, after_outcome
+from domain.model import AgentOutcome
+from domain.selection import verdict
+from domain.statuses import AgentRunStatus, FailureKind, JobStatus
+from domain.stats import apply_outcome
+from db.agent_repository import stats_of
+from tasks import events
+from tasks.dbio import in_transaction
+from tasks.job_steps import Taken
+from tasks.queue_io import report_status
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobEnd:
+    queue_task_id: str
+    job_id: str
+    status: JobStatus
+    winner: str | None = None
+    winner_latency_ms: float | None = None
+    error: str | None = None
+    report_problem: str | None = None
+
+
+def _outcome(row: JobDistributionAgent) -> AgentOutcome:
+    kind = FailureKind(row.failure_kind) if row.failure_kind else None
+    return AgentOutcome(
+        AgentRunStatus(row.status), row.result, row.error, kind, row.latency_ms, row.score, row.attempts
+    )
+
+
+@task(name="finish", cache_policy=NO_CACHE, task_run_name="finish {taken.claim.spec.queue_task_id}")
+async def finish_job(taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None) -> JobEnd:
+    rt = get_runtime()
+    s = rt.settings
+    claim, dist = taken.claim, taken.distribution
+    qid = claim.spec.queue_task_id
+
+    def decide(uow: UnitOfWork) -> tuple[JobEnd, object]:
+        now = utcnow()
+        for row in uow.distributions.rows(dist.distribution_id):
+            if row.status in (AgentRunStatus.ASSIGNED, AgentRunStatus.WORKING):
+                # A call cancelled before it could record its own end.
+                uow.distributions.move_agent(
+                    claim.lease,
+                    row.id,
+                    AgentRunStatus.CANCELLED,
+                    finished_at=now,
+                    failure_kind=FailureKind.CANCELLED.value,
+                    error="cancelled before the call finished",
+                )
+        uow.session.expire_all()
+        rows = list(uow.distributions.rows(dist.distribution_id))
+        outcomes = {r.agent_id or r.agent_name: _outcome(r) for r in rows}
+        names = {r.agent_id or r.agent_name: r.agent_name for r in rows}
+        winner = next((r for r in rows if r.id == winner_row_id), None)
+        if winner is not None and winner.status == AgentRunStatus.COMPLETED:
+            winner.won = True
+            status, error = JobStatus.COMPLETED, None
+        else:
+            winner = None
+            v = verdict(outcomes, names)
+            status, error = v.status, v.error
+            if status is JobStatus.FAILED and claim.spec.is_expired(now):
+                status, error = JobStatus.EXPIRED, "expired before any agent answered; " + (error or "")
+        uow.distributions.finish(
+            claim.lease,
+            dist.distribution_id,
+            status.value,
+            now,
+            winner_agent_id=winner.agent_id if winner else None,
+            error=error,
+            first_result_at=first_result_at,
+        )
+        uow.jobs.transition(
+            claim.lease,
+            status,
+            now,
+            selected_agent_id=winner.agent_id if winner else None,
+            result=winner.result if winner else None,
+            error=error,
+        )
+        # Statistics and circuit state move in the same transaction as the job's end.
+        for agent in uow.agents.lock(r.agent_id for r in rows if r.agent_id):
+            for r in rows:
+                if r.agent_id != agent.id:
+                    continue
+                out = _outcome(r)
+                uow.agents.save_stats(agent, apply_outcome(stats_of(agent), out, won=r.won), now)
+                c = after_outcome(
+                    Circuit(agent.consecutive_failures, agent.circuit_open_until),
+                    out,
+                    now,
+                    threshold=s.circuit_failure_threshold,
+                    reset_seconds=s.circuit_reset_seconds,
+                )
+                agent.consecutive_failures, agent.circuit_open_until = c.consecutive_failures, c.open_until
+        end = JobEnd(
+            qid,
+            claim.job_id,
+            status,
+            winner.agent_name if winner else None,
+            winner.latency_ms if winner else None,
+            error,
+        )
+        return end, (winner.result if winner else None, winner.agent_id if winner else None)
+
+    end, (result, agent_id) = await in_transaction(decide)
+    events.job_status_changed(
+        claim.job_id, qid, end.status.value, agent_id=agent_id, agent_name=end.winner, error=end.error
+    )
+    problem = await report_status(
+        qid, end.status.value, taken.queue_status, result=result, agent_id=agent_id, error=end.error
+    )
+
+    def reported(uow: UnitOfWork) -> None:
+        job = uow.session.get(Job, claim.job_id)
+        if job is not None:
+            job.queue_status = end.status.value
+
+    if problem is None:
+        await in_transaction(reported)
+    else:
+        get_run_logger().warning("queue not told %s for %s yet: %s", end.status, qid, problem)
+    return dataclasses.replace(end, report_problem=problem)

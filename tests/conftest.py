@@ -1,0 +1,73 @@
+"""Shared fixtures: a fresh PostgreSQL database per test, the runtime, one Prefect harness."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from agent_dispatch.settings import Settings
+from agent_dispatch.wiring import Runtime, set_runtime
+from tests.support.postgres import DatabaseFactory, admin_url
+
+# Prefect reads its own settings from the environment; keep test runs offline and quiet.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session")
+def pg_factory() -> Iterator[DatabaseFactory]:
+    with admin_url() as admin:
+        factory = DatabaseFactory(admin)
+        factory.prepare_template()
+        try:
+            yield factory
+        finally:
+            factory.close()
+
+
+@pytest.fixture
+def database_url(pg_factory: DatabaseFactory) -> Iterator[str]:
+    """A plain postgresql:// URL to a fresh, migrated database of its own."""
+    url = pg_factory.new()
+    try:
+        yield url
+    finally:
+        set_runtime(None)
+        pg_factory.drop(url)
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    base: dict[str, object] = {
+        "database_url": database_url,
+        "agent_allow_private_networks": True,  # test agents live on loopback
+        "remote_queue_token": "test-token",
+        "default_agent_timeout": 3000,
+        "execution_retry_count": 2,
+        "lease_check_seconds": 0.2,
+        "worker_name": "pytest",
+    }
+    base.update(overrides)
+    return Settings.model_validate(base)
+
+
+@pytest.fixture
+def runtime(database_url: str) -> Iterator[Runtime]:
+    rt = Runtime(make_settings(database_url))
+    previous = set_runtime(rt)
+    try:
+        yield rt
+    finally:
+        rt.dispose()
+        set_runtime(previous)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One ephemeral Prefect server for the whole session (starting one costs seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
