@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_reset_seconds: float = Field(default=60.0, gt=0)
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+    capacity_wait_seconds: float = Field(
+        default=60.0, ge=0, description="How long a job waits in a run for a busy agent"
+    )
     lease_check_seconds: float = Field(default=1.0, gt=0, description="Cancel/lease poll")
     # Per-agent bearer tokens by reference name, e.g. AGENT_TOKENS='{"acme": "s3cret"}'.
     agent_tokens: dict[str, SecretStr] = Field(default_factory=dict)

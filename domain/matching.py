@@ -29,6 +29,7 @@ class Decision:
 class MatchResult:
     chosen: tuple[AgentProfile, ...]
     decisions: tuple[Decision, ...]
+    busy: int = 0  # agents that fit the job but are at max concurrency right now
 
     @property
     def summary(self) -> str:
@@ -38,7 +39,7 @@ class MatchResult:
         return "no eligible agent" + (" (" + "; ".join(excluded) + ")" if excluded else "")
 
 
-def exclusion_reason(job: JobSpec, agent: AgentProfile) -> str | None:
+def exclusion_reason(job: JobSpec, agent: AgentProfile, *, capacity: bool = True) -> str | None:
     """The first rule the agent breaks for this job, or None when it is eligible."""
     if not agent.active:
         return "inactive"
@@ -46,7 +47,7 @@ def exclusion_reason(job: JobSpec, agent: AgentProfile) -> str | None:
         return "unhealthy"
     if agent.circuit_open:
         return "circuit open after repeated failures"
-    if agent.in_flight >= agent.max_concurrency:
+    if capacity and agent.in_flight >= agent.max_concurrency:
         return f"at max concurrency ({agent.in_flight}/{agent.max_concurrency})"
     if job.category not in agent.categories:
         return f"category {job.category!r} not in {sorted(agent.categories)}"
@@ -64,11 +65,13 @@ def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResu
         raise ValueError("limit must be at least 1")
     eligible: list[tuple[float, AgentProfile]] = []
     decisions: list[Decision] = []
+    busy = 0
     for agent in agents:
         reason = exclusion_reason(job, agent)
         if reason is None:
             eligible.append((rank_score(agent.stats), agent))
         else:
+            busy += exclusion_reason(job, agent, capacity=False) is None
             decisions.append(Decision(agent.id, agent.name, False, False, reason))
     # Ties break on latency (faster first), then name, so the order is deterministic.
     eligible.sort(key=lambda sa: (-sa[0], sa[1].stats.avg_latency_ms or float("inf"), sa[1].name))
@@ -79,4 +82,4 @@ def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResu
         why = f"rank {rank} by score {score:.3f}"
         why += "" if picked else f" (only top {limit} taken)"
         ranked.append(Decision(agent.id, agent.name, True, picked, why, round(score, 4), rank))
-    return MatchResult(chosen, tuple(ranked + decisions))
+    return MatchResult(chosen, tuple(ranked + decisions), busy)

@@ -81,6 +81,7 @@ class AgentOutcome:
     latency_ms: float | None = None
     score: float | None = None
     attempts: int = 1
+    answered_at: float | None = None  # monotonic clock; orders answers that land together
 
     @property
     def succeeded(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -17,6 +18,7 @@ from tasks.finish import JobEnd, finish_job
 from tasks.job_steps import (
     Claim,
     PlanKind,
+    CAPACITY_GONE,
     Taken,
     claim_rescued,
     end_job,
@@ -54,10 +56,23 @@ class DispatchSummary(BaseModel):
         return sum(1 for j in self.jobs if j.outcome == outcome)
 
 
-async def dispatch_one(claim: Claim, flow_run_id: str | None) -> JobLine:
+async def dispatch_one(claim: Claim, flow_run_id: str | None, capacity_wait: float) -> JobLine:
     """Plan, take, race and finish one leased job (composition only)."""
     qid = claim.spec.queue_task_id
-    plan = await plan_job(claim)
+    waited, round_no = 0.0, 1
+    while True:
+        plan = await plan_job(claim, round_no)
+        if plan.kind is PlanKind.DISPATCH:
+            taken = await take_job(claim, plan, flow_run_id)
+            if taken != CAPACITY_GONE:
+                break
+            plan = dataclasses.replace(plan, kind=PlanKind.UNSERVED, busy=1)
+        # Agents that fit but are busy free up within the run: wait for them, briefly.
+        if plan.kind is not PlanKind.UNSERVED or not plan.busy or waited >= capacity_wait:
+            break
+        pause = min(0.2 * 2 ** (round_no - 1), 2.0, capacity_wait - waited)
+        await asyncio.sleep(pause)
+        waited, round_no = waited + pause, round_no + 1
     if plan.kind is PlanKind.UNSERVED:
         await release_job(claim, plan.summary)
         return JobLine(queue_task_id=qid, job_id=claim.job_id, outcome="UNSERVED", detail=plan.summary)
@@ -65,7 +80,6 @@ async def dispatch_one(claim: Claim, flow_run_id: str | None) -> JobLine:
         status = JobStatus.EXPIRED if plan.kind is PlanKind.EXPIRED else JobStatus.FAILED
         await end_job(claim, status, plan.summary)
         return JobLine(queue_task_id=qid, job_id=claim.job_id, outcome=status.value, detail=plan.summary)
-    taken = await take_job(claim, plan, flow_run_id)
     if not isinstance(taken, Taken):
         return JobLine(queue_task_id=qid, job_id=None, outcome="CONFLICT", detail=taken)
     result = await race(taken)
@@ -102,7 +116,7 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
     async def guarded(claim: Claim) -> JobLine:
         async with gate:
             try:
-                line = await dispatch_one(claim, run_id)
+                line = await dispatch_one(claim, run_id, rt.settings.capacity_wait_seconds)
             except Exception as exc:  # one job's crash must not sink the run; the sweep rescues it
                 logger.exception("job %s crashed", claim.spec.queue_task_id)
                 line = JobLine(queue_task_id=claim.spec.queue_task_id, job_id=claim.job_id,

@@ -14,10 +14,13 @@ from clients.wire import JobExecutionData
 from db.models import utcnow
 from domain.lease import Lease, LeaseLost
 from domain.model import AgentOutcome
-from domain.selection import is_winner
-from tasks.agent_calls import AgentCallFailed, CallContext, call_agent
+from domain.selection import first_winner
+from tasks.agent_calls import CallContext, call_agent, forget_stop, request_stop
 from tasks.dbio import in_transaction
 from tasks.job_steps import Taken, deadline_for
+
+
+STOP_GRACE_SECONDS = 15.0  # a stopped call records its end and sends one bounded cancel
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,8 +35,8 @@ async def _outcome_of(state: State[Any]) -> AgentOutcome | None:
         value = await state.result()  # type: ignore[misc]
         return value if isinstance(value, AgentOutcome) else None
     if state.is_failed():
-        exc = await state.result(raise_on_failure=False)  # type: ignore[misc]
-        return exc.outcome if isinstance(exc, AgentCallFailed) else None
+        data = await state.result(raise_on_failure=False)  # type: ignore[misc]
+        return data if isinstance(data, AgentOutcome) else None
     return None
 
 
@@ -105,15 +108,24 @@ async def race(taken: Taken) -> RaceResult:
             if watchdog in done:
                 lease_lost = True
                 break
+            landed = []
             for finished in done:
                 pending.discard(finished)
                 outcome = await _outcome_of(finished.result())
-                if outcome is not None and is_winner(outcome) and winner is None:
-                    winner, first_at = calls[finished].assignment.row_id, utcnow()
+                if outcome is not None:
+                    landed.append((calls[finished].assignment.row_id, outcome))
+            winner = first_winner(landed)
+            if winner is not None:
+                first_at = utcnow()
     finally:
         watchdog.cancel()
         for loser in pending:
-            loser.cancel()
-        # Each cancelled call records CANCELLED and sends the agent its cancel request.
+            request_stop(calls[loser].assignment.row_id)
+        # Each stopped call cancels its HTTP request, records CANCELLED and tells the agent.
+        _, stuck = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS) if pending else ((), ())
+        for task_ in stuck:
+            task_.cancel()
         await asyncio.gather(*pending, watchdog, return_exceptions=True)
+        for ctx in calls.values():
+            forget_stop(ctx.assignment.row_id)
     return RaceResult(winner, first_at, lease_lost)

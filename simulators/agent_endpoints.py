@@ -63,7 +63,7 @@ class AgentEndpoints:
                 Route(ADMIN_PREFIX + "calls", self._admin_calls, methods=["GET"]),
             ]
         )
-        self.app = observed(router, self._request_started, self._request_ended)
+        self.app = observed(router, on_start=self._request_started, on_end=self._request_ended)
 
     # Bookkeeping around every request
 

@@ -15,10 +15,18 @@ RequestHook = Callable[[Scope], None]
 ResponseHook = Callable[[Scope, int | None], None]
 
 
-def observed(app: ASGIApp, on_start: RequestHook, on_end: ResponseHook) -> ASGIApp:
-    """Wrap `app` so hooks see every HTTP request begin and end, with the status sent (if any).
+def observed(
+    app: ASGIApp,
+    *,
+    on_start: RequestHook | None = None,
+    on_response: ResponseHook | None = None,
+    on_end: ResponseHook | None = None,
+) -> ASGIApp:
+    """Wrap `app` so hooks see every HTTP request begin, be answered, and end.
 
-    The end hook runs after the body is fully streamed, which is what in-flight counts need.
+    on_response runs before the status line goes out, so the client cannot see an answer
+    that the hook has not seen; on_end runs after the body is fully streamed and gets the
+    status sent, or None when there was none.
     """
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
@@ -31,13 +39,17 @@ def observed(app: ASGIApp, on_start: RequestHook, on_end: ResponseHook) -> ASGIA
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if on_response is not None:
+                    on_response(scope, status)
             await send(message)
 
-        on_start(scope)
+        if on_start is not None:
+            on_start(scope)
         try:
             await app(scope, receive, noting_send)
         finally:
-            on_end(scope, status)
+            if on_end is not None:
+                on_end(scope, status)
 
     return wrapped
 

@@ -86,7 +86,7 @@ class SimulatedQueue:
                 Route(ADMIN_PREFIX + "state", self._admin_state, methods=["GET"]),
             ]
         )
-        self.app = observed(router, lambda scope: None, self._log_request)
+        self.app = observed(router, on_response=self._log_request, on_end=self._log_unanswered)
 
     @contextlib.contextmanager
     def serve(self, port: int = 0) -> Iterator[RunningServer]:
@@ -195,6 +195,10 @@ class SimulatedQueue:
         }
 
     # HTTP
+
+    def _log_unanswered(self, scope: Scope, status: int | None) -> None:
+        if status is None:
+            self._log_request(scope, None)
 
     def _log_request(self, scope: Scope, status: int | None) -> None:
         path: str = scope["path"]

@@ -12,14 +12,14 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
-from prefect.states import Cancelled, State
+from prefect.states import Cancelled, Failed, State
 
 from agent_dispatch.wiring import get_runtime
-from clients.agent import AgentEndpoint
+from clients.agent import AgentEndpoint, AgentReply
 from clients.errors import AgentCallError
 from clients.wire import JobExecutionData
 from db.distribution_repository import Assignment
-from db.models import utcnow
+from db.models import JobDistributionAgent, utcnow
 from db.uow import UnitOfWork
 from domain.lease import Lease, LeaseLost
 from domain.model import AgentOutcome
@@ -29,13 +29,22 @@ from tasks.dbio import in_transaction
 
 CANCEL_CALL_TIMEOUT = 5.0
 
+# Stop signals by agent row id. The flow sets one to end a losing call; the task cancels its
+# own HTTP call and returns Cancelled. Cancelling the Prefect task's asyncio task directly can
+# land before the task body starts, and Prefect then records the run as Crashed.
+_stops: dict[str, asyncio.Event] = {}
 
-class AgentCallFailed(Exception):
-    """Raised so the task run shows Failed in the UI; carries the outcome for the flow."""
 
-    def __init__(self, agent_name: str, outcome: AgentOutcome) -> None:
-        super().__init__(f"{agent_name}: {outcome.status.value} ({outcome.error})")
-        self.outcome = outcome
+def stop_signal(row_id: str) -> asyncio.Event:
+    return _stops.setdefault(row_id, asyncio.Event())
+
+
+def request_stop(row_id: str) -> None:
+    stop_signal(row_id).set()
+
+
+def forget_stop(row_id: str) -> None:
+    _stops.pop(row_id, None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,10 +58,6 @@ class CallContext:
     assignment: Assignment
     request: JobExecutionData
     deadline: dt.datetime
-
-
-def _status_for(error: AgentCallError) -> AgentRunStatus:
-    return AgentRunStatus.TIMEOUT if error.kind is FailureKind.TIMEOUT else AgentRunStatus.FAILED
 
 
 async def _write(ctx: CallContext, target: AgentRunStatus, **fields: Any) -> bool:
@@ -78,20 +83,47 @@ async def _write(ctx: CallContext, target: AgentRunStatus, **fields: Any) -> boo
     return True
 
 
+async def _stopped(ctx: CallContext, endpoint: AgentEndpoint, started: float,
+                   remote_task_id: str | None) -> State[Any]:
+    """Record CANCELLED and tell the agent to stop (best effort, bounded)."""
+    latency = (time.monotonic() - started) * 1000
+    await _write(
+        ctx,
+        AgentRunStatus.CANCELLED,
+        finished_at=utcnow(),
+        latency_ms=latency,
+        failure_kind=FailureKind.CANCELLED.value,
+        error="cancelled: another agent answered first or the job was stopped",
+    )
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            get_runtime().agents().cancel(
+                endpoint,
+                job_id=ctx.queue_task_id,
+                distribution_id=ctx.distribution_id,
+                remote_task_id=remote_task_id,
+            ),
+            CANCEL_CALL_TIMEOUT,
+        )
+    return Cancelled(message=f"{endpoint.name} cancelled after {latency:.0f} ms")
+
+
 @task(
     name="call-agent",
     cache_policy=NO_CACHE,
     task_run_name="{ctx.assignment.agent_name} <- {ctx.queue_task_id}",
 )
 async def call_agent(ctx: CallContext) -> AgentOutcome | State[Any]:
-    """Call one agent until it answers, fails, times out, or this task is cancelled."""
+    """Call one agent until it answers, fails, times out, or the flow stops it."""
     rt = get_runtime()
-    logger = get_run_logger()
     a = ctx.assignment
     endpoint = AgentEndpoint(a.agent_id, a.agent_name, a.url, rt.agent_token(a.token_ref))
+    stop = stop_signal(a.row_id)
+    started = time.monotonic()
+    if stop.is_set():
+        return await _stopped(ctx, endpoint, started, None)
     if not await _write(ctx, AgentRunStatus.WORKING, started_at=utcnow(), task_run_id=str(task_run.id)):
         return Cancelled(message=f"{a.agent_name}: job no longer held by this run")
-    started = time.monotonic()
     remote_task_id: str | None = None
 
     async def accepted(task_id: str) -> None:
@@ -99,8 +131,6 @@ async def call_agent(ctx: CallContext) -> AgentOutcome | State[Any]:
         remote_task_id = task_id
 
         def save(uow: UnitOfWork) -> None:
-            from db.models import JobDistributionAgent
-
             row = uow.session.get(JobDistributionAgent, a.row_id)
             if row is not None:
                 row.remote_task_id = task_id
@@ -108,63 +138,49 @@ async def call_agent(ctx: CallContext) -> AgentOutcome | State[Any]:
         await in_transaction(save)
 
     remaining = (ctx.deadline - utcnow()).total_seconds()
-    try:
-        reply = await rt.agents().execute(
+    call = asyncio.ensure_future(
+        rt.agents().execute(
             endpoint, ctx.request, deadline=time.monotonic() + remaining, on_accepted=accepted
         )
+    )
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
     except asyncio.CancelledError:
-        latency = (time.monotonic() - started) * 1000
-        # The race is over (another agent won, or the job was cancelled): record it, tell the agent.
-        await _write(
-            ctx,
-            AgentRunStatus.CANCELLED,
-            finished_at=utcnow(),
-            latency_ms=latency,
-            failure_kind=FailureKind.CANCELLED.value,
-            error="cancelled: another agent answered first or the job was stopped",
-        )
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(
-                rt.agents().cancel(
-                    endpoint,
-                    job_id=ctx.queue_task_id,
-                    distribution_id=ctx.distribution_id,
-                    remote_task_id=remote_task_id,
-                ),
-                CANCEL_CALL_TIMEOUT,
-            )
-        return Cancelled(message=f"{a.agent_name} cancelled after {latency:.0f} ms")
-    except AgentCallError as exc:
-        latency = (time.monotonic() - started) * 1000
-        outcome = AgentOutcome(
-            _status_for(exc), error=str(exc), failure_kind=exc.kind, latency_ms=latency,
-            attempts=exc.attempts,
-        )
-        await _write(
-            ctx,
-            outcome.status,
-            finished_at=utcnow(),
-            latency_ms=latency,
-            error=outcome.error,
-            failure_kind=exc.kind.value,
-            attempts=exc.attempts,
-        )
-        logger.warning("%s %s after %.0f ms: %s", a.agent_name, outcome.status.value, latency, exc)
-        raise AgentCallFailed(a.agent_name, outcome) from None
-    latency = (time.monotonic() - started) * 1000
+        request_stop(a.row_id)  # the flow itself is being cancelled
+    finally:
+        waiter.cancel()
+    if not call.done():
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        return await _stopped(ctx, endpoint, started, remote_task_id)
+    return await _settle(ctx, call, started)
+
+
+async def _settle(ctx: CallContext, call: asyncio.Future[AgentReply], started: float) -> AgentOutcome | State[Any]:
+    """Turn the finished call into the row's end state and the task run's state."""
+    a = ctx.assignment
+    answered = time.monotonic()
+    latency = (answered - started) * 1000
+    exc = call.exception()
+    if isinstance(exc, AgentCallError):
+        status = AgentRunStatus.TIMEOUT if exc.kind is FailureKind.TIMEOUT else AgentRunStatus.FAILED
+        outcome = AgentOutcome(status, error=str(exc), failure_kind=exc.kind, latency_ms=latency,
+                               attempts=exc.attempts)
+        await _write(ctx, status, finished_at=utcnow(), latency_ms=latency, error=outcome.error,
+                     failure_kind=exc.kind.value, attempts=exc.attempts)
+        get_run_logger().warning("%s %s after %.0f ms: %s", a.agent_name, status.value, latency, exc)
+        # A Failed state (not an exception) marks the run Failed in the UI without a traceback.
+        return Failed(message=f"{a.agent_name} {status.value}: {exc}", data=outcome)
+    if exc is not None:
+        raise exc  # a bug, not an agent fault: let Prefect show it
+    reply = call.result()
     outcome = AgentOutcome(
         AgentRunStatus.COMPLETED, result=reply.result, latency_ms=latency, score=reply.score,
-        attempts=reply.attempts,
+        attempts=reply.attempts, answered_at=answered,
     )
-    if not await _write(
-        ctx,
-        AgentRunStatus.COMPLETED,
-        finished_at=utcnow(),
-        latency_ms=latency,
-        result=reply.result,
-        score=reply.score,
-        attempts=reply.attempts,
-    ):
+    if not await _write(ctx, AgentRunStatus.COMPLETED, finished_at=utcnow(), latency_ms=latency,
+                        result=reply.result, score=reply.score, attempts=reply.attempts):
         return Cancelled(message=f"{a.agent_name}: answered, but the job was no longer held")
-    logger.info("%s COMPLETED in %.0f ms", a.agent_name, latency)
+    get_run_logger().info("%s COMPLETED in %.0f ms", a.agent_name, latency)
     return outcome

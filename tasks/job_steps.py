@@ -34,6 +34,9 @@ class Claim:
     status: JobStatus  # when claimed: OPEN for new jobs, DISTRIBUTED/IN_PROGRESS when rescued
 
 
+CAPACITY_GONE = "the chosen agents filled up before assignment"
+
+
 class PlanKind(enum.StrEnum):
     DISPATCH = "dispatch"
     EXPIRED = "expired"
@@ -46,6 +49,7 @@ class Plan:
     kind: PlanKind
     decisions: tuple[Decision, ...] = ()
     summary: str = ""
+    busy: int = 0  # fitting agents that are full now: worth waiting for
 
 
 def _claims(uow: UnitOfWork, leases: list[Lease]) -> list[Claim]:
@@ -87,8 +91,8 @@ async def claim_rescued(limit: int) -> list[Claim]:
     return await in_transaction(work)
 
 
-@task(name="plan", cache_policy=NO_CACHE, task_run_name="plan {claim.spec.queue_task_id}")
-async def plan_job(claim: Claim) -> Plan:
+@task(name="plan", cache_policy=NO_CACHE, task_run_name="plan {claim.spec.queue_task_id} #{round}")
+async def plan_job(claim: Claim, round: int = 1) -> Plan:
     """Match and rank agents (domain core) and record why each was chosen or excluded."""
     settings = get_runtime().settings
 
@@ -104,7 +108,7 @@ async def plan_job(claim: Claim) -> Plan:
         result = match(spec, uow.agents.profiles(now), limit)
         job.match_summary = result.summary
         kind = PlanKind.DISPATCH if result.chosen else PlanKind.UNSERVED
-        return Plan(kind, result.decisions, result.summary)
+        return Plan(kind, result.decisions, result.summary, result.busy)
 
     return await in_transaction(work)
 
@@ -133,14 +137,14 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
 
     dist = await in_transaction(reserve)
     if not dist.assignments:
-        await in_transaction(lambda uow: _abandon(uow, claim, dist.distribution_id))
-        return "agents filled up before assignment: " + ", ".join(dist.dropped)
+        await in_transaction(lambda uow: _abandon(uow, claim, dist.distribution_id, release=False))
+        return CAPACITY_GONE
     queue_status = claim.status.value
     if claim.status is JobStatus.OPEN:
         try:
             taken = await queue.take(qid)
         except QueueError:
-            await in_transaction(lambda uow: _abandon(uow, claim, dist.distribution_id))
+            await in_transaction(lambda uow: _abandon(uow, claim, dist.distribution_id, release=True))
             raise
         if not taken:
             await in_transaction(lambda uow: uow.session.delete(uow.jobs.get_leased(claim.lease)))
@@ -172,8 +176,8 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
     return Taken(claim, dist, queue_status)
 
 
-def _abandon(uow: UnitOfWork, claim: Claim, distribution_id: str) -> None:
-    """Undo a reservation: the distribution and its rows go, the job is released."""
+def _abandon(uow: UnitOfWork, claim: Claim, distribution_id: str, *, release: bool) -> None:
+    """Undo a reservation: the distribution and its rows go; the lease is kept or released."""
     from db.models import JobDistributionRecord
 
     record = uow.session.get(JobDistributionRecord, distribution_id)
@@ -183,7 +187,8 @@ def _abandon(uow: UnitOfWork, claim: Claim, distribution_id: str) -> None:
         uow.session.delete(record)
     job = uow.jobs.get_leased(claim.lease)
     job.attempts = max(job.attempts - 1, 0)
-    uow.jobs.release(claim.lease)
+    if release:
+        uow.jobs.release(claim.lease)
 
 
 @task(name="end-unstarted", cache_policy=NO_CACHE, task_run_name="{status} {claim.spec.queue_task_id}")

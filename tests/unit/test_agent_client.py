@@ -280,7 +280,8 @@ async def test_retry_after_past_the_deadline_gives_up_at_once() -> None:
 
 
 async def endless(consumed: list[int], chunk: bytes) -> AsyncIterator[bytes]:
-    while True:
+    # "Forever" for the client; bounded here so a broken cap fails the test, not the machine.
+    for _ in range(1000):
         consumed.append(len(chunk))
         yield chunk
 
@@ -505,3 +506,14 @@ async def test_token_never_shows() -> None:
             errors.append(info.value)
     for exc in errors:
         assert_hides_token(exc)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("url", ["http://", "ftp://agents.test/a1", "not a url", "http://[::1/x"])
+async def test_unusable_url_fails_without_a_request(url: str) -> None:
+    fake = Script(completed())
+    async with make(fake) as client:
+        with pytest.raises(AgentConnectionError, match="agent a1 has an unusable URL") as info:
+            await client.execute(AgentEndpoint("a1", "A", url), DATA, deadline=soon())
+    assert info.value.attempts == 0
+    assert fake.requests == []
