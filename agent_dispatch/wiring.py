@@ -6,13 +6,13 @@ import asyncio
 import os
 import socket
 import weakref
-from collections.abc import Callable
 
 import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent_dispatch.settings import Settings, get_settings
+from clients import AddressGuard
 from clients.agent import AgentClient
 from clients.queue import RemoteQueueClient
 from clients.retry import RetryPolicy
@@ -76,7 +76,7 @@ class Runtime:
             self._agents[loop] = client
         return client
 
-    def address_guard(self) -> Callable[[str], object] | None:
+    def address_guard(self) -> AddressGuard | None:
         """SSRF guard for agent URLs; None when private networks are allowed."""
         if self.settings.agent_allow_private_networks:
             return None

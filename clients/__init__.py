@@ -1,6 +1,6 @@
 """HTTP clients of the remote job queue and of the agents (httpx + pydantic)."""
 
-from clients.agent import AddressGuard, AgentClient, AgentEndpoint, AgentReply, OnAccepted
+from clients.agent import AgentClient, AgentEndpoint, AgentReply, OnAccepted
 from clients.errors import (
     AgentBlocked,
     AgentCallError,
@@ -18,6 +18,7 @@ from clients.errors import (
     TaskConflict,
     TaskNotFound,
 )
+from clients.exchange import AddressGuard
 from clients.queue import UNSET, RejectedItem, RemoteQueueClient, TaskPage
 from clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from clients.wire import (

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from clients.errors import AgentCallError, AgentHTTPError, AgentReportedFailure, AgentTimeout
+from clients.errors import AgentHTTPError, AgentReportedFailure, AgentTimeout
 from clients.exchange import AddressGuard, Answer, BoundedHttp, Exchange, bounded, loop_time
 from clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from clients.wire import Accepted, AgentResult, HealthReport, JobExecutionData
@@ -22,8 +22,6 @@ OnAccepted = Callable[[str], Awaitable[None]]
 _RETRYABLE_STATUSES: Final = frozenset({429, 503})
 DEFAULT_POLL_INTERVAL: Final = 0.5
 MAX_POLL_INTERVAL: Final = 5.0
-
-__all__ = ["AddressGuard", "AgentClient", "AgentEndpoint", "AgentReply", "OnAccepted"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,7 +142,8 @@ class AgentClient:
         exchange = _exchange(endpoint, None, deadline, "health report")
         async with bounded(exchange):
             try:
-                answer = await self._http.request(exchange, "GET", endpoint.url("health"))
+                url = endpoint.url("health")
+                answer = await self._http.request(exchange, "GET", url, count=True)
             except httpx.TransportError as exc:
                 raise exchange.transport_error(exc) from None
             if answer.status_code != 200:
@@ -174,7 +173,7 @@ class AgentClient:
                 if code not in _RETRYABLE_STATUSES:
                     return await self._settle(endpoint, exchange, answer, on_accepted)
                 failure = AgentHTTPError(
-                    f"agent {endpoint.agent_id} answered {code} after {attempt} attempts",
+                    f"agent {endpoint.name} answered {code} after {attempt} attempts",
                     status_code=code,
                 )
                 retry_after = parse_retry_after(answer.headers.get("Retry-After"))
@@ -248,14 +247,10 @@ def _exchange(
         headers["Idempotency-Key"] = idempotency_key
     if endpoint.token:
         headers["Authorization"] = f"Bearer {endpoint.token}"
-    return Exchange(endpoint.agent_id, headers, loop_deadline, awaited)
+    return Exchange(endpoint.name, headers, loop_deadline, awaited)
 
 
 def _final(exchange: Exchange, result: AgentResult, code: int) -> AgentReply:
     if result.status == "FAILED":
-        raise AgentReportedFailure(exchange.agent_id, result.error or "", status_code=code)
+        raise AgentReportedFailure(exchange.agent, result.error or "", status_code=code)
     return AgentReply(result.result, result.score, exchange.attempts, exchange.remote_task_id, code)
-
-
-def _unused(exc: AgentCallError) -> None:  # pragma: no cover
-    pass

@@ -37,7 +37,7 @@ class Answer:
 class Exchange:
     """State of one bounded call to an agent: execute (with retries and polls), cancel, health."""
 
-    agent_id: str
+    agent: str  # the agent's name, for messages
     headers: dict[str, str]
     loop_deadline: float  # on the event loop's clock
     awaited: str  # what we wait for, for the timeout message
@@ -49,7 +49,7 @@ class Exchange:
 
     def timeout_error(self) -> AgentTimeout:
         return AgentTimeout(
-            f"agent {self.agent_id} gave no {self.awaited} in time",
+            f"agent {self.agent} gave no {self.awaited} in time",
             attempts=self.attempts,
             remote_task_id=self.remote_task_id,
         )
@@ -61,25 +61,27 @@ class Exchange:
             not isinstance(exc, httpx.ConnectTimeout) or self.remaining() <= 0
         ):
             return self.timeout_error()
-        return AgentConnectionError(f"agent {self.agent_id} unreachable ({type(exc).__name__})")
+        return AgentConnectionError(f"agent {self.agent} unreachable ({type(exc).__name__})")
 
     def parse(self, model: type[Model], body: bytes) -> Model:
         """The body as `model`, or AgentInvalidAnswer."""
         try:
             raw = json.loads(body)
         except ValueError:
-            raise AgentInvalidAnswer(f"agent {self.agent_id}: answer is not JSON") from None
+            raise AgentInvalidAnswer(f"agent {self.agent}: answer is not JSON") from None
         try:
             return model.model_validate(raw)
         except ValidationError as exc:
             why = summarize_errors(exc)
             raise AgentInvalidAnswer(
-                f"agent {self.agent_id}: answer has the wrong shape: {why}"
+                f"agent {self.agent}: answer has the wrong shape: {why}"
             ) from None
 
     def status_error(self, code: int, where: str) -> AgentHTTPError:
         why = ": redirects are not followed" if 300 <= code < 400 else ""
-        return AgentHTTPError(f"agent {self.agent_id} answered {code} {where}{why}", status_code=code)
+        return AgentHTTPError(
+            f"agent {self.agent} answered {code} {where}{why}", status_code=code
+        )
 
 
 def loop_time(monotonic_deadline: float) -> float:
@@ -146,7 +148,7 @@ class BoundedHttp:
         """One guarded request; httpx.TransportError is left to the caller to classify."""
         if not _usable_url(url):
             # Retrying cannot mend a registration: fail now, without calling the guard.
-            raise AgentConnectionError(f"agent {exchange.agent_id} has an unusable URL")
+            raise AgentConnectionError(f"agent {exchange.agent} has an unusable URL")
         if self._address_guard is not None:
             await self._address_guard(url)
         remaining = exchange.remaining()
@@ -160,7 +162,7 @@ class BoundedHttp:
         ) as response:
             content = b""
             if read_body and response.is_success:
-                content = await self._read_capped(exchange.agent_id, response)
+                content = await self._read_capped(exchange.agent, response)
             return Answer(response.status_code, response.headers, content)
 
     async def _read_capped(self, agent_id: str, response: httpx.Response) -> bytes:

@@ -126,6 +126,20 @@ class JobRepository:
             .values(lease_token=None, lease_owner=None, lease_expires_at=None)
         )
 
+    def expire_lease(self, lease: Lease, now: dt.datetime) -> None:
+        """End the lease now but keep its token: the sweep must look at this job next."""
+        self.session.execute(
+            update(Job).where(self._fenced(lease)).values(lease_expires_at=now)
+        )
+
+    def mark_queue_status(self, job_id: str, status: JobStatus) -> None:
+        """Record that the queue accepted a finished job's ending (only while it has it)."""
+        self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == status.value)
+            .values(queue_status=status.value)
+        )
+
     def get_leased(self, lease: Lease) -> Job:
         job = self.session.scalars(select(Job).where(self._fenced(lease))).one_or_none()
         if job is None:

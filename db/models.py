@@ -205,3 +205,6 @@ class QueueRejection(Base):
     reason: Mapped[str] = mapped_column(Text)
     reported: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+import db.reporting_models  # noqa: E402,F401  (registers reporting tables)

@@ -30,10 +30,9 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            self.session.rollback()
-        finally:
-            self.session.close()
+        # close() rolls back anything uncommitted and detaches objects without expiring them,
+        # so values read inside the block stay readable after it.
+        self.session.close()
 
     def commit(self) -> None:
         self.session.commit()

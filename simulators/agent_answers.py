@@ -61,4 +61,7 @@ async def huge(behaviour: Behaviour, stop: threading.Event) -> AsyncIterator[byt
         piece = chunk if left >= len(chunk) else chunk[:left]
         left -= len(piece)
         yield piece
+        # Writes to a gone client return at once, so without this the loop would never let the
+        # event loop see the disconnect and would push the whole body into a closed socket.
+        await asyncio.sleep(0)
     yield tail

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from starlette.applications import Starlette
@@ -166,9 +167,9 @@ class AgentEndpoints:
         if kind == "async_poll":
             return self._accept(agent, behaviour, job, key)
         if kind == "drip":
-            return streamed(drip(behaviour, self._state.stopping))
+            return streamed(self._counted(agent, drip(behaviour, self._state.stopping)))
         if kind == "huge":
-            return streamed(huge(behaviour, self._state.stopping))
+            return streamed(self._counted(agent, huge(behaviour, self._state.stopping)))
         if kind == "hanging":
             await self._hold(request, agent, None, math.inf)
             return error(503, "stopped")
@@ -179,6 +180,14 @@ class AgentEndpoints:
             if held != "done":
                 return error(503, "stopped")
         return final_answer(kind, agent.name, behaviour, job)
+
+    async def _counted(
+        self, agent: AgentState, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            with self._state.lock:
+                agent.streamed_bytes += len(chunk)
+            yield chunk
 
     def _accept(
         self, agent: AgentState, behaviour: Behaviour, job: dict[str, Any], key: str

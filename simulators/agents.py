@@ -102,6 +102,11 @@ class AgentFarm:
         with self._state.lock:
             return self._state.agents[agent].peak
 
+    def streamed_bytes(self, agent: str) -> int:
+        """Body bytes the agent's drip and huge answers produced: a bound on what was sent."""
+        with self._state.lock:
+            return self._state.agents[agent].streamed_bytes
+
     def summary(self) -> dict[str, Any]:
         """What GET /_sim/calls answers."""
         return self._state.summary()

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from simulators.agents import AgentFarm
+from simulators.behaviours import Behaviour, parse_behaviour
 from simulators.queue import SimulatedQueue
 
 
@@ -18,14 +19,17 @@ def _csv(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _agents(text: str) -> dict[str, str]:
-    """ "fast1=fast,slow1=slow:delay=5" -> {"fast1": "fast", "slow1": "slow:delay=5"}."""
-    agents: dict[str, str] = {}
+def _agents(text: str) -> dict[str, Behaviour]:
+    """ "fast1=fast,slow1=slow:delay=5" -> {"fast1": <fast>, "slow1": <slow, delay 5>}."""
+    agents: dict[str, Behaviour] = {}
     for part in _csv(text):
         name, sep, spec = part.partition("=")
         if not sep or not name or not spec:
             raise argparse.ArgumentTypeError(f"expected name=behaviour, got {part!r}")
-        agents[name] = spec
+        try:
+            agents[name] = parse_behaviour(spec)
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"{part!r}: {exc}") from exc
     return agents
 
 
@@ -67,8 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     queue = SimulatedQueue(args.token)
     farm = AgentFarm()
-    for name, spec in args.agents.items():
-        farm.add(name, spec, token=args.agent_token)
+    for name, chosen in args.agents.items():
+        farm.add(name, chosen, token=args.agent_token)
     seed(queue, args)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

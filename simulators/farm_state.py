@@ -56,6 +56,7 @@ class AgentState:
     rng: random.Random = dataclasses.field(default_factory=random.Random)
     in_flight: int = 0  # open POST /execute requests, streamed bodies included
     peak: int = 0
+    streamed_bytes: int = 0  # body bytes handed to the server by drip and huge answers
     attempts: Counter[str] = dataclasses.field(default_factory=Counter)  # per Idempotency-Key
     open: Counter[str] = dataclasses.field(default_factory=Counter)  # open executes per distId
     cancelled: set[str] = dataclasses.field(default_factory=set)  # distributionIds
@@ -89,6 +90,7 @@ class FarmState:
                 "cancels": dict(Counter(c.agent for c in self.cancels)),
                 "inFlight": {n: a.in_flight for n, a in self.agents.items()},
                 "peakInFlight": {n: a.peak for n, a in self.agents.items()},
+                "streamedBytes": {n: a.streamed_bytes for n, a in self.agents.items()},
                 "calls": len(self.calls),
             }
 

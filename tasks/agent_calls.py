@@ -84,17 +84,11 @@ async def _write(ctx: CallContext, target: AgentRunStatus, **fields: Any) -> boo
 
 
 async def _stopped(ctx: CallContext, endpoint: AgentEndpoint, started: float,
-                   remote_task_id: str | None) -> State[Any]:
-    """Record CANCELLED and tell the agent to stop (best effort, bounded)."""
+                   remote_task_id: str | None, call: asyncio.Future[Any] | None = None) -> State[Any]:
+    """Tell the agent to stop (best effort, bounded), end our request, record CANCELLED."""
     latency = (time.monotonic() - started) * 1000
-    await _write(
-        ctx,
-        AgentRunStatus.CANCELLED,
-        finished_at=utcnow(),
-        latency_ms=latency,
-        failure_kind=FailureKind.CANCELLED.value,
-        error="cancelled: another agent answered first or the job was stopped",
-    )
+    # The contract's POST /cancel is for work "answered synchronously (the request is still
+    # open)": send it before our own request is torn down.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
             get_runtime().agents().cancel(
@@ -105,6 +99,17 @@ async def _stopped(ctx: CallContext, endpoint: AgentEndpoint, started: float,
             ),
             CANCEL_CALL_TIMEOUT,
         )
+    if call is not None:
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+    await _write(
+        ctx,
+        AgentRunStatus.CANCELLED,
+        finished_at=utcnow(),
+        latency_ms=latency,
+        failure_kind=FailureKind.CANCELLED.value,
+        error="cancelled: another agent answered first or the job was stopped",
+    )
     return Cancelled(message=f"{endpoint.name} cancelled after {latency:.0f} ms")
 
 
@@ -131,9 +136,10 @@ async def call_agent(ctx: CallContext) -> AgentOutcome | State[Any]:
         remote_task_id = task_id
 
         def save(uow: UnitOfWork) -> None:
-            row = uow.session.get(JobDistributionAgent, a.row_id)
-            if row is not None:
-                row.remote_task_id = task_id
+            if uow.jobs.holds(ctx.lease):  # fenced like every other write of this job
+                row = uow.session.get(JobDistributionAgent, a.row_id)
+                if row is not None:
+                    row.remote_task_id = task_id
 
         await in_transaction(save)
 
@@ -151,9 +157,7 @@ async def call_agent(ctx: CallContext) -> AgentOutcome | State[Any]:
     finally:
         waiter.cancel()
     if not call.done():
-        call.cancel()
-        await asyncio.gather(call, return_exceptions=True)
-        return await _stopped(ctx, endpoint, started, remote_task_id)
+        return await _stopped(ctx, endpoint, started, remote_task_id, call)
     return await _settle(ctx, call, started)
 
 

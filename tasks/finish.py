@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from agent_dispatch.wiring import get_runtime
-from db.models import Job, JobDistributionAgent, utcnow
+from db.models import JobDistributionAgent, utcnow
 from db.uow import UnitOfWork
 from domain.breaker import Circuit, after_outcome
 from domain.model import AgentOutcome
@@ -125,13 +125,8 @@ async def finish_job(taken: Taken, winner_row_id: str | None, first_result_at: d
         qid, end.status.value, taken.queue_status, result=result, agent_id=agent_id, error=end.error
     )
 
-    def reported(uow: UnitOfWork) -> None:
-        job = uow.session.get(Job, claim.job_id)
-        if job is not None:
-            job.queue_status = end.status.value
-
     if problem is None:
-        await in_transaction(reported)
+        await in_transaction(lambda uow: uow.jobs.mark_queue_status(claim.job_id, end.status))
     else:
         get_run_logger().warning("queue not told %s for %s yet: %s", end.status, qid, problem)
     return dataclasses.replace(end, report_problem=problem)

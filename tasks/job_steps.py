@@ -15,7 +15,7 @@ from db.distribution_repository import NewDistribution
 from db.job_repository import spec_of
 from db.models import Job, utcnow
 from db.uow import UnitOfWork
-from domain.lease import Lease
+from domain.lease import Lease, LeaseLost
 from domain.matching import Decision, match
 from domain.model import JobSpec
 from domain.statuses import JobStatus
@@ -141,10 +141,14 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
         return CAPACITY_GONE
     queue_status = claim.status.value
     if claim.status is JobStatus.OPEN:
+        await _ensure_held(claim.lease)  # a worker that lost its lease must not touch the queue
         try:
             taken = await queue.take(qid)
         except QueueError:
-            await in_transaction(lambda uow: _abandon(uow, claim, dist.distribution_id, release=True))
+            # The take may have reached the queue before the error: keep the job leased but
+            # expired, so the sweep asks the queue and either releases or rescues it.
+            await in_transaction(lambda uow: _abandon(uow, claim, dist.distribution_id, release=False))
+            await in_transaction(lambda uow: uow.jobs.expire_lease(claim.lease, utcnow()))
             raise
         if not taken:
             await in_transaction(lambda uow: uow.session.delete(uow.jobs.get_leased(claim.lease)))
@@ -158,6 +162,7 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
         await in_transaction(distributed)
         events.job_status_changed(claim.job_id, qid, "DISTRIBUTED", attempt=dist.attempt)
     if queue_status == JobStatus.DISTRIBUTED.value:
+        await _ensure_held(claim.lease)
         problem = await report_status(qid, "IN_PROGRESS", "DISTRIBUTED")
         if problem is None:
             queue_status = JobStatus.IN_PROGRESS.value
@@ -174,6 +179,12 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
             claim.job_id, qid, "IN_PROGRESS", agents=[a.agent_name for a in dist.assignments]
         )
     return Taken(claim, dist, queue_status)
+
+
+async def _ensure_held(lease: Lease) -> None:
+    """Raise LeaseLost unless this run still holds the job (checked before each queue write)."""
+    if not await in_transaction(lambda uow: uow.jobs.holds(lease)):
+        raise LeaseLost(lease.job_id)
 
 
 def _abandon(uow: UnitOfWork, claim: Claim, distribution_id: str, *, release: bool) -> None:
@@ -201,19 +212,17 @@ async def end_job(claim: Claim, status: JobStatus, reason: str) -> str | None:
         return job.queue_status or job.status
 
     expected = await in_transaction(load)
-    problem = await report_status(qid, status.value, expected, error=reason)
 
     def finish(uow: UnitOfWork) -> None:
-        uow.jobs.transition(
-            claim.lease,
-            status,
-            utcnow(),
-            error=reason,
-            queue_status=status.value if problem is None else expected,
-        )
+        # The fenced local ending comes first: a worker that lost its lease fails here and
+        # never reaches the queue; if the report below fails, the sweep's outbox resends it.
+        uow.jobs.transition(claim.lease, status, utcnow(), error=reason, queue_status=expected)
 
     await in_transaction(finish)
     events.job_status_changed(claim.job_id, qid, status.value, error=reason)
+    problem = await report_status(qid, status.value, expected, error=reason)
+    if problem is None:
+        await in_transaction(lambda uow: uow.jobs.mark_queue_status(claim.job_id, status))
     return problem
 
 

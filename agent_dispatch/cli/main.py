@@ -6,11 +6,11 @@ import sys
 from collections.abc import Sequence
 
 from agent_dispatch import __version__
-from agent_dispatch.cli import agents_cmd, db_cmd, jobs_cmd, run_cmd
+from agent_dispatch.cli import agents_cmd, db_cmd, jobs_cmd, ops_cmd, run_cmd
 from agent_dispatch.cli.base import CLIError, Parser
 from agent_dispatch.operations import OperationError
 
-COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd]
+COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd, ops_cmd]
 
 
 def build_parser() -> Parser:
@@ -20,7 +20,7 @@ def build_parser() -> Parser:
                                 parser_class=Parser)
     for module in COMMANDS:
         module.register(sub)
-    for optional in ("demo_cmd", "ops_cmd", "analytics_cmd"):
+    for optional in ("demo_cmd", "analytics_cmd"):
         try:
             module = __import__(f"agent_dispatch.cli.{optional}", fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -135,7 +135,7 @@ async def test_failed_answer() -> None:
         1,
         200,
     )
-    assert str(exc) == "agent a1 answered FAILED: model overloaded"
+    assert str(exc) == "agent Agent One answered FAILED: model overloaded"
 
 
 @pytest.mark.asyncio
@@ -149,7 +149,7 @@ async def test_error_status_is_not_retried() -> None:
         500,
         1,
     )
-    assert str(info.value) == "agent a1 answered 500 to /execute"
+    assert str(info.value) == "agent Agent One answered 500 to /execute"
     assert len(fake.requests) == 1
     assert_hides_token(info.value)
 
@@ -253,7 +253,7 @@ async def test_retries_spent() -> None:
         with pytest.raises(AgentHTTPError) as info:
             await client.execute(ENDPOINT, DATA, deadline=soon())
     assert (info.value.attempts, info.value.status_code) == (3, 503)
-    assert str(info.value) == "agent a1 answered 503 after 3 attempts"
+    assert str(info.value) == "agent Agent One answered 503 after 3 attempts"
     assert sleep.calls == [0.2, 0.4]
     assert len(fake.requests) == 3
 
@@ -265,7 +265,7 @@ async def test_connection_errors_spent() -> None:
         with pytest.raises(AgentConnectionError) as info:
             await client.execute(ENDPOINT, DATA, deadline=soon())
     assert (info.value.kind, info.value.attempts) == (FailureKind.CONNECTION, 3)
-    assert str(info.value) == "agent a1 unreachable (ConnectError)"
+    assert str(info.value) == "agent Agent One unreachable (ConnectError)"
 
 
 @pytest.mark.asyncio
@@ -324,7 +324,7 @@ async def test_deadline_while_the_agent_sleeps() -> None:
     elapsed = time.monotonic() - started
     assert 0.15 < elapsed < 1.0
     assert (info.value.kind, info.value.attempts) == (FailureKind.TIMEOUT, 1)
-    assert str(info.value) == "agent a1 gave no final answer in time"
+    assert str(info.value) == "agent Agent One gave no final answer in time"
 
 
 @pytest.mark.asyncio
@@ -513,7 +513,7 @@ async def test_token_never_shows() -> None:
 async def test_unusable_url_fails_without_a_request(url: str) -> None:
     fake = Script(completed())
     async with make(fake) as client:
-        with pytest.raises(AgentConnectionError, match="agent a1 has an unusable URL") as info:
+        with pytest.raises(AgentConnectionError, match="agent A has an unusable URL") as info:
             await client.execute(AgentEndpoint("a1", "A", url), DATA, deadline=soon())
     assert info.value.attempts == 0
     assert fake.requests == []

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _numbers = itertools.count(1)
 
 
-def wait_until(check: Any, timeout: float = 2.0) -> None:
+def wait_until(check: Callable[[], bool], timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -389,15 +389,16 @@ def test_drip_agent_never_finishes_its_body(farm: AgentFarm) -> None:
     wait_until(lambda: farm.in_flight(name) == 0)
 
 
-def test_huge_agent_streams_lazily_without_length(farm: AgentFarm) -> None:
+def test_huge_agent_streams_lazily_and_stops_when_the_client_leaves(farm: AgentFarm) -> None:
     name = new_agent(farm, "huge")  # 1 GiB, of which only 1 MiB is read
     body = {"jobId": "j", "distributionId": "d", "agentId": name}
     body |= {"title": "t", "category": "c", "payload": {}}
     headers = {"Idempotency-Key": f"d:{name}"}
     read = 0
+    url = farm.url_for(name) + "/execute"
     with (
         httpx.Client(timeout=5) as client,
-        client.stream("POST", farm.url_for(name) + "/execute", json=body, headers=headers) as r,
+        client.stream("POST", url, json=body, headers=headers) as r,
     ):
         assert "content-length" not in r.headers
         for chunk in r.iter_bytes():
@@ -405,6 +406,7 @@ def test_huge_agent_streams_lazily_without_length(farm: AgentFarm) -> None:
             if read >= 1 << 20:
                 break
     wait_until(lambda: farm.in_flight(name) == 0)
+    assert farm.streamed_bytes(name) < 64 << 20  # not the whole GiB into a closed socket
 
     small = new_agent(farm, "huge", size=100_000, chunk_size=4096)
     whole = execute(farm, small)

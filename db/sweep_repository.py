@@ -1,0 +1,218 @@
+"""What the sweep finds and repairs: expired leases, stale OPEN jobs, unreported endings."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
+from domain.lease import Lease
+from domain.statuses import JOB_TERMINAL, AgentRunStatus, FailureKind, JobStatus
+
+ACTIVE = (JobStatus.DISTRIBUTED.value, JobStatus.IN_PROGRESS.value)
+OPEN_ROWS = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
+TERMINAL = tuple(s.value for s in JOB_TERMINAL)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AbandonedCall:
+    """An agent call a lost worker left running: the agent is told to stop (best effort)."""
+
+    agent_id: str
+    agent_name: str
+    url: str
+    token_ref: str | None
+    queue_task_id: str
+    distribution_id: str
+    remote_task_id: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Unreported:
+    """A finished job whose ending the queue has not accepted yet (the outbox)."""
+
+    job_id: str
+    queue_task_id: str
+    status: str
+    expected: str
+    result: Any
+    agent_id: str | None
+    error: str | None
+
+
+def rescue_verdict(job: Job, now: dt.datetime, max_attempts: int) -> JobStatus | None:
+    """How a job with an expired lease ends now, or None when it goes back to work."""
+    if job.expires_at is not None and job.expires_at <= now:
+        return JobStatus.EXPIRED
+    if job.attempts >= max_attempts:
+        return JobStatus.FAILED
+    return None
+
+
+class SweepRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def lock_expired_active(self, now: dt.datetime, limit: int) -> Sequence[Job]:
+        """Taken jobs whose lease ran out; rows another sweep holds are skipped."""
+        stmt = (
+            select(Job)
+            .where(
+                Job.status.in_(ACTIVE),
+                Job.lease_token.is_not(None),
+                Job.lease_expires_at < now,
+            )
+            .order_by(Job.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return self.session.scalars(stmt).all()
+
+    def lease_stale_open(
+        self, owner: str, seconds: int, now: dt.datetime, limit: int
+    ) -> list[Lease]:
+        """Lease OPEN jobs left with an expired lease (a crash between storing and taking)."""
+        ids = self.session.scalars(
+            select(Job.id)
+            .where(
+                Job.status == JobStatus.OPEN.value,
+                Job.lease_token.is_not(None),
+                Job.lease_expires_at < now,
+            )
+            .order_by(Job.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        leases = []
+        for job_id in ids:
+            lease = Lease.new(job_id, owner, now, seconds)
+            self.session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    lease_token=lease.token, lease_owner=owner, lease_expires_at=lease.expires_at
+                )
+            )
+            leases.append(lease)
+        return leases
+
+    def expire_lease(self, lease: Lease, now: dt.datetime) -> None:
+        """Let the next sweep retry this job (a queue look-up failed)."""
+        self.session.execute(
+            update(Job)
+            .where(Job.id == lease.job_id, Job.lease_token == lease.token)
+            .values(lease_expires_at=now)
+        )
+
+    def close_open_rows(
+        self, job_id: str, now: dt.datetime, default_timeout_ms: int, reason: str
+    ) -> list[AbandonedCall]:
+        """End the job's ASSIGNED/WORKING agent rows and its RUNNING attempts.
+
+        A WORKING call past its time limit ends TIMEOUT; every other one ends CANCELLED,
+        which statistics do not count against the agent (the worker died, not the agent).
+        """
+        job = self.session.get(Job, job_id)
+        limit = dt.timedelta(milliseconds=(job.timeout_ms if job else None) or default_timeout_ms)
+        rows = self.session.scalars(
+            select(JobDistributionAgent)
+            .join(JobDistributionRecord)
+            .where(
+                JobDistributionRecord.job_id == job_id,
+                JobDistributionAgent.status.in_(OPEN_ROWS),
+            )
+            .with_for_update(of=JobDistributionAgent)
+        ).all()
+        calls = []
+        for row in rows:
+            working = row.status == AgentRunStatus.WORKING.value
+            timed_out = working and row.started_at is not None and row.started_at + limit <= now
+            target = AgentRunStatus.TIMEOUT if timed_out else AgentRunStatus.CANCELLED
+            kind = FailureKind.TIMEOUT if timed_out else FailureKind.CANCELLED
+            self.session.execute(
+                update(JobDistributionAgent)
+                .where(
+                    and_(
+                        JobDistributionAgent.id == row.id, JobDistributionAgent.status == row.status
+                    )
+                )
+                .values(status=target.value, failure_kind=kind.value, finished_at=now, error=reason)
+            )
+            agent = self.session.get(Agent, row.agent_id) if row.agent_id else None
+            if working and agent is not None:
+                calls.append(
+                    AbandonedCall(
+                        agent.id,
+                        agent.name,
+                        agent.url,
+                        agent.token_ref,
+                        job.queue_task_id if job else "",
+                        row.distribution_id,
+                        row.remote_task_id,
+                    )
+                )
+        self.session.execute(
+            update(JobDistributionRecord)
+            .where(
+                JobDistributionRecord.job_id == job_id, JobDistributionRecord.status == "RUNNING"
+            )
+            .values(status="ABANDONED", finished_at=now, error=reason)
+        )
+        return calls
+
+    def hand_back(self, job_id: str, token: str) -> bool:
+        """Clear an expired lease so claim_rescued can take the job again."""
+        res = self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.lease_token == token)
+            .values(lease_token=None, lease_owner=None, lease_expires_at=None)
+        )
+        return bool(res.rowcount)  # type: ignore[attr-defined]
+
+    def unreported(
+        self, settled_before: dt.datetime, limit: int, job_ids: Sequence[str] = ()
+    ) -> list[Unreported]:
+        """Finished jobs the queue still has in a non-final status, oldest first.
+
+        `settled_before` leaves a just-finished job to the worker that is reporting it now
+        (sending twice is harmless, the PATCH is conditional, but noisy); `job_ids` are
+        taken whatever their age (the sweep just ended them itself).
+        """
+        recent = Job.updated_at < settled_before
+        if job_ids:
+            recent = recent | Job.id.in_(list(job_ids))
+        jobs = self.session.scalars(
+            select(Job)
+            .where(
+                Job.status.in_(TERMINAL),
+                (Job.queue_status.is_(None)) | (Job.queue_status.not_in(TERMINAL)),
+                recent,
+            )
+            .order_by(Job.updated_at)
+            .limit(limit)
+        ).all()
+        return [
+            Unreported(
+                j.id,
+                j.queue_task_id,
+                j.status,
+                j.queue_status or JobStatus.OPEN.value,
+                j.result,
+                j.selected_agent_id,
+                j.error,
+            )
+            for j in jobs
+        ]
+
+    def mark_reported(self, job_id: str, queue_status: str) -> None:
+        """Record what the queue now holds; only for a finished job (never moves its status)."""
+        self.session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status.in_(TERMINAL))
+            .values(queue_status=queue_status)
+        )

@@ -1,0 +1,50 @@
+"""The health flow: probe every active agent at once and record who is healthy."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from agent_dispatch.wiring import get_runtime
+from tasks.health_tasks import Health, Probe, agents_to_probe, probe_agent, record_health
+
+PROBES_AT_ONCE = 20
+
+
+class HealthSummary(BaseModel):
+    agents: list[dict[str, object]] = Field(default_factory=list)
+
+    @property
+    def unhealthy(self) -> int:
+        return sum(1 for a in self.agents if not a["healthy"])
+
+    def headline(self) -> str:
+        n = len(self.agents)
+        return f"health: {n - self.unhealthy} of {n} agents healthy"
+
+
+@flow(name="health")
+async def health_flow() -> HealthSummary:
+    """Probe /health of every active agent; matching leaves out the ones marked unhealthy."""
+    rt = get_runtime()
+    gate = asyncio.Semaphore(PROBES_AT_ONCE)
+
+    async def one(probe: Probe) -> Health:
+        async with gate:
+            return await probe_agent(probe)
+
+    try:
+        results = list(await asyncio.gather(*(one(p) for p in await agents_to_probe())))
+        await record_health(results)
+    finally:
+        await rt.aclose_clients()
+    logger = get_run_logger()
+    for h in results:
+        logger.info("%s %s: %s", h.name, "healthy" if h.healthy else "UNHEALTHY", h.detail)
+    summary = HealthSummary(
+        agents=[{"name": h.name, "healthy": h.healthy, "detail": h.detail} for h in results]
+    )
+    logger.info(summary.headline())
+    return summary

@@ -1,0 +1,69 @@
+"""The sweep flow: no job lost after a crash, no ending left untold to the queue."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from agent_dispatch.wiring import get_runtime
+from tasks.sweep_tasks import (
+    SweepLine,
+    reconcile_stale_open,
+    rescue_expired,
+    send_unreported,
+    stop_abandoned,
+)
+
+
+class SweepParams(BaseModel):
+    limit: int = Field(default=500, ge=1, le=10_000, description="Jobs per step")
+    settle_seconds: float = Field(
+        default=10.0, ge=0, description="Leave endings younger than this to their worker"
+    )
+
+
+class SweepSummary(BaseModel):
+    lines: list[dict[str, str]] = Field(default_factory=list)
+    cancels_confirmed: int = 0
+
+    def count(self, action: str) -> int:
+        return sum(1 for line in self.lines if line["action"] == action)
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(line["action"] for line in self.lines))
+
+    def headline(self) -> str:
+        counts = ", ".join(f"{n} {a}" for a, n in sorted(self.counts().items()))
+        return f"sweep: {counts or 'nothing to do'}"
+
+
+def _as_dicts(lines: list[SweepLine]) -> list[dict[str, str]]:
+    return [
+        {"queueTaskId": x.queue_task_id, "jobId": x.job_id, "action": x.action, "detail": x.detail}
+        for x in lines
+    ]
+
+
+@flow(name="sweep")
+async def sweep_flow(params: SweepParams | None = None) -> SweepSummary:
+    """Rescue jobs whose lease expired, reconcile stale OPEN jobs, then resend untold endings."""
+    params = params or SweepParams()
+    rt = get_runtime()
+    logger = get_run_logger()
+    summary = SweepSummary()
+    try:
+        rescued = await rescue_expired(params.limit)
+        summary.lines += _as_dicts(list(rescued.lines))
+        if rescued.calls:
+            summary.cancels_confirmed = await stop_abandoned(rescued.calls)
+        summary.lines += _as_dicts(await reconcile_stale_open(params.limit))
+        reported = await send_unreported(rescued.ended_job_ids, params.settle_seconds, params.limit)
+        summary.lines += _as_dicts(reported)
+    finally:
+        await rt.aclose_clients()
+    for line in summary.lines:
+        logger.info("%s: %s %s", line["queueTaskId"], line["action"], line["detail"])
+    logger.info(summary.headline())
+    return summary

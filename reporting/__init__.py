@@ -1,0 +1,1 @@
+"""Analytics over execution history: SQL aggregation, reporting tables, feedback, dashboard."""

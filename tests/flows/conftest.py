@@ -1,0 +1,91 @@
+"""Flow-test fixtures: a real loopback queue and agent farm, the runtime pointed at them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from agent_dispatch.wiring import Runtime, set_runtime
+from db.models import Agent
+from simulators.agents import AgentFarm
+from simulators.queue import SimulatedQueue
+from tests.conftest import make_settings
+
+TOKEN = "flow-test-token"
+
+
+@pytest.fixture
+def queue() -> Iterator[SimulatedQueue]:
+    q = SimulatedQueue(TOKEN)
+    with q.serve():
+        yield q
+
+
+@pytest.fixture
+def farm() -> Iterator[AgentFarm]:
+    f = AgentFarm()
+    with f.serve():
+        yield f
+
+
+@pytest.fixture
+def make_runtime(
+    database_url: str, queue: SimulatedQueue, prefect_harness: None
+) -> Iterator[Callable[..., Runtime]]:
+    """Build (and install) a runtime for the flow under test; overrides go to Settings."""
+    made: list[Runtime] = []
+
+    def build(**overrides: Any) -> Runtime:
+        settings = make_settings(
+            database_url, **{"remote_queue_url": queue.url, "remote_queue_token": TOKEN, **overrides}
+        )
+        rt = Runtime(settings)
+        set_runtime(rt)
+        made.append(rt)
+        return rt
+
+    yield build
+    for rt in made:
+        rt.dispose()
+    set_runtime(None)
+
+
+@pytest.fixture
+def rt(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime()
+
+
+@pytest.fixture
+def add_agent(farm: AgentFarm) -> Callable[..., str]:
+    """Start a simulated agent and register it; returns its agent id."""
+    from agent_dispatch.wiring import get_runtime
+
+    def add(
+        name: str,
+        behaviour: str = "fast",
+        *,
+        categories: tuple[str, ...] = ("general",),
+        tags: tuple[str, ...] = (),
+        skill_level: int = 3,
+        max_concurrency: int = 5,
+        **stats: Any,
+    ) -> str:
+        farm.add(name, behaviour)
+        with get_runtime().uow() as uow:
+            agent = uow.agents.add(
+                Agent(
+                    name=name,
+                    url=farm.url_for(name),
+                    categories=list(categories),
+                    tags=list(tags),
+                    skill_level=skill_level,
+                    max_concurrency=max_concurrency,
+                    **stats,
+                )
+            )
+            uow.commit()
+            return agent.id
+
+    return add
