@@ -16,6 +16,9 @@ from db.models import Agent, Job
 from simulators.scenarios import demo_scenario
 
 
+DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulated queue's token, not a secret
+
+
 def register_agents(rt: Runtime, scenario_agents: tuple, url_for) -> None:  # type: ignore[type-arg,no-untyped-def]
     with rt.uow() as uow:
         for spec in scenario_agents:
@@ -70,13 +73,13 @@ def run_demo(db_path: Path, verbose: bool = False) -> int:
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
             Path(f"{db_path}{suffix}").unlink()
-    scenario = demo_scenario(token="demo-token")
+    scenario = demo_scenario(token=DEMO_TOKEN)
     with scenario.queue.serve() as queue_srv, scenario.farm.serve():
         settings = Settings.model_validate(
             {
                 "database_url": f"sqlite:///{db_path}",
                 "remote_queue_url": queue_srv.url,
-                "remote_queue_token": "demo-token",
+                "remote_queue_token": DEMO_TOKEN,
                 "agent_allow_private_networks": True,  # the simulated agents live on loopback
                 "default_agent_timeout": 5000,
                 "max_agents_per_job": 3,
@@ -87,9 +90,11 @@ def run_demo(db_path: Path, verbose: bool = False) -> int:
         set_runtime(rt)
         upgrade(rt.engine)
         register_agents(rt, scenario.agents, scenario.farm.url_for)
-        print(f"simulated queue at {queue_srv.url} with {len(scenario.tasks)} tasks; "
-              f"{len(scenario.agents)} simulated agents: "
-              + ", ".join(f"{a.name} ({a.behaviour.kind})" for a in scenario.agents))
+        print(
+            f"simulated queue at {queue_srv.url} with {len(scenario.tasks)} tasks; "
+            f"{len(scenario.agents)} simulated agents: "
+            + ", ".join(f"{a.name} ({a.behaviour.kind})" for a in scenario.agents)
+        )
         print("starting the dispatch flow (Prefect starts a temporary local server)...\n")
         from flows.dispatch import DispatchParams, dispatch_flow
 
@@ -104,7 +109,10 @@ def run_demo(db_path: Path, verbose: bool = False) -> int:
         explain(rt)
         cancels = len(scenario.farm.cancels)
         print(f"\nlosers told to stop: {cancels} cancel call(s) received by the agents")
-        print("queue now: " + ", ".join(f"{k} {v}" for k, v in sorted(scenario.queue.counts().items())))
+        print(
+            "queue now: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(scenario.queue.counts().items()))
+        )
         print(f"run took {elapsed:.1f} s")
         print(f"\nInspect it:  DATABASE_URL=sqlite:///{db_path} agent-dispatch jobs list")
         rt.dispose()

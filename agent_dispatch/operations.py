@@ -8,7 +8,8 @@ import contextlib
 from agent_dispatch.wiring import Runtime
 from clients.agent import AgentEndpoint
 from clients.errors import QueueError, TaskConflict
-from db.models import Agent, JobDistributionAgent, JobDistributionRecord, utcnow
+from db.models import Agent, JobDistributionAgent, JobDistributionRecord
+from db.types import utcnow
 from domain.statuses import AgentRunStatus, FailureKind, IllegalTransition, JobStatus
 
 
@@ -28,8 +29,9 @@ async def cancel_job(rt: Runtime, ref: str) -> str:
                 raise OperationError(f"job {job.queue_task_id} is already {job.status}")
             expected = job.queue_status or job.status
             try:
-                uow.jobs.transition_unleased(job.id, JobStatus.CANCELLED, utcnow(),
-                                             error="cancelled by an operator")
+                uow.jobs.transition_unleased(
+                    job.id, JobStatus.CANCELLED, utcnow(), error="cancelled by an operator"
+                )
             except IllegalTransition as exc:
                 raise OperationError(str(exc)) from None
             calls = []
@@ -37,13 +39,18 @@ async def cancel_job(rt: Runtime, ref: str) -> str:
             for row in uow.distributions.open_rows(job.id):
                 was_working = row.status == AgentRunStatus.WORKING
                 uow.distributions.move_agent(
-                    None, row.id, AgentRunStatus.CANCELLED, finished_at=now,
-                    failure_kind=FailureKind.CANCELLED.value, error="job cancelled by an operator",
+                    None,
+                    row.id,
+                    AgentRunStatus.CANCELLED,
+                    finished_at=now,
+                    failure_kind=FailureKind.CANCELLED.value,
+                    error="job cancelled by an operator",
                 )
                 agent = uow.session.get(Agent, row.agent_id) if row.agent_id else None
                 if was_working and agent is not None:
-                    endpoint = AgentEndpoint(agent.id, agent.name, agent.url,
-                                             rt.agent_token(agent.token_ref))
+                    endpoint = AgentEndpoint(
+                        agent.id, agent.name, agent.url, rt.agent_token(agent.token_ref)
+                    )
                     calls.append((endpoint, row.distribution_id, row.remote_task_id))
             for record in uow.distributions.running(job.id):
                 record.status, record.finished_at = "CANCELLED", now
@@ -54,16 +61,20 @@ async def cancel_job(rt: Runtime, ref: str) -> str:
     agents = rt.agents()
     for endpoint, dist_id, remote in calls:
         with contextlib.suppress(Exception):
-            await agents.cancel(endpoint, job_id=qid, distribution_id=dist_id, remote_task_id=remote)
+            await agents.cancel(
+                endpoint, job_id=qid, distribution_id=dist_id, remote_task_id=remote
+            )
     told = "queue told"
     try:
         await rt.queue().change_status(qid, "CANCELLED", expected, error="cancelled by an operator")
+
         def reported() -> None:
             with rt.uow() as uow:
                 job = uow.jobs.get(job_id)
                 if job is not None:
                     job.queue_status = "CANCELLED"
                     uow.commit()
+
         await asyncio.to_thread(reported)
     except TaskConflict as exc:
         told = f"queue not changed: {exc}"
@@ -74,4 +85,4 @@ async def cancel_job(rt: Runtime, ref: str) -> str:
     return f"cancelled job {qid}: {len(calls)} agent call(s) stopped, {told}"
 
 
-__all__ = ["OperationError", "cancel_job", "JobDistributionAgent", "JobDistributionRecord"]
+__all__ = ["JobDistributionAgent", "JobDistributionRecord", "OperationError", "cancel_job"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
@@ -92,11 +94,11 @@ class AgentRepository:
             stmt = stmt.where(JobDistributionAgent.agent_id.in_(list(agent_ids)))
         return {aid: n for aid, n in self.session.execute(stmt).tuples() if aid is not None}
 
-    def profiles(self, now: dt.datetime) -> list[AgentProfile]:
+    def profiles(self, now: dt.datetime) -> builtins.list[AgentProfile]:
         counts = self.in_flight_counts()
         return [profile_of(a, counts.get(a.id, 0), now) for a in self.list()]
 
-    def lock(self, agent_ids: Iterable[str]) -> list[Agent]:
+    def lock(self, agent_ids: Iterable[str]) -> builtins.list[Agent]:
         """Row-lock agents (in id order, so concurrent claims cannot deadlock)."""
         stmt = (
             select(Agent)
@@ -104,7 +106,7 @@ class AgentRepository:
             .order_by(Agent.id)
             .with_for_update()
         )
-        return list(self.session.scalars(stmt).all())
+        return builtins.list(self.session.scalars(stmt).all())
 
     def save_stats(self, agent: Agent, stats: AgentStats, now: dt.datetime) -> None:
         agent.runs = stats.runs

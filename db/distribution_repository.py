@@ -138,7 +138,10 @@ class DistributionRepository:
         error: str | None = None,
         first_result_at: dt.datetime | None = None,
     ) -> None:
-        cond = [JobDistributionRecord.id == distribution_id, JobDistributionRecord.status == "RUNNING"]
+        cond = [
+            JobDistributionRecord.id == distribution_id,
+            JobDistributionRecord.status == "RUNNING",
+        ]
         if lease is not None:
             cond.append(self._lease_holds(lease))
         res = self.session.execute(
@@ -160,7 +163,9 @@ class DistributionRepository:
         stmt = (
             select(JobDistributionAgent)
             .join(JobDistributionRecord)
-            .where(JobDistributionRecord.job_id == job_id, JobDistributionAgent.status.in_(OPEN_AGENT))
+            .where(
+                JobDistributionRecord.job_id == job_id, JobDistributionAgent.status.in_(OPEN_AGENT)
+            )
         )
         return self.session.scalars(stmt).all()
 

@@ -68,7 +68,9 @@ class JobRepository:
         ).one()
         return job_id
 
-    def _claim(self, where: Any, owner: str, seconds: int, now: dt.datetime, limit: int) -> list[Lease]:
+    def _claim(
+        self, where: Any, owner: str, seconds: int, now: dt.datetime, limit: int
+    ) -> list[Lease]:
         free = or_(Job.lease_token.is_(None), Job.lease_expires_at < now)
         ids = self.session.scalars(
             select(Job.id)
@@ -83,7 +85,9 @@ class JobRepository:
             self.session.execute(
                 update(Job)
                 .where(Job.id == job_id)
-                .values(lease_token=lease.token, lease_owner=owner, lease_expires_at=lease.expires_at)
+                .values(
+                    lease_token=lease.token, lease_owner=owner, lease_expires_at=lease.expires_at
+                )
             )
             leases.append(lease)
         return leases
@@ -92,7 +96,9 @@ class JobRepository:
         self, queue_task_ids: Sequence[str], owner: str, seconds: int, now: dt.datetime
     ) -> list[Lease]:
         """Lease OPEN jobs for these queue tasks that nobody else holds."""
-        where = and_(Job.queue_task_id.in_(list(queue_task_ids)), Job.status == JobStatus.OPEN.value)
+        where = and_(
+            Job.queue_task_id.in_(list(queue_task_ids)), Job.status == JobStatus.OPEN.value
+        )
         return self._claim(where, owner, seconds, now, limit=len(queue_task_ids))
 
     def claim_rescued(self, owner: str, seconds: int, now: dt.datetime, limit: int) -> list[Lease]:
@@ -128,9 +134,7 @@ class JobRepository:
 
     def expire_lease(self, lease: Lease, now: dt.datetime) -> None:
         """End the lease now but keep its token: the sweep must look at this job next."""
-        self.session.execute(
-            update(Job).where(self._fenced(lease)).values(lease_expires_at=now)
-        )
+        self.session.execute(update(Job).where(self._fenced(lease)).values(lease_expires_at=now))
 
     def mark_queue_status(self, job_id: str, status: JobStatus) -> None:
         """Record that the queue accepted a finished job's ending (only while it has it)."""
@@ -150,9 +154,7 @@ class JobRepository:
         self, lease: Lease, target: JobStatus, now: dt.datetime, **fields: Any
     ) -> JobStatus:
         """Move a leased job to `target`; refuses illegal moves and writes by a lost lease."""
-        current = self.session.scalars(
-            select(Job.status).where(self._fenced(lease))
-        ).one_or_none()
+        current = self.session.scalars(select(Job.status).where(self._fenced(lease))).one_or_none()
         if current is None:
             raise LeaseLost(lease.job_id)
         check_job_move(current, target)
@@ -186,7 +188,9 @@ class JobRepository:
         return JobStatus(current)
 
     @staticmethod
-    def _status_values(target: JobStatus, now: dt.datetime, fields: dict[str, Any]) -> dict[str, Any]:
+    def _status_values(
+        target: JobStatus, now: dt.datetime, fields: dict[str, Any]
+    ) -> dict[str, Any]:
         values = {"status": target.value, "updated_at": now, **fields}
         if target is JobStatus.DISTRIBUTED:
             values.setdefault("distributed_at", now)

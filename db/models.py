@@ -106,7 +106,9 @@ class Job(Base):
     timeout_ms: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.OPEN.value)
-    selected_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    selected_agent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
     result: Mapped[Any] = mapped_column(JSONDoc, nullable=True)
     error: Mapped[str | None] = mapped_column(Text)
     match_summary: Mapped[str | None] = mapped_column(Text)

@@ -31,7 +31,10 @@ def after_outcome(
     if outcome.status is AgentRunStatus.COMPLETED:
         return Circuit()
     kind = outcome.failure_kind
-    if outcome.status is AgentRunStatus.CANCELLED or kind in (FailureKind.CANCELLED, FailureKind.BLOCKED):
+    if outcome.status is AgentRunStatus.CANCELLED or kind in (
+        FailureKind.CANCELLED,
+        FailureKind.BLOCKED,
+    ):
         return circuit
     failures = circuit.consecutive_failures + 1
     if failures >= threshold:

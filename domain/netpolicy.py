@@ -31,7 +31,9 @@ class UnsafeAddress(ValueError):
     """An agent URL or address that agent-dispatch refuses to call."""
 
 
-def unwrap(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+def unwrap(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """The IPv4 address hidden in an IPv4-mapped or -compatible IPv6 address, if any."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
@@ -85,7 +87,9 @@ def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
     if not 1 <= len(parts) <= 4:
         return None
     try:
-        nums = [int(p, 0) if not (p.startswith("0") and p[1:].isdigit()) else int(p, 8) for p in parts]
+        nums = [
+            int(p, 0) if not (p.startswith("0") and p[1:].isdigit()) else int(p, 8) for p in parts
+        ]
     except ValueError:
         return None
     # inet_aton rules: the last part fills the remaining bytes (e.g. 127.1, 2130706433).

@@ -83,9 +83,7 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.FAILED: frozenset(),
 }
 
-_AGENT_ENDS = frozenset(
-    {AgentRunStatus.FAILED, AgentRunStatus.CANCELLED, AgentRunStatus.TIMEOUT}
-)
+_AGENT_ENDS = frozenset({AgentRunStatus.FAILED, AgentRunStatus.CANCELLED, AgentRunStatus.TIMEOUT})
 AGENT_TRANSITIONS: dict[AgentRunStatus, frozenset[AgentRunStatus]] = {
     AgentRunStatus.IDLE: frozenset({AgentRunStatus.ASSIGNED}),
     # An assigned agent can end before its call starts (job cancelled, circuit open).

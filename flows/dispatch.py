@@ -16,9 +16,9 @@ from flows.progress import Progress
 from flows.race import race
 from tasks.finish import JobEnd, finish_job
 from tasks.job_steps import (
+    CAPACITY_GONE,
     Claim,
     PlanKind,
-    CAPACITY_GONE,
     Taken,
     claim_rescued,
     end_job,
@@ -75,17 +75,23 @@ async def dispatch_one(claim: Claim, flow_run_id: str | None, capacity_wait: flo
         waited, round_no = waited + pause, round_no + 1
     if plan.kind is PlanKind.UNSERVED:
         await release_job(claim, plan.summary)
-        return JobLine(queue_task_id=qid, job_id=claim.job_id, outcome="UNSERVED", detail=plan.summary)
+        return JobLine(
+            queue_task_id=qid, job_id=claim.job_id, outcome="UNSERVED", detail=plan.summary
+        )
     if plan.kind in (PlanKind.EXPIRED, PlanKind.SPENT):
         status = JobStatus.EXPIRED if plan.kind is PlanKind.EXPIRED else JobStatus.FAILED
         await end_job(claim, status, plan.summary)
-        return JobLine(queue_task_id=qid, job_id=claim.job_id, outcome=status.value, detail=plan.summary)
+        return JobLine(
+            queue_task_id=qid, job_id=claim.job_id, outcome=status.value, detail=plan.summary
+        )
     if not isinstance(taken, Taken):
         return JobLine(queue_task_id=qid, job_id=None, outcome="CONFLICT", detail=taken)
     result = await race(taken)
     if result.lease_lost:
         return JobLine(
-            queue_task_id=qid, job_id=claim.job_id, outcome="LEASE_LOST",
+            queue_task_id=qid,
+            job_id=claim.job_id,
+            outcome="LEASE_LOST",
             detail="job cancelled or rescued while agents worked; this run stopped writing it",
         )
     end: JobEnd = await finish_job(taken, result.winner_row_id, result.first_result_at)
@@ -119,8 +125,12 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
                 line = await dispatch_one(claim, run_id, rt.settings.capacity_wait_seconds)
             except Exception as exc:  # one job's crash must not sink the run; the sweep rescues it
                 logger.exception("job %s crashed", claim.spec.queue_task_id)
-                line = JobLine(queue_task_id=claim.spec.queue_task_id, job_id=claim.job_id,
-                               outcome="CRASHED", detail=str(exc))
+                line = JobLine(
+                    queue_task_id=claim.spec.queue_task_id,
+                    job_id=claim.job_id,
+                    outcome="CRASHED",
+                    detail=str(exc),
+                )
             await progress.job_done(line.outcome)
             return line
 
@@ -137,7 +147,9 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
                 summary.rejected += len(page.rejected)
                 await reject_items(page.rejected)
             remaining = None if budget is None else budget - len(running)
-            start(await intake_jobs(page.tasks, len(page.tasks) if remaining is None else remaining))
+            start(
+                await intake_jobs(page.tasks, len(page.tasks) if remaining is None else remaining)
+            )
             if not page.next_cursor:
                 break
             cursor, page_no = page.next_cursor, page_no + 1
@@ -152,7 +164,9 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
     summary.taken = sum(1 for j in summary.jobs if j.outcome not in ("UNSERVED", "CONFLICT"))
     for line in summary.jobs:
         logger.info(
-            "%s -> %s%s%s", line.queue_task_id, line.outcome,
+            "%s -> %s%s%s",
+            line.queue_task_id,
+            line.outcome,
             f" by {line.winner} in {line.winner_latency_ms:.0f} ms" if line.winner else "",
             f" ({line.detail})" if line.detail else "",
         )

@@ -5,20 +5,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, cast
 
-from prefect.states import State
+from prefect.client.schemas.objects import State
 
 from agent_dispatch.wiring import get_runtime
 from clients.wire import JobExecutionData
-from db.models import utcnow
+from db.types import utcnow
 from domain.lease import Lease, LeaseLost
 from domain.model import AgentOutcome
 from domain.selection import first_winner
 from tasks.agent_calls import CallContext, call_agent, forget_stop, request_stop
+from db.uow import UnitOfWork
 from tasks.dbio import in_transaction
 from tasks.job_steps import Taken, deadline_for
-
 
 STOP_GRACE_SECONDS = 15.0  # a stopped call records its end and sends one bounded cancel
 
@@ -49,13 +50,19 @@ async def watch_lease(lease: Lease) -> None:
     while True:
         await asyncio.sleep(s.lease_check_seconds)
         now = asyncio.get_running_loop().time()
+        held = current
+
+        def renew(uow: UnitOfWork) -> Lease:
+            return uow.jobs.renew(held, utcnow(), s.job_lease_seconds)
+
+        def holds(uow: UnitOfWork) -> bool:
+            return uow.jobs.holds(held)
+
         try:
             if now - last_renew >= renew_every:
-                current = await in_transaction(
-                    lambda uow, c=current: uow.jobs.renew(c, utcnow(), s.job_lease_seconds)
-                )
+                current = await in_transaction(renew)
                 last_renew = now
-            elif not await in_transaction(lambda uow, c=current: uow.jobs.holds(c)):
+            elif not await in_transaction(holds):
                 return
         except LeaseLost:
             return
@@ -93,10 +100,11 @@ def call_contexts(taken: Taken) -> list[CallContext]:
 
 async def race(taken: Taken) -> RaceResult:
     """Start one call_agent task run per agent; keep the first COMPLETED, cancel the others."""
-    calls = {
-        asyncio.create_task(call_agent(ctx, return_state=True)): ctx
-        for ctx in call_contexts(taken)
-    }
+    calls: dict[asyncio.Task[Any], CallContext] = {}
+    for ctx in call_contexts(taken):
+        # An async task called in an async flow returns a coroutine; Prefect's typing says State.
+        started = cast(Coroutine[Any, Any, State[Any]], call_agent(ctx, return_state=True))
+        calls[asyncio.create_task(started)] = ctx
     watchdog = asyncio.create_task(watch_lease(taken.claim.lease))
     pending: set[asyncio.Task[Any]] = set(calls)
     winner: str | None = None
@@ -111,7 +119,7 @@ async def race(taken: Taken) -> RaceResult:
             landed = []
             for finished in done:
                 pending.discard(finished)
-                outcome = await _outcome_of(finished.result())
+                outcome = await _outcome_of(cast(State[Any], finished.result()))
                 if outcome is not None:
                     landed.append((calls[finished].assignment.row_id, outcome))
             winner = first_winner(landed)

@@ -10,7 +10,19 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Float, String, and_, case, extract, func, literal_column, or_, type_coerce
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal_column,
+    or_,
+    type_coerce,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
@@ -71,8 +83,16 @@ def millis_between(
     dialect: str, later: ColumnElement[Any], earlier: ColumnElement[Any]
 ) -> ColumnElement[float]:
     if dialect == "postgresql":
-        return type_coerce(extract("epoch", later - earlier) * 1000.0, Float)
-    return type_coerce((func.julianday(later) - func.julianday(earlier)) * 86_400_000.0, Float)
+        # extract() is numeric on PostgreSQL 14+; percentile_cont wants double precision.
+        return cast(extract("epoch", later - earlier) * 1000.0, Float)
+    return type_coerce(_epoch_ms(later) - _epoch_ms(earlier), Float)
+
+
+def _epoch_ms(column: ColumnElement[Any]) -> ColumnElement[Any]:
+    """SQLite: whole milliseconds since 1970, exact (julianday() doubles drift by ~0.05 ms)."""
+    whole = cast(func.strftime(_lit("%s"), column), Integer) * 1000
+    seconds = func.strftime(_lit("%f"), column) - cast(func.strftime(_lit("%S"), column), Integer)
+    return whole + cast(func.round(seconds * 1000), Integer)
 
 
 def percentiles(value: ColumnElement[Any], qs: Sequence[float]) -> ColumnElement[Any]:

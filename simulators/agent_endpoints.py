@@ -30,7 +30,7 @@ from simulators.queue import ADMIN_PREFIX
 Held = Literal["done", "cancelled", "disconnected", "stopping"]
 _TICK_S = 0.02  # how soon a held request notices a cancel or a stop
 _COUNTED = "simulators.counted"  # scope key: the agent whose in-flight count this request raised
-_OPEN = "simulators.open"  # scope key: the distributionId of an open execute
+_OPEN = "simulators.open"  # scope key: (agent, distributionId) of an open execute
 
 
 def _agent_path(scope: Scope) -> tuple[str, str] | None:
@@ -80,12 +80,13 @@ class AgentEndpoints:
                 scope[_COUNTED] = agent
 
     def _request_ended(self, scope: Scope, status: int | None) -> None:
-        agent: AgentState | None = scope.get(_COUNTED)
-        if agent is None:
-            return
+        counted: AgentState | None = scope.get(_COUNTED)
+        opened: tuple[AgentState, str] | None = scope.get(_OPEN)
         with self._state.lock:
-            agent.in_flight -= 1
-            if (distribution := scope.get(_OPEN)) is not None:
+            if counted is not None:
+                counted.in_flight -= 1
+            if opened is not None:
+                agent, distribution = opened
                 agent.open[distribution] -= 1
                 if agent.open[distribution] <= 0:
                     del agent.open[distribution]
@@ -153,7 +154,7 @@ class AgentEndpoints:
         job: dict[str, Any] = body
         distribution: str = job["distributionId"]
         with self._state.lock:
-            request.scope[_OPEN] = distribution
+            request.scope[_OPEN] = (agent, distribution)
             agent.open[distribution] += 1
             agent.attempts[key] += 1
             attempt = agent.attempts[key]

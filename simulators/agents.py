@@ -29,12 +29,13 @@ class AgentFarm:
     @contextlib.contextmanager
     def serve(self, port: int = 0) -> Iterator[RunningServer]:
         self._state.stopping.clear()
-        with serve_in_thread(self.app, port, on_stop=self.stop_waiting) as running:
-            self.base_url = running.url
-            try:
+        try:
+            with serve_in_thread(self.app, port, on_stop=self.stop_waiting) as running:
+                self.base_url = running.url
                 yield running
-            finally:
-                self.base_url = None
+        finally:
+            self.base_url = None
+            self._state.stopping.clear()  # the farm can be served again
 
     def stop_waiting(self) -> None:
         """End every held request (hanging, slow, drip, huge) so the server can stop at once."""

@@ -7,6 +7,7 @@ import bisect
 import copy
 import dataclasses
 import datetime as dt
+import itertools
 import threading
 import time
 from collections import Counter
@@ -66,7 +67,8 @@ class TaskStore:
         self._lock = threading.Lock()
         self._sorted: list[_Entry] = []  # by order: oldest first, then insertion order
         self._by_id: dict[str, _Entry] = {}
-        self._seq = 0
+        self._seq = 0  # insertion number, the tie-breaker of equal createdAt
+        self._ids = 0  # last number used for a generated id
         self._finished: Counter[str] = Counter()
 
     def add(
@@ -89,10 +91,10 @@ class TaskStore:
             return copy.deepcopy(entry.item)
 
     def _free_id(self) -> str:
-        n = self._seq
-        while f"task-{n:04d}" in self._by_id:
-            n += 1
-        return f"task-{n:04d}"
+        self._ids += 1
+        while f"task-{self._ids:04d}" in self._by_id:
+            self._ids += 1
+        return f"task-{self._ids:04d}"
 
     def page(
         self, status: str, limit: int, after: Order | None
@@ -104,7 +106,7 @@ class TaskStore:
                 else bisect.bisect_right(self._sorted, after, key=lambda e: e.order)
             )
             found: list[_Entry] = []
-            for entry in self._sorted[start:]:
+            for entry in itertools.islice(self._sorted, start, None):
                 if entry.status == status:
                     found.append(entry)
                     if len(found) > limit:

@@ -12,14 +12,16 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run
-from prefect.states import Cancelled, Failed, State
+from prefect.client.schemas.objects import State
+from prefect.states import Cancelled, Failed
 
 from agent_dispatch.wiring import get_runtime
 from clients.agent import AgentEndpoint, AgentReply
 from clients.errors import AgentCallError
 from clients.wire import JobExecutionData
 from db.distribution_repository import Assignment
-from db.models import JobDistributionAgent, utcnow
+from db.models import JobDistributionAgent
+from db.types import utcnow
 from db.uow import UnitOfWork
 from domain.lease import Lease, LeaseLost
 from domain.model import AgentOutcome
@@ -83,15 +85,22 @@ async def _write(ctx: CallContext, target: AgentRunStatus, **fields: Any) -> boo
     return True
 
 
-async def _stopped(ctx: CallContext, endpoint: AgentEndpoint, started: float,
-                   remote_task_id: str | None, call: asyncio.Future[Any] | None = None) -> State[Any]:
+async def _stopped(
+    ctx: CallContext,
+    endpoint: AgentEndpoint,
+    started: float,
+    remote_task_id: str | None,
+    call: asyncio.Future[Any] | None = None,
+) -> State[Any]:
     """Tell the agent to stop (best effort, bounded), end our request, record CANCELLED."""
     latency = (time.monotonic() - started) * 1000
     # The contract's POST /cancel is for work "answered synchronously (the request is still
     # open)": send it before our own request is torn down.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(
-            get_runtime().agents().cancel(
+            get_runtime()
+            .agents()
+            .cancel(
                 endpoint,
                 job_id=ctx.queue_task_id,
                 distribution_id=ctx.distribution_id,
@@ -127,7 +136,9 @@ async def call_agent(ctx: CallContext) -> AgentOutcome | State[Any]:
     started = time.monotonic()
     if stop.is_set():
         return await _stopped(ctx, endpoint, started, None)
-    if not await _write(ctx, AgentRunStatus.WORKING, started_at=utcnow(), task_run_id=str(task_run.id)):
+    if not await _write(
+        ctx, AgentRunStatus.WORKING, started_at=utcnow(), task_run_id=str(task_run.id)
+    ):
         return Cancelled(message=f"{a.agent_name}: job no longer held by this run")
     remote_task_id: str | None = None
 
@@ -161,30 +172,55 @@ async def call_agent(ctx: CallContext) -> AgentOutcome | State[Any]:
     return await _settle(ctx, call, started)
 
 
-async def _settle(ctx: CallContext, call: asyncio.Future[AgentReply], started: float) -> AgentOutcome | State[Any]:
+async def _settle(
+    ctx: CallContext, call: asyncio.Future[AgentReply], started: float
+) -> AgentOutcome | State[Any]:
     """Turn the finished call into the row's end state and the task run's state."""
     a = ctx.assignment
     answered = time.monotonic()
     latency = (answered - started) * 1000
     exc = call.exception()
     if isinstance(exc, AgentCallError):
-        status = AgentRunStatus.TIMEOUT if exc.kind is FailureKind.TIMEOUT else AgentRunStatus.FAILED
-        outcome = AgentOutcome(status, error=str(exc), failure_kind=exc.kind, latency_ms=latency,
-                               attempts=exc.attempts)
-        await _write(ctx, status, finished_at=utcnow(), latency_ms=latency, error=outcome.error,
-                     failure_kind=exc.kind.value, attempts=exc.attempts)
-        get_run_logger().warning("%s %s after %.0f ms: %s", a.agent_name, status.value, latency, exc)
+        status = (
+            AgentRunStatus.TIMEOUT if exc.kind is FailureKind.TIMEOUT else AgentRunStatus.FAILED
+        )
+        outcome = AgentOutcome(
+            status, error=str(exc), failure_kind=exc.kind, latency_ms=latency, attempts=exc.attempts
+        )
+        await _write(
+            ctx,
+            status,
+            finished_at=utcnow(),
+            latency_ms=latency,
+            error=outcome.error,
+            failure_kind=exc.kind.value,
+            attempts=exc.attempts,
+        )
+        get_run_logger().warning(
+            "%s %s after %.0f ms: %s", a.agent_name, status.value, latency, exc
+        )
         # A Failed state (not an exception) marks the run Failed in the UI without a traceback.
         return Failed(message=f"{a.agent_name} {status.value}: {exc}", data=outcome)
     if exc is not None:
         raise exc  # a bug, not an agent fault: let Prefect show it
     reply = call.result()
     outcome = AgentOutcome(
-        AgentRunStatus.COMPLETED, result=reply.result, latency_ms=latency, score=reply.score,
-        attempts=reply.attempts, answered_at=answered,
+        AgentRunStatus.COMPLETED,
+        result=reply.result,
+        latency_ms=latency,
+        score=reply.score,
+        attempts=reply.attempts,
+        answered_at=answered,
     )
-    if not await _write(ctx, AgentRunStatus.COMPLETED, finished_at=utcnow(), latency_ms=latency,
-                        result=reply.result, score=reply.score, attempts=reply.attempts):
+    if not await _write(
+        ctx,
+        AgentRunStatus.COMPLETED,
+        finished_at=utcnow(),
+        latency_ms=latency,
+        result=reply.result,
+        score=reply.score,
+        attempts=reply.attempts,
+    ):
         return Cancelled(message=f"{a.agent_name}: answered, but the job was no longer held")
     get_run_logger().info("%s COMPLETED in %.0f ms", a.agent_name, latency)
     return outcome

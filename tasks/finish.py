@@ -1,22 +1,24 @@
-"""Finish a distribution: select the result, end the job, update agent statistics, tell the queue."""
+"""Finish a distribution: pick the result, end the job, update agent stats, tell the queue."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from agent_dispatch.wiring import get_runtime
-from db.models import JobDistributionAgent, utcnow
+from db.agent_repository import stats_of
+from db.models import JobDistributionAgent
+from db.types import utcnow
 from db.uow import UnitOfWork
 from domain.breaker import Circuit, after_outcome
 from domain.model import AgentOutcome
 from domain.selection import verdict
-from domain.statuses import AgentRunStatus, FailureKind, JobStatus
 from domain.stats import apply_outcome
-from db.agent_repository import stats_of
+from domain.statuses import AgentRunStatus, FailureKind, JobStatus
 from tasks import events
 from tasks.dbio import in_transaction
 from tasks.job_steps import Taken
@@ -37,18 +39,26 @@ class JobEnd:
 def _outcome(row: JobDistributionAgent) -> AgentOutcome:
     kind = FailureKind(row.failure_kind) if row.failure_kind else None
     return AgentOutcome(
-        AgentRunStatus(row.status), row.result, row.error, kind, row.latency_ms, row.score, row.attempts
+        AgentRunStatus(row.status),
+        row.result,
+        row.error,
+        kind,
+        row.latency_ms,
+        row.score,
+        row.attempts,
     )
 
 
 @task(name="finish", cache_policy=NO_CACHE, task_run_name="finish {taken.claim.spec.queue_task_id}")
-async def finish_job(taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None) -> JobEnd:
+async def finish_job(
+    taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None
+) -> JobEnd:
     rt = get_runtime()
     s = rt.settings
     claim, dist = taken.claim, taken.distribution
     qid = claim.spec.queue_task_id
 
-    def decide(uow: UnitOfWork) -> tuple[JobEnd, object]:
+    def decide(uow: UnitOfWork) -> tuple[JobEnd, Any, str | None]:
         now = utcnow()
         for row in uow.distributions.rows(dist.distribution_id):
             if row.status in (AgentRunStatus.ASSIGNED, AgentRunStatus.WORKING):
@@ -74,7 +84,10 @@ async def finish_job(taken: Taken, winner_row_id: str | None, first_result_at: d
             v = verdict(outcomes, names)
             status, error = v.status, v.error
             if status is JobStatus.FAILED and claim.spec.is_expired(now):
-                status, error = JobStatus.EXPIRED, "expired before any agent answered; " + (error or "")
+                status, error = (
+                    JobStatus.EXPIRED,
+                    "expired before any agent answered; " + (error or ""),
+                )
         uow.distributions.finish(
             claim.lease,
             dist.distribution_id,
@@ -106,7 +119,10 @@ async def finish_job(taken: Taken, winner_row_id: str | None, first_result_at: d
                     threshold=s.circuit_failure_threshold,
                     reset_seconds=s.circuit_reset_seconds,
                 )
-                agent.consecutive_failures, agent.circuit_open_until = c.consecutive_failures, c.open_until
+                agent.consecutive_failures, agent.circuit_open_until = (
+                    c.consecutive_failures,
+                    c.open_until,
+                )
         end = JobEnd(
             qid,
             claim.job_id,
@@ -115,11 +131,16 @@ async def finish_job(taken: Taken, winner_row_id: str | None, first_result_at: d
             winner.latency_ms if winner else None,
             error,
         )
-        return end, (winner.result if winner else None, winner.agent_id if winner else None)
+        return end, (winner.result if winner else None), (winner.agent_id if winner else None)
 
-    end, (result, agent_id) = await in_transaction(decide)
+    end, result, agent_id = await in_transaction(decide)
     events.job_status_changed(
-        claim.job_id, qid, end.status.value, agent_id=agent_id, agent_name=end.winner, error=end.error
+        claim.job_id,
+        qid,
+        end.status.value,
+        agent_id=agent_id,
+        agent_name=end.winner,
+        error=end.error,
     )
     problem = await report_status(
         qid, end.status.value, taken.queue_status, result=result, agent_id=agent_id, error=end.error

@@ -13,7 +13,8 @@ from agent_dispatch.wiring import get_runtime
 from clients.errors import QueueError
 from db.distribution_repository import NewDistribution
 from db.job_repository import spec_of
-from db.models import Job, utcnow
+from db.models import Job
+from db.types import utcnow
 from db.uow import UnitOfWork
 from domain.lease import Lease, LeaseLost
 from domain.matching import Decision, match
@@ -101,7 +102,9 @@ async def plan_job(claim: Claim, round: int = 1) -> Plan:
         job = uow.jobs.get_leased(claim.lease)
         spec = spec_of(job)
         if spec.is_expired(now):
-            return Plan(PlanKind.EXPIRED, summary=f"expired at {spec.expires_at:%Y-%m-%d %H:%M:%S}Z")
+            return Plan(
+                PlanKind.EXPIRED, summary=f"expired at {spec.expires_at:%Y-%m-%d %H:%M:%S}Z"
+            )
         if job.status != JobStatus.OPEN and job.attempts >= settings.job_max_attempts:
             return Plan(PlanKind.SPENT, summary=f"{job.attempts} attempts spent")
         limit = spec.max_agents or settings.max_agents_per_job
@@ -147,7 +150,9 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
         except QueueError:
             # The take may have reached the queue before the error: keep the job leased but
             # expired, so the sweep asks the queue and either releases or rescues it.
-            await in_transaction(lambda uow: _abandon(uow, claim, dist.distribution_id, release=False))
+            await in_transaction(
+                lambda uow: _abandon(uow, claim, dist.distribution_id, release=False)
+            )
             await in_transaction(lambda uow: uow.jobs.expire_lease(claim.lease, utcnow()))
             raise
         if not taken:
@@ -157,7 +162,9 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
         queue_status = JobStatus.DISTRIBUTED.value
 
         def distributed(uow: UnitOfWork) -> None:
-            uow.jobs.transition(claim.lease, JobStatus.DISTRIBUTED, utcnow(), queue_status="DISTRIBUTED")
+            uow.jobs.transition(
+                claim.lease, JobStatus.DISTRIBUTED, utcnow(), queue_status="DISTRIBUTED"
+            )
 
         await in_transaction(distributed)
         events.job_status_changed(claim.job_id, qid, "DISTRIBUTED", attempt=dist.attempt)
@@ -172,7 +179,9 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
         def in_progress(uow: UnitOfWork) -> None:
             job = uow.jobs.get_leased(claim.lease)
             if job.status != JobStatus.IN_PROGRESS:
-                uow.jobs.transition(claim.lease, JobStatus.IN_PROGRESS, utcnow(), queue_status=queue_status)
+                uow.jobs.transition(
+                    claim.lease, JobStatus.IN_PROGRESS, utcnow(), queue_status=queue_status
+                )
 
         await in_transaction(in_progress)
         events.job_status_changed(
@@ -202,7 +211,9 @@ def _abandon(uow: UnitOfWork, claim: Claim, distribution_id: str, *, release: bo
         uow.jobs.release(claim.lease)
 
 
-@task(name="end-unstarted", cache_policy=NO_CACHE, task_run_name="{status} {claim.spec.queue_task_id}")
+@task(
+    name="end-unstarted", cache_policy=NO_CACHE, task_run_name="{status} {claim.spec.queue_task_id}"
+)
 async def end_job(claim: Claim, status: JobStatus, reason: str) -> str | None:
     """End a job that no agent will work on (EXPIRED, or FAILED when attempts are spent)."""
     qid = claim.spec.queue_task_id

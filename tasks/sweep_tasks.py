@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from agent_dispatch.wiring import get_runtime
@@ -210,8 +210,7 @@ async def _send(u: Unreported) -> SweepLine:
         except TaskNotFound as exc:
             await mark(u.status)  # nothing left to tell
             return SweepLine(u.queue_task_id, u.job_id, "gone", str(exc))
-        except QueueError as exc:
-            get_run_logger().warning("report of %s deferred: %s", u.queue_task_id, exc)
+        except QueueError as exc:  # the flow logs every line; the next sweep tries again
             return SweepLine(u.queue_task_id, u.job_id, "deferred", str(exc))
         await mark(u.status)
         return SweepLine(u.queue_task_id, u.job_id, "reported", f"{expected} -> {u.status}")

@@ -99,7 +99,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             emit_json([agent_dict(a) for a in agents])
             return 0
         if not agents:
-            print("no agents registered; add one with: agent-dispatch agents add NAME URL --category C")
+            print("no agents registered; add one with:")
+            print("  agent-dispatch agents add NAME URL --category C")
             return 0
         rows = [
             [
@@ -116,8 +117,23 @@ def cmd_list(args: argparse.Namespace) -> int:
             ]
             for a in agents
         ]
-        print(table(rows, ["NAME", "CATEGORIES", "TAGS", "SKILL", "MAX", "HEALTH", "SUCCESS",
-                           "WINS", "AVG MS", "URL"]))
+        print(
+            table(
+                rows,
+                [
+                    "NAME",
+                    "CATEGORIES",
+                    "TAGS",
+                    "SKILL",
+                    "MAX",
+                    "HEALTH",
+                    "SUCCESS",
+                    "WINS",
+                    "AVG MS",
+                    "URL",
+                ],
+            )
+        )
     return 0
 
 

@@ -7,9 +7,9 @@ import asyncio
 from typing import Any
 
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, table
+from agent_dispatch.operations import cancel_job
 from db.models import Job
 from domain.statuses import JobStatus
-from agent_dispatch.operations import cancel_job
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -107,8 +107,14 @@ def cmd_list(args: argparse.Namespace) -> int:
             print("no jobs" + (f" in status {args.status.value}" if args.status else ""))
             return 0
         rows = [
-            [j.id[:8], j.queue_task_id, j.status, j.category, j.title[:40],
-             (j.error or j.match_summary or "")[:60]]
+            [
+                j.id[:8],
+                j.queue_task_id,
+                j.status,
+                j.category,
+                j.title[:40],
+                (j.error or j.match_summary or "")[:60],
+            ]
             for j in jobs
         ]
         print(table(rows, ["ID", "QUEUE TASK", "STATUS", "CATEGORY", "TITLE", "NOTE"]))
@@ -126,9 +132,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print(f"job {data['id']}  (queue task {data['queueTaskId']})")
     print(f"  title     {data['title']}")
-    print(f"  needs     category {data['category']}, tags {data['tags'] or '-'}, "
-          f"skill >= {data['skillLevel']}")
-    print(f"  status    {data['status']} (queue: {data['queueStatus']}), attempts {data['attempts']}")
+    print(
+        f"  needs     category {data['category']}, tags {data['tags'] or '-'}, "
+        f"skill >= {data['skillLevel']}"
+    )
+    print(
+        f"  status    {data['status']} (queue: {data['queueStatus']}), attempts {data['attempts']}"
+    )
     if data["error"]:
         print(f"  error     {data['error']}")
     if data["result"] is not None:
@@ -136,15 +146,29 @@ def cmd_show(args: argparse.Namespace) -> int:
     if data["matchSummary"]:
         print(f"  matching  {data['matchSummary']}")
     for d in data["distributions"]:
-        print(f"\n  attempt {d['attempt']}: {d['status']}, first result after "
-              f"{d['timeToFirstResultMs'] or '-'} ms, flow run {d['flowRunId'] or '-'}")
-        rows = [[r["agent"], r["status"] + (" (winner)" if r["won"] else ""), str(r["attempts"]),
-                 f"{r['latencyMs']:.0f}" if r["latencyMs"] is not None else "-",
-                 (r["error"] or "")[:70]] for r in d["agents"]]
-        print("    " + table(rows, ["AGENT", "STATUS", "TRIES", "MS", "ERROR"]).replace("\n", "\n    "))
+        print(
+            f"\n  attempt {d['attempt']}: {d['status']}, first result after "
+            f"{d['timeToFirstResultMs'] or '-'} ms, flow run {d['flowRunId'] or '-'}"
+        )
+        rows = [
+            [
+                r["agent"],
+                r["status"] + (" (winner)" if r["won"] else ""),
+                str(r["attempts"]),
+                f"{r['latencyMs']:.0f}" if r["latencyMs"] is not None else "-",
+                (r["error"] or "")[:70],
+            ]
+            for r in d["agents"]
+        ]
+        print(
+            "    "
+            + table(rows, ["AGENT", "STATUS", "TRIES", "MS", "ERROR"]).replace("\n", "\n    ")
+        )
         print("    why:")
         for dec in d["decisions"]:
-            mark = "chosen  " if dec["chosen"] else "excluded" if not dec["eligible"] else "ranked  "
+            mark = (
+                "chosen  " if dec["chosen"] else "excluded" if not dec["eligible"] else "ranked  "
+            )
             print(f"      {mark} {dec['agent_name']}: {dec['reason']}")
     return 0
 

@@ -16,8 +16,9 @@ COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd, ops_cmd]
 def build_parser() -> Parser:
     parser = Parser(prog="agent-dispatch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"agent-dispatch {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=Parser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=Parser
+    )
     for module in COMMANDS:
         module.register(sub)
     for optional in ("demo_cmd", "analytics_cmd"):

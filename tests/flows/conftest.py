@@ -39,7 +39,8 @@ def make_runtime(
 
     def build(**overrides: Any) -> Runtime:
         settings = make_settings(
-            database_url, **{"remote_queue_url": queue.url, "remote_queue_token": TOKEN, **overrides}
+            database_url,
+            **{"remote_queue_url": queue.url, "remote_queue_token": TOKEN, **overrides},
         )
         rt = Runtime(settings)
         set_runtime(rt)

@@ -166,7 +166,9 @@ async def test_accepted_then_polled_and_rate_limited_retries_share_the_key(
 
 
 async def test_retries_are_bounded_by_execution_retry_count(
-    make_runtime: Callable[..., Runtime], queue: SimulatedQueue, farm: AgentFarm,
+    make_runtime: Callable[..., Runtime],
+    queue: SimulatedQueue,
+    farm: AgentFarm,
     add_agent: Callable[..., str],
 ) -> None:
     rt = make_runtime(execution_retry_count=1)
@@ -185,10 +187,23 @@ async def test_bad_queue_items_are_rejected_alone(
 ) -> None:
     add_agent("fast", "fast")
     good = queue.add_task(title="good", category="general")
-    queue.add_raw({"id": "bad-1", "category": "general", "skillLevel": 9, "status": "OPEN",
-                   "createdAt": "2026-01-01T00:00:00Z"})
-    queue.add_raw({"title": "no id", "category": "general", "status": "OPEN",
-                   "createdAt": "2026-01-01T00:00:00Z"})
+    queue.add_raw(
+        {
+            "id": "bad-1",
+            "category": "general",
+            "skillLevel": 9,
+            "status": "OPEN",
+            "createdAt": "2026-01-01T00:00:00Z",
+        }
+    )
+    queue.add_raw(
+        {
+            "title": "no id",
+            "category": "general",
+            "status": "OPEN",
+            "createdAt": "2026-01-01T00:00:00Z",
+        }
+    )
     good2 = queue.add_task(title="good too", category="general")
 
     summary = await dispatch_flow(DispatchParams())
@@ -273,8 +288,11 @@ async def test_operator_cancel_stops_agents_and_tells_the_queue(
             if uow.jobs.find(task["id"]) is None:
                 continue
         rows = rows_by_agent(job_of(rt, task["id"]))
-        if len(rows) == 2 and all(r.status == "WORKING" for r in rows.values()) and \
-                rows["poller"].remote_task_id:
+        if (
+            len(rows) == 2
+            and all(r.status == "WORKING" for r in rows.values())
+            and rows["poller"].remote_task_id
+        ):
             break
     else:
         pytest.fail("agents never started working")

@@ -581,7 +581,7 @@ def test_concurrent_creates_cannot_overfill_an_agent(runtime: Runtime) -> None:
         # B must wait for A's lock on the agent row, then count A's committed row.
         thread = threading.Thread(target=second_worker)
         thread.start()
-        thread.join(timeout=1.0)
+        thread.join(timeout=0.5)
         assert thread.is_alive(), "the second create did not wait for the agent row lock"
         a.commit()
     thread.join(timeout=30)

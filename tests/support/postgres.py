@@ -54,11 +54,27 @@ def private_cluster() -> Iterator[str]:
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
         prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*prefix, f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "trust"],
-                   check=True, capture_output=True)
-    subprocess.run([*prefix, f"{bindir}/pg_ctl", "-D", data, "-l", f"{root}/log", "-w", "-o",
-                    f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
-                    "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, f"{bindir}/initdb", "-D", data, "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            f"{bindir}/pg_ctl",
+            "-D",
+            data,
+            "-l",
+            f"{root}/log",
+            "-w",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
         deadline = time.monotonic() + 30
@@ -68,8 +84,10 @@ def private_cluster() -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        subprocess.run([*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*prefix, f"{bindir}/pg_ctl", "-D", data, "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -14,11 +14,14 @@ from domain.matching import Decision
 from domain.model import JobSpec
 
 
-def add_agent(rt: Runtime, name: str, url: str = "http://127.0.0.1:9/agents/x", **kw: object) -> str:
+def add_agent(
+    rt: Runtime, name: str, url: str = "http://127.0.0.1:9/agents/x", **kw: object
+) -> str:
     with rt.uow() as uow:
         agent = uow.agents.add(
-            Agent(name=name, url=url, categories=["general"], skill_level=3, max_concurrency=5,
-                  **kw)
+            Agent(
+                name=name, url=url, categories=["general"], skill_level=3, max_concurrency=5, **kw
+            )
         )
         uow.commit()
         return agent.id
@@ -26,8 +29,9 @@ def add_agent(rt: Runtime, name: str, url: str = "http://127.0.0.1:9/agents/x", 
 
 def store(rt: Runtime, qid: str, **spec: object) -> str:
     with rt.uow() as uow:
-        job_id = uow.jobs.intake(JobSpec(queue_task_id=qid, title=f"job {qid}",
-                                         category="general", **spec))  # type: ignore[arg-type]
+        job_id = uow.jobs.intake(
+            JobSpec(queue_task_id=qid, title=f"job {qid}", category="general", **spec)
+        )  # type: ignore[arg-type]
         uow.commit()
         return job_id
 
@@ -44,15 +48,17 @@ def age_lease(rt: Runtime, job_id: str, seconds: float = 60) -> None:
     """Make a job's lease look expired (as if its worker died `seconds` ago)."""
     with rt.uow() as uow:
         uow.session.execute(
-            update(Job).where(Job.id == job_id)
+            update(Job)
+            .where(Job.id == job_id)
             .values(lease_expires_at=utcnow() - dt.timedelta(seconds=seconds))
         )
         uow.commit()
 
 
 def decisions(*agents: tuple[str, str]) -> list[Decision]:
-    return [Decision(aid, name, True, True, "test", 1.0, i + 1) for i, (aid, name) in
-            enumerate(agents)]
+    return [
+        Decision(aid, name, True, True, "test", 1.0, i + 1) for i, (aid, name) in enumerate(agents)
+    ]
 
 
 def job(rt: Runtime, job_id: str) -> Job:

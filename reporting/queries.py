@@ -1,0 +1,225 @@
+"""Aggregation queries: the database groups execution rows per agent/category/bucket.
+
+Only aggregated rows reach Python (agents x categories x buckets), so memory does not grow with
+the number of execution rows. On SQLite the percentiles come from a sorted, chunked stream.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Select, case, func, select
+from sqlalchemy.sql.elements import ColumnElement
+
+from db.models import Job, JobDistributionAgent, JobDistributionRecord
+from domain.statuses import JOB_TERMINAL, AgentRunStatus, JobStatus
+from reporting import sql
+from reporting.percentiles import column_name, grouped_percentiles
+from reporting.window import PeriodKind, Window
+
+LATENCY_QS = (0.5, 0.9, 0.99)
+DURATION_QS = (0.5, 0.9)
+CHUNK_ROWS = 100_000
+# Upper edges (ms) of the latency histogram bins; the last bin is open-ended.
+LATENCY_EDGES_MS = (50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000)
+
+A = JobDistributionAgent.__table__
+D = JobDistributionRecord.__table__
+J = Job.__table__
+
+
+def _calls(dialect: str, window: Window, kind: PeriodKind | None) -> Any:
+    """Ended agent calls in the window, one row each, with their bucket and outcome label."""
+    cols: list[ColumnElement[Any]] = []
+    if kind is not None:
+        cols.append(sql.bucket(dialect, kind, A.c.finished_at).label("period_start"))
+    ok = A.c.status == AgentRunStatus.COMPLETED.value
+    cols += [
+        A.c.agent_name,
+        A.c.agent_id,
+        J.c.category,
+        sql.outcome(A).label("outcome"),
+        A.c.won,
+        case((ok, A.c.latency_ms)).label("ok_latency"),
+    ]
+    return (
+        select(*cols)
+        .select_from(A.join(D, D.c.id == A.c.distribution_id).join(J, J.c.id == D.c.job_id))
+        .where(sql.in_window(A.c.finished_at, window.start, window.end))
+        .where(A.c.status.in_(sql.AGENT_ENDED))
+        .subquery("calls")
+    )
+
+
+def _keys(sub: Any, kind: PeriodKind | None, by_category: bool, base: Sequence[str]) -> list[Any]:
+    names = (["period_start"] if kind is not None else []) + list(base)
+    if by_category:
+        names.append("category")
+    return [sub.c[n] for n in names]
+
+
+def _stream(conn: Connection, stmt: Select[Any]) -> Iterator[pd.DataFrame]:
+    result = conn.execution_options(yield_per=CHUNK_ROWS).execute(stmt)
+    for part in result.partitions():
+        yield pd.DataFrame(part, columns=list(result.keys()))
+
+
+def _with_percentiles(
+    conn: Connection,
+    frame: pd.DataFrame,
+    sub: Any,
+    keys: list[Any],
+    value: str,
+    qs: Sequence[float],
+    prefix: str,
+) -> pd.DataFrame:
+    """SQLite: add percentile columns from a stream ordered by group then value."""
+    v = sub.c[value]
+    stmt = select(*keys, v).where(v.is_not(None)).order_by(*keys, v)
+    names = [k.name for k in keys]
+    pct = grouped_percentiles(_stream(conn, stmt), names, value, qs, prefix)
+    return frame.merge(pct, on=names, how="left") if not frame.empty else frame
+
+
+def _finish_frame(
+    frame: pd.DataFrame, kind: PeriodKind | None, by_category: bool, pcts: dict[str, Sequence[float]]
+) -> pd.DataFrame:
+    if kind is not None:
+        frame["period_start"] = [sql.to_utc(v) for v in frame["period_start"]]
+    if not by_category:
+        frame["category"] = "*"
+    for prefix, qs in pcts.items():
+        if prefix in frame.columns:  # PostgreSQL: one array column per measure
+            for i, q in enumerate(qs):
+                frame[column_name(prefix, q)] = [None if a is None else a[i] for a in frame[prefix]]
+            frame.drop(columns=[prefix], inplace=True)
+        for q in qs:
+            if column_name(prefix, q) not in frame.columns:
+                frame[column_name(prefix, q)] = float("nan")
+    return frame
+
+
+def agent_counts(
+    conn: Connection, window: Window, kind: PeriodKind | None, *, by_category: bool
+) -> pd.DataFrame:
+    """Per (bucket, agent, category) counts by outcome, wins and latency stats of completions."""
+    dialect = conn.dialect.name
+    sub = _calls(dialect, window, kind)
+    keys = _keys(sub, kind, by_category, ["agent_name"])
+    cols: list[Any] = [
+        *keys,
+        func.max(sub.c.agent_id).label("agent_id"),
+        func.count().label("calls"),
+        *(sql.count_if(sub.c.outcome == o).label(c) for o, c in sql.OUTCOME_COLUMNS.items()),
+        sql.count_if(sub.c.won).label("wins"),
+        func.count(sub.c.ok_latency).label("latency_samples"),
+        func.sum(sub.c.ok_latency).label("latency_sum_ms"),
+    ]
+    if dialect == "postgresql":
+        cols.append(sql.percentiles(sub.c.ok_latency, LATENCY_QS).label("latency"))
+    result = conn.execute(select(*cols).group_by(*keys).order_by(*keys))
+    frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+    if dialect != "postgresql":
+        frame = _with_percentiles(conn, frame, sub, keys, "ok_latency", LATENCY_QS, "latency")
+    return _finish_frame(frame, kind, by_category, {"latency": LATENCY_QS})
+
+
+def _jobs(dialect: str, window: Window, kind: PeriodKind | None) -> Any:
+    """Jobs that ended in the window, one row each, with attempts and durations (ms)."""
+    per_job = (
+        select(
+            D.c.job_id,
+            func.count().label("attempts"),
+            func.min(D.c.started_at).label("first_start"),
+            func.min(D.c.first_result_at).label("first_result"),
+        )
+        .where(D.c.started_at < window.end)  # a job ending in the window started before its end
+        .group_by(D.c.job_id)
+        .subquery("per_job")
+    )
+    cols: list[ColumnElement[Any]] = []
+    if kind is not None:
+        cols.append(sql.bucket(dialect, kind, J.c.finished_at).label("period_start"))
+    cols += [
+        J.c.category,
+        J.c.status,
+        func.coalesce(per_job.c.attempts, 0).label("attempts"),
+        sql.millis_between(dialect, per_job.c.first_result, per_job.c.first_start).label("ttfr"),
+        sql.millis_between(dialect, J.c.finished_at, J.c.created_at).label("e2e"),
+    ]
+    return (
+        select(*cols)
+        .select_from(J.outerjoin(per_job, per_job.c.job_id == J.c.id))
+        .where(sql.in_window(J.c.finished_at, window.start, window.end))
+        .where(J.c.status.in_([s.value for s in JOB_TERMINAL]))
+        .subquery("ended_jobs")
+    )
+
+
+def job_counts(
+    conn: Connection, window: Window, kind: PeriodKind | None, *, by_category: bool
+) -> pd.DataFrame:
+    """Per (bucket, category) job counts by terminal status, attempts, ttfr and e2e stats."""
+    dialect = conn.dialect.name
+    sub = _jobs(dialect, window, kind)
+    keys = _keys(sub, kind, by_category, [])
+    statuses = {s: s.value.lower() for s in (JobStatus.COMPLETED, JobStatus.FAILED,
+                                              JobStatus.EXPIRED, JobStatus.CANCELLED)}  # fmt: skip
+    cols: list[Any] = [
+        *keys,
+        func.count().label("jobs"),
+        *(sql.count_if(sub.c.status == s.value).label(name) for s, name in statuses.items()),
+        func.sum(sub.c.attempts).label("dispatch_attempts"),
+        func.count(sub.c.ttfr).label("ttfr_samples"),
+        func.avg(sub.c.ttfr).label("ttfr_mean_ms"),
+        func.avg(sub.c.e2e).label("e2e_mean_ms"),
+    ]
+    if dialect == "postgresql":
+        cols.append(sql.percentiles(sub.c.ttfr, DURATION_QS).label("ttfr"))
+        cols.append(sql.percentiles(sub.c.e2e, DURATION_QS).label("e2e"))
+    result = conn.execute(select(*cols).group_by(*keys).order_by(*keys))
+    frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+    if dialect != "postgresql":
+        for measure in ("ttfr", "e2e"):
+            frame = _with_percentiles(conn, frame, sub, keys, measure, DURATION_QS, measure)
+    return _finish_frame(frame, kind, by_category, {"ttfr": DURATION_QS, "e2e": DURATION_QS})
+
+
+def latency_histogram(conn: Connection, window: Window) -> pd.DataFrame:
+    """Completed-call latencies per agent counted into LATENCY_EDGES_MS bins."""
+    sub = _calls(conn.dialect.name, window, None)
+    lat = sub.c.ok_latency
+    bin_no = case(
+        *((lat < edge, i) for i, edge in enumerate(LATENCY_EDGES_MS)),
+        else_=len(LATENCY_EDGES_MS),
+    ).label("bin")
+    stmt = (
+        select(sub.c.agent_name, bin_no, func.count().label("calls"))
+        .where(lat.is_not(None))
+        .group_by(sub.c.agent_name, bin_no)
+        .order_by(sub.c.agent_name, bin_no)
+    )
+    result = conn.execute(stmt)
+    return pd.DataFrame(result.all(), columns=["agent_name", "bin", "calls"])
+
+
+def decided_per_hour(conn: Connection, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
+    """Per (agent_id, hour): successes and decided calls; cancelled and blocked left out."""
+    sub = _calls(conn.dialect.name, Window(since, until), "hour")
+    stmt = (
+        select(
+            sub.c.agent_id,
+            sub.c.period_start,
+            sql.count_if(sub.c.outcome == sql.COMPLETED).label("successes"),
+            func.count().label("decided"),
+        )
+        .where(sub.c.agent_id.is_not(None), sub.c.outcome.not_in(sql.NOT_DECIDED))
+        .group_by(sub.c.agent_id, sub.c.period_start)
+    )
+    result = conn.execute(stmt)
+    frame = pd.DataFrame(result.all(), columns=["agent_id", "period_start", "successes", "decided"])
+    frame["period_start"] = [sql.to_utc(v) for v in frame["period_start"]]
+    return frame

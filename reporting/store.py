@@ -1,0 +1,93 @@
+"""Idempotent writes of the reporting tables: a period's rows are replaced, never added to."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine, delete, insert, select
+
+from db.reporting_models import ReportAgentPeriod, ReportJobPeriod
+from reporting.window import PeriodKind, Window, aligned
+
+RAP = ReportAgentPeriod.__table__
+RJP = ReportJobPeriod.__table__
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Written:
+    kind: PeriodKind
+    window: Window  # the whole buckets replaced
+    agent_rows: int
+    job_rows: int
+
+
+def records(frame: pd.DataFrame, computed_at: dt.datetime) -> list[dict[str, Any]]:
+    """Frame rows as plain dicts: NaN -> None, pandas timestamps -> datetime."""
+    out = frame.astype("object").where(frame.notna(), None).to_dict("records")
+    for row in out:
+        start = row.get("period_start")
+        if isinstance(start, pd.Timestamp):
+            row["period_start"] = start.to_pydatetime()
+        row["computed_at"] = computed_at
+    return out
+
+
+def replace_periods(
+    engine: Engine,
+    kind: PeriodKind,
+    window: Window,
+    agents: pd.DataFrame,
+    jobs: pd.DataFrame,
+    computed_at: dt.datetime,
+) -> Written:
+    """Delete every row of the aligned buckets, then insert the new ones, in one transaction."""
+    w = aligned(window, kind)
+    outside = [
+        f for f in (agents, jobs) if not f.empty and not f["period_start"].between(
+            pd.Timestamp(w.start), pd.Timestamp(w.end), inclusive="left").all()
+    ]  # fmt: skip
+    if outside:
+        raise ValueError(f"rows outside the {kind} buckets being replaced ({w.label()})")
+    agent_rows, job_rows = records(agents, computed_at), records(jobs, computed_at)
+    with engine.begin() as conn:
+        for table in (RAP, RJP):
+            conn.execute(
+                delete(table).where(
+                    table.c.period_kind == kind,
+                    table.c.period_start >= w.start,
+                    table.c.period_start < w.end,
+                )
+            )
+        if agent_rows:
+            conn.execute(insert(RAP), agent_rows)
+        if job_rows:
+            conn.execute(insert(RJP), job_rows)
+    return Written(kind, w, len(agent_rows), len(job_rows))
+
+
+def _read(conn: Connection, table: Any, kind: PeriodKind, window: Window, category: str | None
+          ) -> pd.DataFrame:  # fmt: skip
+    stmt = select(table).where(
+        table.c.period_kind == kind,
+        table.c.period_start >= window.start,
+        table.c.period_start < window.end,
+    )
+    if category is not None:
+        stmt = stmt.where(table.c.category == category)
+    result = conn.execute(stmt.order_by(table.c.period_start, table.c.id))
+    return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def read_agent_periods(
+    conn: Connection, kind: PeriodKind, window: Window, category: str | None = "*"
+) -> pd.DataFrame:
+    return _read(conn, RAP, kind, aligned(window, kind), category)
+
+
+def read_job_periods(
+    conn: Connection, kind: PeriodKind, window: Window, category: str | None = "*"
+) -> pd.DataFrame:
+    return _read(conn, RJP, kind, aligned(window, kind), category)

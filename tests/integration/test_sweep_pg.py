@@ -1,0 +1,203 @@
+"""The sweep on real PostgreSQL against a loopback queue: rescue, reconcile, outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select, update
+
+from agent_dispatch.wiring import Runtime, set_runtime
+from db.models import Job, JobDistributionAgent, JobDistributionRecord
+from db.types import utcnow
+from domain.statuses import AgentRunStatus, JobStatus
+from simulators.agents import AgentFarm
+from simulators.queue import SimulatedQueue
+from tasks.sweep_tasks import reconcile_stale_open, rescue_expired, send_unreported, stop_abandoned
+from tests.conftest import make_settings
+from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
+
+pytestmark = [pytest.mark.postgres]
+TOKEN = "sweep-test-token"
+
+
+@pytest.fixture
+def queue() -> Iterator[SimulatedQueue]:
+    q = SimulatedQueue(TOKEN)
+    with q.serve():
+        yield q
+
+
+@pytest.fixture
+def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
+    runtime = Runtime(make_settings(database_url, remote_queue_url=queue.url,
+                                    remote_queue_token=TOKEN, job_max_attempts=3,
+                                    execution_retry_count=0))
+    previous = set_runtime(runtime)
+    yield runtime
+    runtime.dispose()
+    set_runtime(previous)
+
+
+def in_progress(rt: Runtime, queue: SimulatedQueue, *, attempts: int = 1,
+                agent_url: str = "http://127.0.0.1:9/agents/x", **spec: object) -> tuple[str, str]:
+    """A job IN_PROGRESS on both sides whose worker died: one WORKING and one ASSIGNED row."""
+    task = queue.add_task(title="t", category="general")
+    a1 = add_agent(rt, f"a1-{task['id']}", agent_url)
+    a2 = add_agent(rt, f"a2-{task['id']}")
+    queue.set_status(task["id"], "IN_PROGRESS")
+    job_id = store(rt, task["id"], **spec)
+    lease = claim(rt, task["id"])
+    with rt.uow() as uow:
+        dist = uow.distributions.create(lease, decisions((a1, "a1"), (a2, "a2")), utcnow())
+        uow.jobs.transition(lease, JobStatus.DISTRIBUTED, utcnow(), queue_status="DISTRIBUTED")
+        uow.jobs.transition(lease, JobStatus.IN_PROGRESS, utcnow(), queue_status="IN_PROGRESS")
+        uow.distributions.move_agent(lease, dist.assignments[0].row_id, AgentRunStatus.WORKING,
+                                     started_at=utcnow() - dt.timedelta(seconds=3600))
+        uow.session.execute(update(Job).where(Job.id == job_id).values(attempts=attempts))
+        uow.commit()
+    age_lease(rt, job_id)
+    return job_id, task["id"]
+
+
+def rows(rt: Runtime, job_id: str) -> list[JobDistributionAgent]:
+    with rt.uow() as uow:
+        return list(uow.session.scalars(
+            select(JobDistributionAgent).join(JobDistributionRecord)
+            .where(JobDistributionRecord.job_id == job_id).order_by(JobDistributionAgent.rank)
+        ).all())
+
+
+async def test_expired_lease_closes_rows_and_hands_the_job_back(
+    rt: Runtime, queue: SimulatedQueue
+) -> None:
+    job_id, _ = in_progress(rt, queue)
+    rescued = await rescue_expired.fn(100)
+    assert [x.action for x in rescued.lines] == ["requeued"]
+    assert [r.status for r in rows(rt, job_id)] == ["TIMEOUT", "CANCELLED"]
+    after = job(rt, job_id)
+    assert after.status == "IN_PROGRESS" and after.lease_token is None
+    with rt.uow() as uow:
+        assert [r.status for r in uow.session.scalars(select(JobDistributionRecord))] == [
+            "ABANDONED"]
+        assert len(uow.jobs.claim_rescued("w2", 300, utcnow(), 10)) == 1
+        uow.commit()
+    assert (await rescue_expired.fn(100)).lines == ()  # a live lease is never touched
+
+
+async def test_spent_and_expired_jobs_end_and_the_queue_is_told(
+    rt: Runtime, queue: SimulatedQueue
+) -> None:
+    spent, spent_qid = in_progress(rt, queue, attempts=3)
+    late, late_qid = in_progress(rt, queue, expires_at=utcnow() - dt.timedelta(seconds=1))
+    rescued = await rescue_expired.fn(100)
+    assert sorted(x.action for x in rescued.lines) == ["EXPIRED", "FAILED"]
+    lines = await send_unreported.fn(rescued.ended_job_ids, 3600, 100)
+    assert sorted(x.action for x in lines) == ["reported", "reported"]
+    assert queue.task(spent_qid)["status"] == "FAILED"
+    assert queue.task(late_qid)["status"] == "EXPIRED"
+    assert (job(rt, spent).status, job(rt, spent).queue_status) == ("FAILED", "FAILED")
+    assert (job(rt, late).status, job(rt, late).queue_status) == ("EXPIRED", "EXPIRED")
+    assert await send_unreported.fn((), 0, 100) == []  # nothing left in the outbox
+
+
+async def test_abandoned_calls_are_cancelled_at_the_agent(
+    rt: Runtime, queue: SimulatedQueue
+) -> None:
+    farm = AgentFarm({"busy": "slow:delay=30"})
+    with farm.serve():
+        in_progress(rt, queue, agent_url=farm.url_for("busy"))
+        rescued = await rescue_expired.fn(100)
+        assert len(rescued.calls) == 1
+        assert await stop_abandoned.fn(rescued.calls) == 1
+        await rt.aclose_clients()
+    assert [c.agent for c in farm.cancels] == ["busy"]
+
+
+@pytest.mark.parametrize(
+    ("queue_status", "action", "local", "queue_status_after"),
+    [
+        ("OPEN", "released", "OPEN", "OPEN"),
+        ("DISTRIBUTED", "rescued", "DISTRIBUTED", "DISTRIBUTED"),
+        ("IN_PROGRESS", "rescued", "DISTRIBUTED", "IN_PROGRESS"),
+        ("CANCELLED", "mirrored", "CANCELLED", "CANCELLED"),
+        ("COMPLETED", "mirrored", "CANCELLED", "COMPLETED"),  # OPEN -> COMPLETED is illegal
+        (None, "mirrored", "CANCELLED", "CANCELLED"),  # gone from the queue
+    ],
+)
+async def test_stale_open_job_follows_what_the_queue_says(
+    rt: Runtime, queue: SimulatedQueue, queue_status: str | None, action: str, local: str,
+    queue_status_after: str,
+) -> None:
+    qid = "task-x"
+    if queue_status is not None:
+        qid = queue.add_task(title="t", category="general")["id"]
+        queue.set_status(qid, queue_status)
+    job_id = store(rt, qid)
+    aid = add_agent(rt, "a1")
+    lease = claim(rt, qid)
+    with rt.uow() as uow:  # crashed after reserving agents, around the take
+        uow.distributions.create(lease, decisions((aid, "a1")), utcnow())
+        uow.commit()
+    age_lease(rt, job_id)
+
+    lines = await reconcile_stale_open.fn(100)
+
+    assert [x.action for x in lines] == [action]
+    after = job(rt, job_id)
+    assert (after.status, after.queue_status) == (local, queue_status_after)
+    assert after.lease_token is None
+    assert [r.status for r in rows(rt, job_id)] == ["CANCELLED"]  # no agent held busy
+    if local == "DISTRIBUTED":
+        with rt.uow() as uow:
+            assert len(uow.jobs.claim_rescued("w2", 300, utcnow(), 10)) == 1
+
+
+async def test_stale_open_job_waits_for_a_reachable_queue(
+    rt: Runtime, queue: SimulatedQueue
+) -> None:
+    qid = queue.add_task(title="t", category="general")["id"]
+    queue.set_status(qid, "DISTRIBUTED")
+    job_id = store(rt, qid)
+    claim(rt, qid)
+    age_lease(rt, job_id)
+    queue.fail_next(5, 503, retry_after=0)
+    assert [x.action for x in await reconcile_stale_open.fn(100)] == ["deferred"]
+    assert job(rt, job_id).status == "OPEN" and job(rt, job_id).lease_token is not None
+    queue.clear_faults()
+    assert [x.action for x in await reconcile_stale_open.fn(100)] == ["rescued"]
+
+
+async def test_outbox_resends_until_accepted_and_never_finishes_twice(
+    rt: Runtime, queue: SimulatedQueue
+) -> None:
+    job_id, qid = in_progress(rt, queue, attempts=3)
+    await rescue_expired.fn(100)  # ends FAILED locally
+    queue.fail_next(5, 503, retry_after=0)
+    assert [x.action for x in await send_unreported.fn((job_id,), 0, 100)] == ["deferred"]
+    assert job(rt, job_id).queue_status == "IN_PROGRESS"
+    queue.clear_faults()
+    # Two sweeps at once: the conditional PATCH lets exactly one of them finish the task.
+    a, b = await asyncio.gather(send_unreported.fn((), 0, 100), send_unreported.fn((), 0, 100))
+    assert sorted(x.action for x in a + b) == ["reported", "reported"]
+    assert queue.finished_count(qid) == 1
+    assert job(rt, job_id).queue_status == "FAILED"
+
+
+async def test_outbox_follows_a_queue_that_moved_on_and_respects_a_foreign_ending(
+    rt: Runtime, queue: SimulatedQueue
+) -> None:
+    moved, moved_qid = in_progress(rt, queue, attempts=3)
+    foreign, foreign_qid = in_progress(rt, queue, attempts=3)
+    await rescue_expired.fn(100)
+    with rt.uow() as uow:  # we believed the queue still had DISTRIBUTED
+        uow.session.execute(update(Job).where(Job.id == moved).values(queue_status="DISTRIBUTED"))
+        uow.commit()
+    queue.set_status(foreign_qid, "CANCELLED")  # the queue's owner ended it meanwhile
+    lines = {x.queue_task_id: x.action for x in await send_unreported.fn((), 0, 100)}
+    assert lines == {moved_qid: "reported", foreign_qid: "conflict"}
+    assert queue.task(moved_qid)["status"] == "FAILED"
+    assert queue.task(foreign_qid)["status"] == "CANCELLED"
+    assert job(rt, foreign).queue_status == "CANCELLED"  # recorded, so it is not resent
