@@ -18,17 +18,29 @@ import uuid
 from collections.abc import Sequence
 
 from prefect.client.orchestration import PrefectClient, get_client
-from prefect.events.actions import ActionTypes, DoNothing, SendNotification
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ActionTypes, ChangeFlowRunState, DoNothing, SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 JOB_FAILED = "agent-dispatch: job failed"
+ZOMBIES = "agent-dispatch: crash flow runs that stopped sending heartbeats"
 AGENT_FAILING = "agent-dispatch: agent failing repeatedly"
 AGENT_FAILURES = 3
 AGENT_WINDOW = dt.timedelta(minutes=5)
 
 
-def definitions(notify_block_id: uuid.UUID | None = None) -> list[AutomationCore]:
-    """The automations; `notify_block_id` adds a notification to each."""
+def zombie_window(heartbeat_seconds: int) -> dt.timedelta:
+    """Missing three heartbeats in a row means the run's process is gone."""
+    return dt.timedelta(seconds=3 * heartbeat_seconds)
+
+
+def definitions(
+    notify_block_id: uuid.UUID | None = None, heartbeat_seconds: int = 30
+) -> list[AutomationCore]:
+    """The automations; `notify_block_id` adds a notification to the agent-dispatch ones.
+
+    `heartbeat_seconds` must match PREFECT_FLOWS_HEARTBEAT_FREQUENCY on the workers.
+    """
 
     def actions(subject: str, body: str) -> list[ActionTypes]:
         if notify_block_id is None:
@@ -73,6 +85,34 @@ def definitions(notify_block_id: uuid.UUID | None = None) -> list[AutomationCore
                 "{{ event.payload.get('error', '') }}",
             ),
         ),
+        # A flow run whose process died with its worker (kill -9, lost machine) stays Running
+        # on the server; its heartbeats stop. This marks it Crashed; the sweep then rescues
+        # its jobs once their leases run out (docs/deploy.md, "When a worker dies").
+        AutomationCore(
+            name=ZOMBIES,
+            description="A Running flow run missed three heartbeats: its process is gone.",
+            trigger=EventTrigger(
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                after={"prefect.flow-run.heartbeat"},
+                expect={
+                    "prefect.flow-run.heartbeat",
+                    "prefect.flow-run.Completed",
+                    "prefect.flow-run.Failed",
+                    "prefect.flow-run.Cancelled",
+                    "prefect.flow-run.Crashed",
+                },
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=zombie_window(heartbeat_seconds),
+            ),
+            actions=[
+                ChangeFlowRunState(
+                    state=StateType.CRASHED,
+                    message=f"No heartbeat for {3 * heartbeat_seconds} s: its process is gone.",
+                )
+            ],
+        ),
     ]
 
 
@@ -85,12 +125,12 @@ async def notify_block(client: PrefectClient, slug: str) -> uuid.UUID:
     return doc.id
 
 
-async def apply(notify: str | None = None) -> dict[str, uuid.UUID]:
+async def apply(notify: str | None = None, heartbeat_seconds: int = 30) -> dict[str, uuid.UUID]:
     """Create or update every automation by name; returns their ids."""
     applied: dict[str, uuid.UUID] = {}
     async with get_client() as client:
         block_id = await notify_block(client, notify) if notify else None
-        for automation in definitions(block_id):
+        for automation in definitions(block_id, heartbeat_seconds):
             existing = await client.read_automations_by_name(automation.name)
             if existing:
                 await client.update_automation(existing[0].id, automation)
@@ -107,9 +147,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--notify", metavar="BLOCK_TYPE/BLOCK_NAME", default=None,
                         help="a notification block to send to, e.g. slack-webhook/ops")
+    parser.add_argument("--heartbeat-seconds", type=int, default=30,
+                        help="PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers (default 30)")
     args = parser.parse_args(argv)
+    if args.heartbeat_seconds < 30:
+        parser.error("--heartbeat-seconds must be at least 30 (Prefect's minimum)")
     try:
-        applied = asyncio.run(apply(args.notify))
+        applied = asyncio.run(apply(args.notify, args.heartbeat_seconds))
     except Exception as exc:
         print(f"automations not applied: {exc}", file=sys.stderr)
         return 1

@@ -51,10 +51,10 @@ def _svg(body: list[str], height: int = H, label: str = "") -> str:
     )
 
 
-def _mark(shape: str, series: str, x: str, value: str, tip: str, **attrs: object) -> str:
+def _mark(shape: str, series: str, at: str, value: str, tip: str, **attrs: object) -> str:
     extra = " ".join(f'{k.replace("_", "-")}="{_a(v)}"' for k, v in attrs.items())
     return (
-        f'<{shape} class="mark" data-series="{_a(series)}" data-x="{_a(x)}" '
+        f'<{shape} class="mark" data-series="{_a(series)}" data-x="{_a(at)}" '
         f'data-value="{_a(value)}" {extra}><title>{escape(tip)}</title></{shape}>'
     )
 

@@ -1,15 +1,20 @@
-"""Exact per-group percentiles from a stream sorted by group, in bounded memory.
+"""percentile_cont for databases without it (SQLite), computed from a handful of ranked rows.
 
-Used where the database has no percentile_cont (SQLite). Linear interpolation between the
-closest ranks, the definition PostgreSQL's percentile_cont and numpy's default both use.
+percentile_cont(q) over n sorted values: position p = q * (n - 1) (0-based), the answer is
+v[floor(p)] + (p - floor(p)) * (v[floor(p) + 1] - v[floor(p)]) — the same linear interpolation
+as PostgreSQL and numpy's default. The database ranks values per group with window functions
+and returns only the two ranks each percentile needs, so Python never holds a group's values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import numpy as np
 import pandas as pd
+from sqlalchemy import Integer, Select, cast, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
 
 
 def column_name(prefix: str, q: float) -> str:
@@ -18,46 +23,53 @@ def column_name(prefix: str, q: float) -> str:
     return f"{prefix}_p{pct}"
 
 
-def _finish(
-    frame: pd.DataFrame, keys: list[str], value: str, qs: Sequence[float], prefix: str
+def ranks(n: int, q: float) -> tuple[int, int, float]:
+    """1-based ranks around position q * (n - 1), and the weight of the upper one."""
+    pos = q * (n - 1)
+    lo = math.floor(pos)
+    return lo + 1, lo + 2, pos - lo
+
+
+def interpolate(by_rank: Mapping[int, float], n: int, q: float) -> float:
+    """percentile_cont(q) from the values at the ranks `ranks(n, q)` names."""
+    lo, hi, frac = ranks(n, q)
+    low = by_rank[lo]
+    return low if frac == 0 else low + frac * (by_rank[hi] - low)
+
+
+def ranked_statement(keys: Sequence[Any], value: Any, qs: Sequence[float]) -> Select[Any]:
+    """Rows (keys..., v, rn, n) holding only the ranks the percentiles in `qs` need."""
+    part = list(keys) or None
+    inner = (
+        select(
+            *keys,
+            value.label("v"),
+            func.row_number().over(partition_by=part, order_by=value).label("rn"),
+            func.count().over(partition_by=part).label("n"),
+        )
+        .where(value.is_not(None))
+        .subquery("ranked")
+    )
+    wanted: list[ColumnElement[bool]] = []
+    for q in qs:
+        # CAST(real AS INTEGER) truncates on SQLite: floor() of a non-negative position.
+        lo = cast(q * (inner.c.n - 1), Integer) + 1
+        wanted += [inner.c.rn == lo, inner.c.rn == lo + 1]
+    return select(inner).where(or_(*wanted))
+
+
+def from_ranked(
+    frame: pd.DataFrame, keys: list[str], qs: Sequence[float], prefix: str
 ) -> pd.DataFrame:
-    rows = []
-    for key, group in frame.groupby(keys, sort=False, dropna=False):
-        values = group[value].to_numpy(dtype=np.float64)
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
-        for q, v in zip(qs, np.percentile(values, [q * 100 for q in qs]), strict=True):
-            row[column_name(prefix, q)] = float(v)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def grouped_percentiles(
-    chunks: Iterable[pd.DataFrame],
-    keys: list[str],
-    value: str,
-    qs: Sequence[float],
-    prefix: str,
-) -> pd.DataFrame:
-    """One row per group: keys plus `{prefix}_pNN` columns.
-
-    `chunks` must be sorted by `keys` across the whole stream (ORDER BY in SQL). Memory holds one
-    chunk plus the group still open at its end, never the whole stream.
-    """
-    out: list[pd.DataFrame] = []
-    carry: pd.DataFrame | None = None
-    for chunk in chunks:
-        if chunk.empty:
-            continue
-        frame = chunk if carry is None else pd.concat([carry, chunk], ignore_index=True)
-        last = frame.iloc[-1][keys]
-        open_group = np.logical_and.reduce([frame[k].to_numpy() == last[k] for k in keys])
-        carry = frame.loc[open_group].reset_index(drop=True)
-        done = frame.loc[~open_group]
-        if not done.empty:
-            out.append(_finish(done, keys, value, qs, prefix))
-    if carry is not None and not carry.empty:
-        out.append(_finish(carry, keys, value, qs, prefix))
+    """One row per group (keys + `{prefix}_pNN`) from `ranked_statement` rows."""
     columns = [*keys, *(column_name(prefix, q) for q in qs)]
-    if not out:
+    if frame.empty:
         return pd.DataFrame(columns=columns)
-    return pd.concat(out, ignore_index=True)[columns]
+    rows = []
+    groups = frame.groupby(keys, sort=False, dropna=False) if keys else [((), frame)]
+    for key, group in groups:
+        n = int(group["n"].iloc[0])
+        by_rank = {int(r): float(v) for r, v in zip(group["rn"], group["v"], strict=True)}
+        key_values = key if isinstance(key, tuple) else (key,)
+        rows.append([*key_values, *(interpolate(by_rank, n, q) for q in qs)])
+    return pd.DataFrame(rows, columns=columns)

@@ -1,28 +1,28 @@
 """Aggregation queries: the database groups execution rows per agent/category/bucket.
 
 Only aggregated rows reach Python (agents x categories x buckets), so memory does not grow with
-the number of execution rows. On SQLite the percentiles come from a sorted, chunked stream.
+the number of execution rows. PostgreSQL computes percentiles with percentile_cont; on SQLite
+window functions rank the values and only the few rows each percentile needs are read.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Select, case, func, select
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Job, JobDistributionAgent, JobDistributionRecord
 from domain.statuses import JOB_TERMINAL, AgentRunStatus, JobStatus
 from reporting import sql
-from reporting.percentiles import column_name, grouped_percentiles
+from reporting.percentiles import column_name, from_ranked, ranked_statement
 from reporting.window import PeriodKind, Window
 
 LATENCY_QS = (0.5, 0.9, 0.99)
 DURATION_QS = (0.5, 0.9)
-CHUNK_ROWS = 100_000
 # Upper edges (ms) of the latency histogram bins; the last bin is open-ended.
 LATENCY_EDGES_MS = (50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 30_000, 60_000)
 
@@ -61,12 +61,6 @@ def _keys(sub: Any, kind: PeriodKind | None, by_category: bool, base: Sequence[s
     return [sub.c[n] for n in names]
 
 
-def _stream(conn: Connection, stmt: Select[Any]) -> Iterator[pd.DataFrame]:
-    result = conn.execution_options(yield_per=CHUNK_ROWS).execute(stmt)
-    for part in result.partitions():
-        yield pd.DataFrame(part, columns=list(result.keys()))
-
-
 def _with_percentiles(
     conn: Connection,
     frame: pd.DataFrame,
@@ -76,12 +70,13 @@ def _with_percentiles(
     qs: Sequence[float],
     prefix: str,
 ) -> pd.DataFrame:
-    """SQLite: add percentile columns from a stream ordered by group then value."""
-    v = sub.c[value]
-    stmt = select(*keys, v).where(v.is_not(None)).order_by(*keys, v)
+    """SQLite: add percentile columns, ranked per group in the database (see percentiles)."""
+    result = conn.execute(ranked_statement(keys, sub.c[value], qs))
     names = [k.name for k in keys]
-    pct = grouped_percentiles(_stream(conn, stmt), names, value, qs, prefix)
-    return frame.merge(pct, on=names, how="left") if not frame.empty else frame
+    pct = from_ranked(pd.DataFrame(result.all(), columns=list(result.keys())), names, qs, prefix)
+    if frame.empty:
+        return frame
+    return frame.merge(pct, on=names, how="left") if names else frame.join(pct, how="cross")
 
 
 def _finish_frame(

@@ -1,0 +1,283 @@
+"""The Prefect way, proven on a real server: PostgreSQL-backed `prefect server start`, the
+process work pool, `prefect deploy` from deployments/prefect.yaml, a worker, a schedule that
+fires, an ad-hoc run with parameters, agent-dispatch events, an automation, and the UI.
+
+Self-contained: its own databases, free ports, PREFECT_HOME in a temp dir, loopback queue and
+agents; every process it starts is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.client.schemas.objects import FlowRun
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventRelatedFilter,
+    EventResourceFilter,
+)
+from prefect.events.schemas.events import ReceivedEvent
+
+from deployments.automations import JOB_FAILED
+from simulators.agents import AgentFarm
+from simulators.queue import SimulatedQueue
+from tests.support.browser import chromium
+from tests.support.postgres import DatabaseFactory
+from tests.support.prefect_server import REPO, PrefectStack, prefect_stack
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.browser]
+
+TOKEN = "e2e-queue-token"
+POOL = "agent-dispatch"
+OPTIONAL_FLOWS = {"analytics": "flows/analytics.py", "health-check": "flows/health.py",
+                  "sweep": "flows/sweep.py"}
+T = TypeVar("T")
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str,
+                     every: float = 1.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value:
+            return value
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def deployable() -> list[str]:
+    """The dispatch deployment, and the others whose flow files exist in this tree."""
+    return ["dispatch", *(name for name, path in OPTIONAL_FLOWS.items() if (REPO / path).exists())]
+
+
+def keep_artifact(path: Path) -> None:
+    """Copy a screenshot to $AD_E2E_ARTIFACTS (CI uploads it) when that is set."""
+    target = os.environ.get("AD_E2E_ARTIFACTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+
+
+async def events_of(client: PrefectClient, since: dt.datetime, **filters: Any) -> list[ReceivedEvent]:
+    page = await client.read_events(
+        EventFilter(occurred=EventOccurredFilter(since=since), order="ASC", **filters), limit=200
+    )
+    return list(page.events)
+
+
+def related_ids(event: ReceivedEvent, role: str) -> set[str]:
+    return {r.id for r in event.related if r.role == role}
+
+
+async def test_deploy_serve_schedule_adhoc_events_and_ui(
+    pg_factory: DatabaseFactory, database_url: str, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    queue = SimulatedQueue(TOKEN)
+    farm = AgentFarm()
+    farm.add("quick", "fast:delay=0.3")
+    farm.add("laggard", "slow:delay=20")
+    farm.add("broken", "failing")
+    with queue.serve(), farm.serve():
+        general = queue.add_task(title="Summarise", category="general", payload={"n": 1})
+        doomed = queue.add_task(title="Impossible", category="doomed", payload={"n": 2})
+        flow_env = {
+            "DATABASE_URL": database_url,
+            "REMOTE_QUEUE_URL": queue.url,
+            "REMOTE_QUEUE_TOKEN": TOKEN,
+            "AGENT_ALLOW_PRIVATE_NETWORKS": "true",
+            "DEFAULT_AGENT_TIMEOUT": "15000",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+        }
+        with prefect_stack(pg_factory.admin, flow_env) as stack:
+            stack.start_server()
+            for name, cats in (("quick", "general"), ("laggard", "general"), ("broken", "doomed")):
+                stack.cli("agent-dispatch", "agents", "add", name, farm.url_for(name),
+                          "--category", cats, "--max-concurrency", "4")
+            stack.cli("prefect", "work-pool", "create", POOL, "--type", "process")
+            names = deployable()
+            name_args = [arg for n in names for arg in ("--name", n)]
+            out = stack.cli("prefect", "--no-prompt", "deploy", "--prefect-file",
+                            "deployments/prefect.yaml", *name_args)
+            for n in names:
+                assert f"/{n}' successfully created" in out, out
+            out = stack.cli("python", "-m", "deployments.automations")
+            assert JOB_FAILED in out
+            feed = stack.stream_events()
+            # The pull step's directory comes from each worker's environment, at run time.
+            for worker in ("e2e-worker-1", "e2e-worker-2"):
+                stack.start_worker(POOL, worker, AGENT_DISPATCH_HOME=str(REPO))
+
+            out = stack.cli("prefect", "deployment", "run", "dispatch/dispatch",
+                            "-p", 'params={"max_jobs": 2}')
+            match = re.search(r"UUID: ([0-9a-f-]{36})", out)
+            assert match, out
+            adhoc_id = uuid.UUID(match.group(1))
+
+            async with PrefectClient(stack.api_url) as client:
+                await check_deployment(client)
+                adhoc = await finished(client, adhoc_id, timeout=90)
+                assert adhoc.state_name == "Completed", adhoc.state
+                assert adhoc.parameters == {"params": {"max_jobs": 2}}
+                await check_agent_task_runs(client, adhoc)
+                assert queue.task(general["id"])["status"] == "COMPLETED"
+                assert queue.task(doomed["id"])["status"] == "FAILED"
+
+                # Work for the schedule: its first run fires a minute after the deploy.
+                later = queue.add_task(title="Translate", category="general", payload={"n": 3})
+                scheduled = await scheduled_run_done(client, adhoc, timeout=150)
+                assert scheduled.parameters == {"params": {"max_jobs": 100}}
+                assert queue.task(later["id"])["status"] == "COMPLETED"
+
+                await check_events(client, since, adhoc, feed.json_lines())
+                await check_automation_fired(client, since)
+                await check_ui(stack, adhoc, scheduled, tmp_path)
+    assert time.monotonic() - started < 240, "the whole proof should stay under 4 minutes"
+
+
+async def check_deployment(client: PrefectClient) -> None:
+    dep = await client.read_deployment_by_name("dispatch/dispatch")
+    assert dep.work_pool_name == POOL
+    assert dep.pull_steps == [
+        {"prefect.deployments.steps.set_working_directory":
+            {"directory": "{{ $AGENT_DISPATCH_HOME }}"}}
+    ]
+    assert [s.schedule.model_dump().get("interval") for s in dep.schedules] == [
+        dt.timedelta(seconds=60)
+    ]
+    # Typed parameters: the UI renders DispatchParams as a form from this schema.
+    props = dep.parameter_openapi_schema["definitions"]["DispatchParams"]["properties"]
+    assert props["max_jobs"]["anyOf"][0] == {"type": "integer", "minimum": 1}
+    others = {d.name: d for d in await client.read_deployments() if d.name != "dispatch"}
+    assert set(others) == set(deployable()) - {"dispatch"}
+    for name, other in others.items():
+        assert other.concurrency_limit == 1, name
+
+
+async def finished(client: PrefectClient, run_id: uuid.UUID, timeout: float) -> FlowRun:
+    async def probe() -> FlowRun | None:
+        run = await client.read_flow_run(run_id)
+        return run if run.state is not None and run.state.is_final() else None
+
+    return await eventually(probe, timeout, f"flow run {run_id} to finish")
+
+
+async def check_agent_task_runs(client: PrefectClient, run: FlowRun) -> None:
+    """One call-agent task run per agent call: the winner Completed, the loser Cancelled."""
+    task_runs = await client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+    )
+    states = {t.name: t.state_name for t in task_runs if " <- " in t.name}
+    by_agent = {name.split(" <- ")[0]: state for name, state in states.items()}
+    assert by_agent == {"quick": "Completed", "laggard": "Cancelled", "broken": "Failed"}, states
+
+
+async def scheduled_run_done(client: PrefectClient, adhoc: FlowRun, timeout: float) -> FlowRun:
+    async def probe() -> FlowRun | None:
+        runs = await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[adhoc.deployment_id]))
+        )
+        done = [r for r in runs if r.auto_scheduled and r.state_name == "Completed"]
+        return done[0] if done else None
+
+    return await eventually(probe, timeout, "a scheduled dispatch run to complete", every=2.0)
+
+
+async def check_events(client: PrefectClient, since: dt.datetime, run: FlowRun,
+                       streamed: list[dict[str, Any]]) -> None:
+    flow_run_resource = f"prefect.flow-run.{run.id}"
+
+    async def probe() -> list[ReceivedEvent] | None:
+        found = await events_of(
+            client, since,
+            event=EventNameFilter(prefix=["agent-dispatch."]),
+            related=EventRelatedFilter(id=[flow_run_resource]),
+        )
+        return found if {"agent-dispatch.job.failed", "agent-dispatch.job.completed"} <= {
+            e.event for e in found} else None
+
+    found = await eventually(probe, 30, "agent-dispatch events of the ad-hoc run")
+    names = {e.event for e in found}
+    assert {
+        "agent-dispatch.job.distributed", "agent-dispatch.job.in_progress",
+        "agent-dispatch.job.completed", "agent-dispatch.job.failed",
+        "agent-dispatch.agent.working", "agent-dispatch.agent.completed",
+        "agent-dispatch.agent.cancelled", "agent-dispatch.agent.failed",
+    } <= names, names
+    for e in found:
+        assert related_ids(e, "flow-run") == {flow_run_resource}
+        assert related_ids(e, "deployment") == {f"prefect.deployment.{run.deployment_id}"}
+        if e.event.startswith("agent-dispatch.agent."):
+            assert e.resource.id.startswith("agent-dispatch.agent.")
+            assert len(related_ids(e, "job")) == 1
+            assert related_ids(e, "task-run"), "agent events come from their call-agent task run"
+        else:
+            assert e.resource.id.startswith("agent-dispatch.job.")
+    won = next(e for e in found if e.event == "agent-dispatch.job.completed")
+    assert [r.name for r in won.related if r.role == "agent"] == ["quick"]
+    # The same events reached `prefect events stream` live.
+    live = [e for e in streamed if str(e.get("event", "")).startswith("agent-dispatch.")]
+    live_names = {str(e["event"]) for e in live}
+    assert {"agent-dispatch.agent.working", "agent-dispatch.job.completed"} <= live_names, (
+        live_names)
+    assert any(
+        r.get("prefect.resource.id") == flow_run_resource
+        for e in live for r in e.get("related", [])  # type: ignore[union-attr]
+    )
+
+
+async def check_automation_fired(client: PrefectClient, since: dt.datetime) -> None:
+    automations = await client.read_automations_by_name(JOB_FAILED)
+    assert len(automations) == 1
+    resource = f"prefect.automation.{automations[0].id}"
+
+    async def probe() -> list[ReceivedEvent] | None:
+        return await events_of(
+            client, since,
+            event=EventNameFilter(name=["prefect.automation.triggered"]),
+            resource=EventResourceFilter(id=[resource]),
+        ) or None
+
+    await eventually(probe, 30, f"automation {JOB_FAILED!r} to fire")
+
+
+async def check_ui(stack: PrefectStack, adhoc: FlowRun, scheduled: FlowRun, tmp: Path) -> None:
+    """The UI shows the deployment's runs and the per-agent task runs of the ad-hoc run."""
+    with chromium() as browser:
+        async with browser.page() as page:
+            await page.goto(f"{stack.ui_url}/deployments/deployment/{adhoc.deployment_id}")
+            await page.wait_for_text(["dispatch", adhoc.name, scheduled.name])
+            shot = tmp / "deployment-runs.png"
+            await page.screenshot(shot)
+            keep_artifact(shot)
+
+            await page.goto(f"{stack.ui_url}/runs/flow-run/{adhoc.id}")
+            await page.wait_for_text([adhoc.name, "Task Runs"])
+            assert await page.click_text("Task Runs")
+            text = await page.wait_for_text(
+                ["quick <- ", "laggard <- ", "broken <- ", "Cancelled", "Failed"]
+            )
+            assert "dispatch-progress" in text or "Artifacts" in text
+            shot = tmp / "flow-run-task-runs.png"
+            await page.screenshot(shot)
+            keep_artifact(shot)
