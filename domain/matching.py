@@ -39,10 +39,17 @@ class MatchResult:
         return "no eligible agent" + (" (" + "; ".join(excluded) + ")" if excluded else "")
 
 
+# Protocols this build can call. An A2A client slots in beside the http-json one
+# (same execute/cancel/health shape) and its name is added here.
+SUPPORTED_PROTOCOLS = frozenset({"http-json"})
+
+
 def exclusion_reason(job: JobSpec, agent: AgentProfile, *, capacity: bool = True) -> str | None:
     """The first rule the agent breaks for this job, or None when it is eligible."""
     if not agent.active:
         return "inactive"
+    if agent.protocol not in SUPPORTED_PROTOCOLS:
+        return f"protocol {agent.protocol!r} has no client in this version"
     if agent.healthy is False:
         return "unhealthy"
     if agent.circuit_open:

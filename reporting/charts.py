@@ -71,7 +71,7 @@ def _y_axis(y_max: float, fmt: Callable[[float], str], ticks: int = 4) -> list[s
 
 
 def _x_labels(labels: Sequence[str], xs: Sequence[float]) -> list[str]:
-    step = max(1, len(labels) // 12)  # at most ~12 labels, whatever the bucket count
+    step = -(-len(labels) // 8) or 1  # at most 8 labels, whatever the bucket count
     return [
         f'<text x="{x:.1f}" y="{H - BOTTOM + 16}" class="tick" text-anchor="middle">'
         f"{escape(label)}</text>"
@@ -143,7 +143,7 @@ def stacked_columns(
 def hbar_chart(bars: Sequence[HBar], fmt: Callable[[float], str], x_max: float | None = None
                ) -> Svg:  # fmt: skip
     """Horizontal bars, one row per label, segments stacked left to right."""
-    row, left, right = 26, 150, 120
+    row, left, right = 26, 150, 200
     height = TOP + row * max(len(bars), 1) + 10
     top = x_max or max((sum(s.value for s in b.segments) for b in bars), default=0) or 1
     inner, body, marks = W - left - right, [], 0

@@ -87,7 +87,7 @@ def _latency(overview: Overview, colors: dict[str, str]) -> str:
         parts.append(
             f'<div class="hist" data-series="{escape(name, True)}"><h3>{escape(name)}</h3>'
             f"<p>p50 {ms(a['latency_p50_ms'])} · p90 {ms(a['latency_p90_ms'])} · "
-            f"p99 {ms(a['latency_p99_ms'])} · {int(a['latency_samples'])} answers</p>"
+            f"p99 {ms(a['latency_p99_ms'])} · answers: {int(a['latency_samples'])}</p>"
             f"{svg.markup}</div>"
         )
     body = f'<div class="hists">{"".join(parts)}</div>'

@@ -117,3 +117,40 @@ def render_text(g: dict[str, Any]) -> str:
     else:
         lines.append("no agent calls ended in this window")
     return "\n".join(lines)
+
+
+def render_markdown(g: dict[str, Any], notes: list[str]) -> str:
+    """The summary artifact: headline numbers, failures by kind, top agents, then `notes`."""
+    j, c = g["jobs"], g["calls"]
+    top = g["agents"][:5]
+    kinds = ("timeouts", "http_errors", "connection_errors", "invalid_answers", "agent_failures")
+    failures = {k: sum(a[k] for a in g["agents"]) for k in kinds}
+    lines = [
+        "# agent-dispatch analytics",
+        f"Window **{g['window']['start']}** .. **{g['window']['end']}**",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        f"| jobs finished | {j['finished']} |",
+        f"| completed / failed / expired / cancelled | {j['completed']} / {j['failed']} / "
+        f"{j['expired']} / {j['cancelled']} |",
+        f"| job success rate | {pct(j['success_rate'])} |",
+        f"| job error rate (failed + expired) | {pct(j['error_rate'])} |",
+        f"| time to first result p50 / p90 | {ms(j['time_to_first_result_p50_ms'])} / "
+        f"{ms(j['time_to_first_result_p90_ms'])} |",
+        f"| average end-to-end | {ms(j['avg_end_to_end_ms'])} |",
+        f"| agent calls | {c['calls']} |",
+        f"| call success rate | {pct(c['success_rate'])} |",
+        f"| cancelled losers (not failures) | {c['cancelled']} |",
+        f"| average execution time | {ms(c['avg_execution_ms'])} |",
+        "",
+        "Failures by kind: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in
+                                          failures.items()),  # fmt: skip
+        "",
+        "## Top agents",
+        *(f"{a['rank']}. **{a['agent']}** — {a['wins']} wins of {a['calls']} calls, success "
+          f"{pct(a['success_rate'])}, p90 {ms(a['latency_p90_ms'])}" for a in top),  # fmt: skip
+    ]
+    if not top:
+        lines.append("No agent calls ended in this window.")
+    return "\n".join([*lines, "", *notes])

@@ -60,6 +60,10 @@ async def finish_job(
 
     def decide(uow: UnitOfWork) -> tuple[JobEnd, Any, str | None]:
         now = utcnow()
+        # Agents first, in id order (as distributions.create does): setting selected_agent_id
+        # below takes a key-share lock on the winner, and a FOR UPDATE after it deadlocks
+        # with another finish of the same agent holding its own key-share.
+        locked = uow.agents.lock(a.agent_id for a in dist.assignments)
         for row in uow.distributions.rows(dist.distribution_id):
             if row.status in (AgentRunStatus.ASSIGNED, AgentRunStatus.WORKING):
                 # A call cancelled before it could record its own end.
@@ -106,7 +110,7 @@ async def finish_job(
             error=error,
         )
         # Statistics and circuit state move in the same transaction as the job's end.
-        for agent in uow.agents.lock(r.agent_id for r in rows if r.agent_id):
+        for agent in locked:
             for r in rows:
                 if r.agent_id != agent.id:
                     continue

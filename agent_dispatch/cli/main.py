@@ -1,35 +1,44 @@
-"""Entry point: `agent-dispatch COMMAND ...`."""
+"""agent-dispatch: take jobs from a remote queue and get them done by AI agents."""
 
 from __future__ import annotations
 
+import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
+from sqlalchemy.exc import ArgumentError, OperationalError
+
 from agent_dispatch import __version__
-from agent_dispatch.cli import agents_cmd, db_cmd, jobs_cmd, ops_cmd, run_cmd
+from agent_dispatch.cli import agents_cmd, db_cmd, demo_cmd, jobs_cmd, ops_cmd, run_cmd
 from agent_dispatch.cli.base import CLIError, Parser
 from agent_dispatch.operations import OperationError
 
-COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd, ops_cmd]
+COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd, ops_cmd, demo_cmd]
 
 
 def build_parser() -> Parser:
     parser = Parser(prog="agent-dispatch", description=__doc__)
     parser.add_argument("--version", action="version", version=f"agent-dispatch {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
     for module in COMMANDS:
         module.register(sub)
-    for optional in ("demo_cmd", "analytics_cmd"):
-        try:
-            module = __import__(f"agent_dispatch.cli.{optional}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"agent_dispatch.cli.{optional}":
-                raise
-            continue
-        module.register(sub)
+    try:  # being written in parallel (issue 5); becomes a plain import when it lands
+        analytics_cmd = importlib.import_module("agent_dispatch.cli.analytics_cmd")
+    except ModuleNotFoundError as exc:
+        if exc.name != "agent_dispatch.cli.analytics_cmd":
+            raise
+    else:
+        analytics_cmd.register(sub)
     return parser
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,6 +51,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("agent-dispatch: interrupted", file=sys.stderr)
         return 130
+    except (OperationalError, ArgumentError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"agent-dispatch: database problem: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # 3 a.m. rule: one line by default, the traceback on request
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"agent-dispatch: {type(exc).__name__}: {_first_line(exc)} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     return code
 
 

@@ -171,7 +171,10 @@ async def check_deployment(client: PrefectClient) -> None:
     others = {d.name: d for d in await client.read_deployments() if d.name != "dispatch"}
     assert set(others) == set(deployable()) - {"dispatch"}
     for name, other in others.items():
-        assert other.concurrency_limit == 1, name
+        assert other.global_concurrency_limit is not None, name
+        assert other.global_concurrency_limit.limit == 1, name
+        assert other.concurrency_options is not None
+        assert other.concurrency_options.collision_strategy == "CANCEL_NEW", name
 
 
 async def finished(client: PrefectClient, run_id: uuid.UUID, timeout: float) -> FlowRun:

@@ -1,7 +1,7 @@
 """transition guards: PostgreSQL triggers that reject illegal job and agent status moves
 
 Revision ID: 0003
-Revises: 0002 (0001 until the reporting migration lands)
+Revises: 0002
 Create Date: 2026-11-28
 
 The application checks every move against domain.statuses and makes conditional updates;
@@ -11,13 +11,11 @@ migration must not change meaning when the code changes later.
 """
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from alembic import op
 
 revision: str = "0003"
-# Chains after the reporting migration (0002) when it is present, else after the initial one.
-down_revision: str | None = "0002" if any(Path(__file__).parent.glob("0002_*.py")) else "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,116 @@
+"""Analytics tasks: each one reads, computes or writes one thing (the work is in reporting/)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from agent_dispatch.wiring import get_runtime
+from reporting import compute, dashboard, feedback, store
+from reporting.compute import Overview
+from reporting.feedback import AgentFeedback
+from reporting.stats import ms, pct
+from reporting.store import Written
+from reporting.window import PeriodKind, Window
+
+LEADERBOARD_KEY = "agent-leaderboard"
+SUMMARY_KEY = "analytics-summary"
+
+
+@task(name="aggregate-agent-periods", cache_policy=NO_CACHE,
+      task_run_name="aggregate-agent-periods {kind}")  # fmt: skip
+def aggregate_agent_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
+    """Per agent, category and bucket: outcomes, rates, latency percentiles (SQL-side)."""
+    with get_runtime().engine.connect() as conn:
+        return compute.agent_periods(conn, kind, window)
+
+
+@task(name="aggregate-job-periods", cache_policy=NO_CACHE,
+      task_run_name="aggregate-job-periods {kind}")  # fmt: skip
+def aggregate_job_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
+    """Per category and bucket: job outcomes, time to first result, end-to-end time."""
+    with get_runtime().engine.connect() as conn:
+        return compute.job_periods(conn, kind, window)
+
+
+@task(name="write-period-tables", cache_policy=NO_CACHE,
+      task_run_name="write-period-tables {kind}")  # fmt: skip
+def write_period_tables(
+    kind: PeriodKind, window: Window, agents: pd.DataFrame, jobs: pd.DataFrame, at: dt.datetime
+) -> Written:
+    """Replace the buckets' rows in report_agent_period and report_job_period."""
+    return store.replace_periods(get_runtime().engine, kind, window, agents, jobs, at)
+
+
+@task(name="compute-feedback", cache_policy=NO_CACHE)
+def compute_feedback(now: dt.datetime, half_life_days: float) -> list[AgentFeedback]:
+    """Time-decayed success rate and reputation per agent."""
+    return feedback.compute(get_runtime().engine, now, dt.timedelta(days=half_life_days))
+
+
+@task(name="write-feedback", cache_policy=NO_CACHE)
+def write_feedback(scores: list[AgentFeedback]) -> int:
+    """Store them on the agents, where ranking reads them."""
+    return feedback.write(get_runtime().engine, scores)
+
+
+@task(name="window-overview", cache_policy=NO_CACHE)
+def load_overview(window: Window) -> Overview:
+    """Totals over the whole window: leaderboard, headline numbers, latency histogram."""
+    with get_runtime().engine.connect() as conn:
+        return compute.overview(conn, window)
+
+
+@task(name="read-timelines", cache_policy=NO_CACHE)
+def read_timelines(kind: PeriodKind, window: Window) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The all-categories rows just written, for the dashboard's time charts."""
+    with get_runtime().engine.connect() as conn:
+        return store.read_agent_periods(conn, kind, window), store.read_job_periods(
+            conn, kind, window
+        )
+
+
+@task(name="publish-leaderboard", cache_policy=NO_CACHE)
+def publish_leaderboard(rows: list[dict[str, Any]], window: Window) -> str:
+    """Table artifact: one row per agent, best first."""
+    table = [
+        {
+            "rank": r["rank"], "agent": r["agent"], "calls": r["calls"], "wins": r["wins"],
+            "win_rate": pct(r["win_rate"]), "success_rate": pct(r["success_rate"]),
+            "failed": r["failed"], "timeouts": r["timeouts"], "http_errors": r["http_errors"],
+            "invalid_answers": r["invalid_answers"], "cancelled_losers": r["cancelled"],
+            "p50": ms(r["latency_p50_ms"]), "p90": ms(r["latency_p90_ms"]),
+            "p99": ms(r["latency_p99_ms"]),
+        }
+        for r in rows
+    ]  # fmt: skip
+    create_table_artifact(
+        table=table, key=LEADERBOARD_KEY, description=f"Agent leaderboard, {window.label()}"
+    )
+    return LEADERBOARD_KEY
+
+
+@task(name="publish-summary", cache_policy=NO_CACHE)
+def publish_summary(markdown: str) -> str:
+    """Markdown artifact: headline numbers, failures by kind, what was written where."""
+    create_markdown_artifact(markdown=markdown, key=SUMMARY_KEY, description="Analytics summary")
+    return SUMMARY_KEY
+
+
+@task(name="render-dashboard", cache_policy=NO_CACHE)
+def render_dashboard(
+    overview: Overview, timelines: tuple[pd.DataFrame, pd.DataFrame], kind: PeriodKind,
+    at: dt.datetime,
+) -> str:  # fmt: skip
+    return dashboard.render(overview, timelines[0], timelines[1], kind, at)
+
+
+@task(name="write-dashboard", cache_policy=NO_CACHE)
+def write_dashboard(out_dir: str, html: str) -> str:
+    return str(dashboard.write(Path(out_dir), html))
