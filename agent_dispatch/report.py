@@ -20,5 +20,3 @@ def print_summary(summary: DispatchSummary) -> None:
         else:
             what = line.detail or ""
         print(f"  {line.queue_task_id:<24} {line.outcome:<11} {what}")
-    if summary.stopped_reason:
-        print(f"stopped early: {summary.stopped_reason}")

@@ -61,9 +61,9 @@ def fresh_database() -> Iterator[str]:
 class World:
     """Everything the blocks share; children get `env`, output lands in `logdir`."""
 
-    def __init__(self, workdir: Path, database_url: str) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.database_url = database_url
+        self.database_url = ""  # set per block (a fresh database each)
         # Canary secrets: real tokens the simulators demand, searched for in everything after.
         self.queue_token = "canaryQ" + secrets.token_hex(12)
         self.agent_token = "canaryA" + secrets.token_hex(12)
@@ -185,8 +185,8 @@ def wait_until(check: Any, seconds: float, what: str) -> None:
 
 @contextlib.contextmanager
 def world() -> Iterator[World]:
-    with tempfile.TemporaryDirectory(prefix="chaos-") as tmp, fresh_database() as url:
-        w = World(Path(tmp), url)
+    with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+        w = World(Path(tmp))
         try:
             yield w
         finally:

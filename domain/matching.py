@@ -66,6 +66,11 @@ def exclusion_reason(job: JobSpec, agent: AgentProfile, *, capacity: bool = True
     return None
 
 
+def _latency(agent: AgentProfile) -> float:
+    known = agent.stats.avg_latency_ms
+    return float("inf") if known is None else known
+
+
 def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResult:
     """Filter eligible agents, rank them best first and keep the top `limit`."""
     if limit < 1:
@@ -81,7 +86,7 @@ def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResu
             busy += exclusion_reason(job, agent, capacity=False) is None
             decisions.append(Decision(agent.id, agent.name, False, False, reason))
     # Ties break on latency (faster first), then name, so the order is deterministic.
-    eligible.sort(key=lambda sa: (-sa[0], sa[1].stats.avg_latency_ms or float("inf"), sa[1].name))
+    eligible.sort(key=lambda sa: (-sa[0], _latency(sa[1]), sa[1].name))
     chosen = tuple(a for _, a in eligible[:limit])
     ranked: list[Decision] = []
     for rank, (score, agent) in enumerate(eligible, start=1):

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from agent_dispatch.settings import DEFAULT_SQLITE_PATH
 from db.types import utcnow
 from reporting.dashboard import granularity
-from reporting.stats import glance, leaderboard, render_markdown
+from reporting.stats import glance, render_markdown
 from reporting.window import KINDS, Window, aligned
 from tasks.analytics_tasks import (
     aggregate_agent_periods,
@@ -36,8 +36,9 @@ class AnalyticsParams(BaseModel):
     since: dt.datetime | None = Field(default=None, description="Window start; naive = UTC")
     until: dt.datetime | None = Field(default=None, description="Window end; default now")
     lookback_hours: float = Field(default=48, gt=0, le=24 * 400, description="When no since")
-    out_dir: str | None = Field(default=None, description="Dashboard folder; default ~/.agent-"
-                                "dispatch/report")  # fmt: skip
+    out_dir: str | None = Field(
+        default=None, description="Dashboard folder; default ~/.agent-dispatch/report"
+    )
     half_life_days: float = Field(default=7, gt=0, le=365, description="Feedback decay")
 
     @field_validator("since", "until")
@@ -81,8 +82,13 @@ def analytics_flow(params: AnalyticsParams | None = None) -> AnalyticsSummary:
         jobs = aggregate_job_periods(kind, window)
         written = write_period_tables(kind, window, agents, jobs, now)
         rows[f"agent/{kind}"], rows[f"job/{kind}"] = written.agent_rows, written.job_rows
-        logger.info("%s buckets %s: %d agent rows, %d job rows", kind, written.window.label(),
-                    written.agent_rows, written.job_rows)  # fmt: skip
+        logger.info(
+            "%s buckets %s: %d agent rows, %d job rows",
+            kind,
+            written.window.label(),
+            written.agent_rows,
+            written.job_rows,
+        )
     refreshed = write_feedback(compute_feedback(now, params.half_life_days))
 
     kind = granularity(window)
@@ -98,11 +104,16 @@ def analytics_flow(params: AnalyticsParams | None = None) -> AnalyticsSummary:
         f"Dashboard: `{path}`",
     ]
     keys = [
-        publish_leaderboard(leaderboard(overview), shown),
+        publish_leaderboard(doc["agents"], shown),
         publish_summary(render_markdown(doc, notes)),
     ]
     logger.info("dashboard written to %s", path)
     return AnalyticsSummary(
-        window_start=shown.start, window_end=shown.end, rows_written=rows,
-        agents_refreshed=refreshed, dashboard=path, artifacts=keys, stats=doc,
-    )  # fmt: skip
+        window_start=shown.start,
+        window_end=shown.end,
+        rows_written=rows,
+        agents_refreshed=refreshed,
+        dashboard=path,
+        artifacts=keys,
+        stats=doc,
+    )

@@ -143,6 +143,8 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
         cursor, page_no = None, 1
         while budget is None or len(running) < budget:
             page = await fetch_open_page(cursor, page_size, page_no)
+            if page.error is not None:
+                raise QueueError(page.error)
             if page.rejected:
                 summary.rejected += len(page.rejected)
                 await reject_items(page.rejected)

@@ -9,19 +9,46 @@ from reporting.sql import FAILURE_COLUMNS, OUTCOME_COLUMNS
 
 AGENT_COUNTS = ["calls", *OUTCOME_COLUMNS.values(), "wins", "latency_samples"]
 AGENT_COLUMNS = [
-    "period_kind", "period_start", "agent_id", "agent_name", "category",
-    "calls", "completed", "failed", *FAILURE_COLUMNS, "blocked", "cancelled", "wins",
-    "success_rate", "win_rate", "latency_samples",
-    "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
+    "period_kind",
+    "period_start",
+    "agent_id",
+    "agent_name",
+    "category",
+    "calls",
+    "completed",
+    "failed",
+    *FAILURE_COLUMNS,
+    "blocked",
+    "cancelled",
+    "wins",
+    "success_rate",
+    "win_rate",
+    "latency_samples",
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
     "throughput_per_hour",
-]  # fmt: skip
+]
 JOB_STATUSES = ["completed", "failed", "expired", "cancelled"]
 JOB_COUNTS = ["jobs", *JOB_STATUSES, "dispatch_attempts", "ttfr_samples"]
 JOB_COLUMNS = [
-    "period_kind", "period_start", "category", *JOB_COUNTS[:-1],
-    "completion_rate", "failure_rate", "expiry_rate", "cancel_rate", "ttfr_samples",
-    "ttfr_mean_ms", "ttfr_p50_ms", "ttfr_p90_ms", "e2e_mean_ms", "e2e_p50_ms", "e2e_p90_ms",
-]  # fmt: skip
+    "period_kind",
+    "period_start",
+    "category",
+    *JOB_COUNTS[:-1],
+    "completion_rate",
+    "failure_rate",
+    "expiry_rate",
+    "cancel_rate",
+    "ttfr_samples",
+    "ttfr_mean_ms",
+    "ttfr_p50_ms",
+    "ttfr_p90_ms",
+    "e2e_mean_ms",
+    "e2e_p50_ms",
+    "e2e_p90_ms",
+]
 
 
 def ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
@@ -69,8 +96,9 @@ def job_metrics(raw: pd.DataFrame, period_kind: str) -> pd.DataFrame:
     _ints(df, JOB_COUNTS)
     measures = ["ttfr_mean_ms", "e2e_mean_ms", "ttfr_p50", "ttfr_p90", "e2e_p50", "e2e_p90"]
     _floats(df, measures)
-    for status, rate in zip(JOB_STATUSES, ("completion", "failure", "expiry", "cancel"),
-                            strict=True):  # fmt: skip
+    for status, rate in zip(
+        JOB_STATUSES, ("completion", "failure", "expiry", "cancel"), strict=True
+    ):
         df[f"{rate}_rate"] = ratio(df[status], df["jobs"])
     for m in ("ttfr", "e2e"):
         for p in ("p50", "p90"):
@@ -97,4 +125,3 @@ def plain(value: object) -> float | int | None:
     if isinstance(value, np.floating | float):
         return None if np.isnan(value) else float(value)
     raise TypeError(f"not a number: {value!r}")
-

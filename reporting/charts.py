@@ -7,11 +7,21 @@ tooltip, so a test (or a person with devtools) can check what was drawn.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
-           "#ff9da7", "#9c755f", "#bab0ac")  # fmt: skip
+PALETTE = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#ff9da7",
+    "#9c755f",
+    "#bab0ac",
+)
 W, H = 760, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 46
 
@@ -65,8 +75,10 @@ def _y_axis(y_max: float, fmt: Callable[[float], str], ticks: int = 4) -> list[s
         v = y_max * i / ticks
         y = TOP + (H - TOP - BOTTOM) * (1 - i / ticks)
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
-        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
-                   f"{escape(fmt(v))}</text>")  # fmt: skip
+        out.append(
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">'
+            f"{escape(fmt(v))}</text>"
+        )
     return out
 
 
@@ -87,7 +99,7 @@ def _xs(n: int) -> list[float]:
 
 def line_chart(
     x_labels: Sequence[str],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     colors: dict[str, str],
     fmt: Callable[[float], str],
     y_max: float = 1.0,
@@ -96,17 +108,32 @@ def line_chart(
     xs, plot_h = _xs(len(x_labels)), H - TOP - BOTTOM
     body, marks = _y_axis(y_max, fmt), 0
     for name, values in series.items():
-        pts = [(x, TOP + plot_h * (1 - (v / y_max if y_max else 0)), lbl, v)
-               for x, lbl, v in zip(xs, x_labels, values, strict=True) if v is not None]  # fmt: skip
+        pts = [
+            (x, TOP + plot_h * (1 - (v / y_max if y_max else 0)), lbl, v)
+            for x, lbl, v in zip(xs, x_labels, values, strict=True)
+            if v is not None
+        ]
         color = colors[name]
         body.append(f'<g class="series" data-series="{_a(name)}">')
         if len(pts) > 1:
-            d = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y, _, _) in
-                         enumerate(pts))  # fmt: skip
+            d = " ".join(
+                f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y, _, _) in enumerate(pts)
+            )
             body.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y, lbl, v in pts:
-            body.append(_mark("circle", name, lbl, f"{v:.6g}", f"{name} {lbl}: {fmt(v)}",
-                              cx=f"{x:.1f}", cy=f"{y:.1f}", r=3.5, fill=color))  # fmt: skip
+            body.append(
+                _mark(
+                    "circle",
+                    name,
+                    lbl,
+                    f"{v:.6g}",
+                    f"{name} {lbl}: {fmt(v)}",
+                    cx=f"{x:.1f}",
+                    cy=f"{y:.1f}",
+                    r=3.5,
+                    fill=color,
+                )
+            )
             marks += 1
         body.append("</g>")
     body += _x_labels(x_labels, xs)
@@ -114,7 +141,7 @@ def line_chart(
 
 
 def stacked_columns(
-    x_labels: Sequence[str], stacks: dict[str, Sequence[int]], colors: dict[str, str]
+    x_labels: Sequence[str], stacks: Mapping[str, Sequence[int]], colors: dict[str, str]
 ) -> Svg:
     """Columns per x bucket, stacked by series (e.g. job status)."""
     totals = [sum(col) for col in zip(*stacks.values(), strict=True)] or [0]
@@ -130,9 +157,20 @@ def stacked_columns(
                 continue
             h = plot_h * v / top
             y = TOP + plot_h - base[i] - h
-            body.append(_mark("rect", name, x_labels[i], str(v), f"{x_labels[i]} {name}: {v}",
-                              x=f"{xs[i] - width / 2:.1f}", y=f"{y:.1f}", width=f"{width:.1f}",
-                              height=f"{h:.1f}", fill=colors[name]))  # fmt: skip
+            body.append(
+                _mark(
+                    "rect",
+                    name,
+                    x_labels[i],
+                    str(v),
+                    f"{x_labels[i]} {name}: {v}",
+                    x=f"{xs[i] - width / 2:.1f}",
+                    y=f"{y:.1f}",
+                    width=f"{width:.1f}",
+                    height=f"{h:.1f}",
+                    fill=colors[name],
+                )
+            )
             base[i] += h
             marks += 1
         body.append("</g>")
@@ -140,8 +178,9 @@ def stacked_columns(
     return Svg(_svg(body, label="stacked columns"), marks)
 
 
-def hbar_chart(bars: Sequence[HBar], fmt: Callable[[float], str], x_max: float | None = None
-               ) -> Svg:  # fmt: skip
+def hbar_chart(
+    bars: Sequence[HBar], fmt: Callable[[float], str], x_max: float | None = None
+) -> Svg:
     """Horizontal bars, one row per label, segments stacked left to right."""
     row, left, right = 26, 150, 200
     height = TOP + row * max(len(bars), 1) + 10
@@ -149,15 +188,28 @@ def hbar_chart(bars: Sequence[HBar], fmt: Callable[[float], str], x_max: float |
     inner, body, marks = W - left - right, [], 0
     for i, bar in enumerate(bars):
         y, x = TOP + i * row, float(left)
-        body.append(f'<text x="{left - 8}" y="{y + 15}" class="label" text-anchor="end">'
-                    f"{escape(bar.label)}</text>")  # fmt: skip
+        body.append(
+            f'<text x="{left - 8}" y="{y + 15}" class="label" text-anchor="end">'
+            f"{escape(bar.label)}</text>"
+        )
         for seg in bar.segments:
             w = inner * seg.value / top
             if w <= 0:
                 continue
-            body.append(_mark("rect", seg.series, bar.label, f"{seg.value:.6g}",
-                              f"{bar.label} {seg.series}: {fmt(seg.value)}", x=f"{x:.1f}",
-                              y=y + 3, width=f"{w:.1f}", height=row - 8, fill=seg.color))  # fmt: skip
+            body.append(
+                _mark(
+                    "rect",
+                    seg.series,
+                    bar.label,
+                    f"{seg.value:.6g}",
+                    f"{bar.label} {seg.series}: {fmt(seg.value)}",
+                    x=f"{x:.1f}",
+                    y=y + 3,
+                    width=f"{w:.1f}",
+                    height=row - 8,
+                    fill=seg.color,
+                )
+            )
             x += w
             marks += 1
         body.append(f'<text x="{x + 6:.1f}" y="{y + 15}" class="note">{escape(bar.note)}</text>')
@@ -176,14 +228,30 @@ def histogram(
         x = left + i * step
         if c > 0:
             h = plot_h * c / top
-            body.append(_mark("rect", series, label, str(c), f"{series} {label}: {c} calls",
-                              x=f"{x + 1:.1f}", y=f"{top_pad + plot_h - h:.1f}",
-                              width=f"{step - 2:.1f}", height=f"{h:.1f}", fill=color))  # fmt: skip
+            body.append(
+                _mark(
+                    "rect",
+                    series,
+                    label,
+                    str(c),
+                    f"{series} {label}: {c} calls",
+                    x=f"{x + 1:.1f}",
+                    y=f"{top_pad + plot_h - h:.1f}",
+                    width=f"{step - 2:.1f}",
+                    height=f"{h:.1f}",
+                    fill=color,
+                )
+            )
             marks += 1
         if i % 2 == 0:
-            body.append(f'<text x="{x + step / 2:.1f}" y="{height - 12}" class="tick" '
-                        f'text-anchor="middle">{escape(label)}</text>')  # fmt: skip
-    svg = (f'<svg viewBox="0 0 {W // 2} {height}" width="100%" role="img" '
-           f'aria-label="latency histogram" xmlns="http://www.w3.org/2000/svg">'
-           + "".join(body) + "</svg>")  # fmt: skip
+            body.append(
+                f'<text x="{x + step / 2:.1f}" y="{height - 12}" class="tick" '
+                f'text-anchor="middle">{escape(label)}</text>'
+            )
+    svg = (
+        f'<svg viewBox="0 0 {W // 2} {height}" width="100%" role="img" '
+        f'aria-label="latency histogram" xmlns="http://www.w3.org/2000/svg">'
+        + "".join(body)
+        + "</svg>"
+    )
     return Svg(svg, marks)

@@ -12,17 +12,27 @@ from string import Template
 import pandas as pd
 
 from reporting import charts
-from reporting.charts import HBar, Segment, Svg
+from reporting.charts import HBar, Segment
 from reporting.compute import Overview
 from reporting.queries import LATENCY_EDGES_MS
 from reporting.stats import glance, leaderboard, ms, pct
 from reporting.window import PeriodKind, Window, buckets
 
-STATUS_COLORS = {"completed": "#59a14f", "failed": "#e15759", "expired": "#f28e2b",
-                 "cancelled": "#bab0ac"}  # fmt: skip
-FAILURE_COLORS = {"timeouts": "#f28e2b", "http_errors": "#e15759", "connection_errors": "#b07aa1",
-                  "invalid_answers": "#edc948", "agent_failures": "#9c755f"}  # fmt: skip
+STATUS_COLORS = {
+    "completed": "#59a14f",
+    "failed": "#e15759",
+    "expired": "#f28e2b",
+    "cancelled": "#bab0ac",
+}
+FAILURE_COLORS = {
+    "timeouts": "#f28e2b",
+    "http_errors": "#e15759",
+    "connection_errors": "#b07aa1",
+    "invalid_answers": "#edc948",
+    "agent_failures": "#9c755f",
+}
 TOP_N = 10
+GREY = "#c9d3df"
 
 
 def granularity(window: Window) -> PeriodKind:
@@ -49,26 +59,34 @@ def _figure(cid: str, title: str, note: str, body: str, marks: int, series: list
     empty = "" if marks else '<p class="empty">no data in this window</p>'
     return (
         f'<figure class="chart" id="chart-{cid}" data-chart="{cid}" data-points="{marks}" '
-        f"data-series=\"{escape(json.dumps(series), True)}\"><figcaption><h2>{escape(title)}</h2>"
+        f'data-series="{escape(json.dumps(series), True)}"><figcaption><h2>{escape(title)}</h2>'
         f"<p>{escape(note)}</p></figcaption>{body}{empty}</figure>"
     )
 
 
-def _success_over_time(timeline: pd.DataFrame, starts: list[dt.datetime], kind: PeriodKind,
-                       colors: dict[str, str]) -> str:  # fmt: skip
+def _success_over_time(
+    timeline: pd.DataFrame, starts: list[dt.datetime], kind: PeriodKind, colors: dict[str, str]
+) -> str:
     fmt = "%m-%d %H:00" if kind == "hour" else "%Y-%m-%d"
     labels = [s.strftime(fmt) for s in starts]
     series: dict[str, list[float | None]] = {}
     for name in colors:
         rows = timeline[timeline["agent_name"] == name]
-        by_start = {pd.Timestamp(s): r for s, r in zip(rows["period_start"], rows["success_rate"],
-                                                        strict=True)}  # fmt: skip
+        by_start = {
+            pd.Timestamp(s): r
+            for s, r in zip(rows["period_start"], rows["success_rate"], strict=True)
+        }
         values = [by_start.get(pd.Timestamp(s)) for s in starts]
         series[name] = [None if v is None or pd.isna(v) else float(v) for v in values]
     svg = charts.line_chart(labels, series, colors, lambda v: f"{v:.0%}")
-    return _figure("success-over-time", "Success rate over time per agent",
-                   f"completed / (completed + failed) per {kind}; gaps: no decided calls",
-                   _legend(colors) + svg.markup, svg.marks, list(colors))  # fmt: skip
+    return _figure(
+        "success-over-time",
+        "Success rate over time per agent",
+        f"completed / (completed + failed) per {kind}; gaps: no decided calls",
+        _legend(colors) + svg.markup,
+        svg.marks,
+        list(colors),
+    )
 
 
 def _latency(overview: Overview, colors: dict[str, str]) -> str:
@@ -91,36 +109,56 @@ def _latency(overview: Overview, colors: dict[str, str]) -> str:
             f"{svg.markup}</div>"
         )
     body = f'<div class="hists">{"".join(parts)}</div>'
-    return _figure("latency-distribution", "Latency distribution per agent",
-                   "completed calls, counted per latency bin", body, marks, list(colors))  # fmt: skip
+    return _figure(
+        "latency-distribution",
+        "Latency distribution per agent",
+        "completed calls, counted per latency bin",
+        body,
+        marks,
+        list(colors),
+    )
 
 
 def _volume(timeline: pd.DataFrame, starts: list[dt.datetime], kind: PeriodKind) -> str:
     fmt = "%m-%d %H:00" if kind == "hour" else "%Y-%m-%d"
     by_start = {pd.Timestamp(r["period_start"]): r for _, r in timeline.iterrows()}
     stacks = {
-        status: [int(by_start[pd.Timestamp(s)][status]) if pd.Timestamp(s) in by_start else 0
-                 for s in starts]
+        status: [
+            int(by_start[pd.Timestamp(s)][status]) if pd.Timestamp(s) in by_start else 0
+            for s in starts
+        ]
         for status in STATUS_COLORS
-    }  # fmt: skip
+    }
     svg = charts.stacked_columns([s.strftime(fmt) for s in starts], stacks, STATUS_COLORS)
-    return _figure("volume-by-status", "Job volume by final status",
-                   f"jobs that ended per {kind}", _legend(STATUS_COLORS) + svg.markup,
-                   svg.marks, list(STATUS_COLORS))  # fmt: skip
+    return _figure(
+        "volume-by-status",
+        "Job volume by final status",
+        f"jobs that ended per {kind}",
+        _legend(STATUS_COLORS) + svg.markup,
+        svg.marks,
+        list(STATUS_COLORS),
+    )
 
 
 def _slowest(overview: Overview, colors: dict[str, str]) -> str:
     a = overview.agents.dropna(subset=["latency_p90_ms"])
     a = a.sort_values(["latency_p90_ms", "agent_name"], ascending=[False, True]).head(TOP_N)
-    bars = [
-        HBar(r.agent_name, (Segment("p50", r.latency_p50_ms, colors[r.agent_name]),
-                            Segment("p50-p90", r.latency_p90_ms - r.latency_p50_ms, "#c9d3df")),
-             f"p50 {ms(r.latency_p50_ms)} · p90 {ms(r.latency_p90_ms)}")
-        for r in a.itertuples()
-    ]  # fmt: skip
+    bars = []
+    for name, p50, p90 in zip(
+        a["agent_name"], a["latency_p50_ms"], a["latency_p90_ms"], strict=True
+    ):
+        low, high = float(p50), float(p90)
+        segments = (Segment("p50", low, colors[str(name)]), Segment("p50-p90", high - low, GREY))
+        bars.append(HBar(str(name), segments, f"p50 {ms(low)} · p90 {ms(high)}"))
     svg = charts.hbar_chart(bars, ms)
-    return _figure("slowest-agents", "Slowest agents", "p90 latency of completed calls "
-                   "(dark: up to p50)", svg.markup, svg.marks, list(a["agent_name"]))  # fmt: skip
+    return _figure(
+        "slowest-agents",
+        "Slowest agents",
+        "p90 latency of completed calls (dark: up to p50)",
+        svg.markup,
+        svg.marks,
+        list(a["agent_name"]),
+    )
 
 
 def _least_reliable(overview: Overview) -> str:
@@ -133,14 +171,19 @@ def _least_reliable(overview: Overview) -> str:
         segs = tuple(Segment(k, r[k] / decided, c) for k, c in FAILURE_COLORS.items() if r[k])
         bars.append(HBar(str(r["agent_name"]), segs, f"{pct(r['failure_share'])} of {decided}"))
     svg = charts.hbar_chart(bars, pct, x_max=1.0)
-    return _figure("least-reliable", "Least reliable agents", "share of decided calls that "
-                   "failed, by kind (cancelled losers excluded)", _legend(FAILURE_COLORS)
-                   + svg.markup, svg.marks, list(a["agent_name"]))  # fmt: skip
+    return _figure(
+        "least-reliable",
+        "Least reliable agents",
+        "share of decided calls that failed, by kind (cancelled losers excluded)",
+        _legend(FAILURE_COLORS) + svg.markup,
+        svg.marks,
+        list(a["agent_name"]),
+    )
 
 
 def _kpis(g: dict[str, object]) -> str:
     j, c = g["jobs"], g["calls"]
-    assert isinstance(j, dict) and isinstance(c, dict)  # noqa: S101 (narrowing for mypy)
+    assert isinstance(j, dict) and isinstance(c, dict)
     cards = [
         ("jobs-finished", "Jobs finished", str(j["finished"])),
         ("job-success-rate", "Job success rate", pct(j["success_rate"])),
@@ -151,27 +194,64 @@ def _kpis(g: dict[str, object]) -> str:
         ("call-success-rate", "Call success rate", pct(c["success_rate"])),
         ("avg-execution", "Avg execution time", ms(c["avg_execution_ms"])),
     ]
-    return "".join(f'<div class="kpi" id="kpi-{k}"><div class="k">{escape(label)}</div>'
-                   f'<div class="v">{escape(v)}</div></div>' for k, label, v in cards)  # fmt: skip
+    return "".join(
+        f'<div class="kpi" id="kpi-{k}"><div class="k">{escape(label)}</div>'
+        f'<div class="v">{escape(v)}</div></div>'
+        for k, label, v in cards
+    )
 
 
 def _leaderboard(overview: Overview) -> str:
-    head = ("#", "Agent", "Calls", "Wins", "Win rate", "Success", "Failed", "Timeouts", "HTTP",
-            "Invalid", "Lost (cancelled)", "p50", "p90", "p99")  # fmt: skip
+    head = (
+        "#",
+        "Agent",
+        "Calls",
+        "Wins",
+        "Win rate",
+        "Success",
+        "Failed",
+        "Timeouts",
+        "HTTP",
+        "Invalid",
+        "Lost (cancelled)",
+        "p50",
+        "p90",
+        "p99",
+    )
     rows = []
     for r in leaderboard(overview):
-        cells = (r["rank"], r["agent"], r["calls"], r["wins"], pct(r["win_rate"]),
-                 pct(r["success_rate"]), r["failed"], r["timeouts"], r["http_errors"],
-                 r["invalid_answers"], r["cancelled"], ms(r["latency_p50_ms"]),
-                 ms(r["latency_p90_ms"]), ms(r["latency_p99_ms"]))  # fmt: skip
-        rows.append(f'<tr data-agent="{escape(r["agent"], True)}">'
-                    + "".join(f"<td>{escape(str(v))}</td>" for v in cells) + "</tr>")  # fmt: skip
+        cells = (
+            r["rank"],
+            r["agent"],
+            r["calls"],
+            r["wins"],
+            pct(r["win_rate"]),
+            pct(r["success_rate"]),
+            r["failed"],
+            r["timeouts"],
+            r["http_errors"],
+            r["invalid_answers"],
+            r["cancelled"],
+            ms(r["latency_p50_ms"]),
+            ms(r["latency_p90_ms"]),
+            ms(r["latency_p99_ms"]),
+        )
+        rows.append(
+            f'<tr data-agent="{escape(r["agent"], True)}">'
+            + "".join(f"<td>{escape(str(v))}</td>" for v in cells)
+            + "</tr>"
+        )
     th = "".join(f"<th>{escape(h)}</th>" for h in head)
     return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
-def render(overview: Overview, agent_timeline: pd.DataFrame, job_timeline: pd.DataFrame,
-           kind: PeriodKind, generated_at: dt.datetime) -> str:  # fmt: skip
+def render(
+    overview: Overview,
+    agent_timeline: pd.DataFrame,
+    job_timeline: pd.DataFrame,
+    kind: PeriodKind,
+    generated_at: dt.datetime,
+) -> str:
     """The page; timelines are '*' rows of the reporting tables for `kind` buckets."""
     names = sorted(set(overview.agents["agent_name"]) | set(agent_timeline.get("agent_name", [])))
     colors = charts.color_of(names)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
+from typing import cast
 
 import pandas as pd
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, Table, bindparam, update
 
 from db.models import Agent
 from domain.ranking import PRIOR_MEAN, PRIOR_WEIGHT
@@ -83,13 +84,19 @@ def compute(engine: Engine, now: dt.datetime, half_life: dt.timedelta) -> list[A
     out = []
     for agent_id, group in frame.groupby("agent_id", sort=True):
         starts = [pd.Timestamp(t).to_pydatetime() + HOUR_MIDDLE for t in group["period_start"]]
-        rows = zip(starts, group["successes"].astype(int), group["decided"].astype(int), strict=True)
+        rows = zip(
+            starts, group["successes"].astype(int), group["decided"].astype(int), strict=True
+        )
         score = decayed_counts(rows, now, half_life)
         rate = score.success_rate
-        out.append(AgentFeedback(
-            str(agent_id), round(score.reputation, 6), None if rate is None else round(rate, 6),
-            score.weight,
-        ))  # fmt: skip
+        out.append(
+            AgentFeedback(
+                str(agent_id),
+                round(score.reputation, 6),
+                None if rate is None else round(rate, 6),
+                score.weight,
+            )
+        )
     return out
 
 
@@ -97,9 +104,10 @@ def write(engine: Engine, feedback: list[AgentFeedback]) -> int:
     """Store reputation and success_rate on the agents; returns how many agents changed."""
     if not feedback:
         return 0
+    agents = cast(Table, Agent.__table__)
     stmt = (
-        update(Agent.__table__)
-        .where(Agent.__table__.c.id == bindparam("aid"))
+        update(agents)
+        .where(agents.c.id == bindparam("aid"))
         .values(reputation=bindparam("rep"), success_rate=bindparam("rate"))
     )
     params = [{"aid": f.agent_id, "rep": f.reputation, "rate": f.success_rate} for f in feedback]

@@ -80,7 +80,10 @@ def _with_percentiles(
 
 
 def _finish_frame(
-    frame: pd.DataFrame, kind: PeriodKind | None, by_category: bool, pcts: dict[str, Sequence[float]]
+    frame: pd.DataFrame,
+    kind: PeriodKind | None,
+    by_category: bool,
+    pcts: dict[str, Sequence[float]],
 ) -> pd.DataFrame:
     if kind is not None:
         frame["period_start"] = [sql.to_utc(v) for v in frame["period_start"]]
@@ -161,8 +164,10 @@ def job_counts(
     dialect = conn.dialect.name
     sub = _jobs(dialect, window, kind)
     keys = _keys(sub, kind, by_category, [])
-    statuses = {s: s.value.lower() for s in (JobStatus.COMPLETED, JobStatus.FAILED,
-                                              JobStatus.EXPIRED, JobStatus.CANCELLED)}  # fmt: skip
+    statuses = {
+        s: s.value.lower()
+        for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED)
+    }
     cols: list[Any] = [
         *keys,
         func.count().label("jobs"),

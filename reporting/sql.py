@@ -43,8 +43,13 @@ OUTCOME_COLUMNS: dict[str, str] = {
     FailureKind.BLOCKED.value: "blocked",
     FailureKind.CANCELLED.value: "cancelled",
 }
-FAILURE_COLUMNS = ("timeouts", "http_errors", "connection_errors", "invalid_answers",
-                   "agent_failures")  # fmt: skip
+FAILURE_COLUMNS = (
+    "timeouts",
+    "http_errors",
+    "connection_errors",
+    "invalid_answers",
+    "agent_failures",
+)
 NOT_DECIDED = (FailureKind.CANCELLED.value, FailureKind.BLOCKED.value)
 AGENT_ENDED = tuple(
     s.value
@@ -97,7 +102,9 @@ def _epoch_ms(column: ColumnElement[Any]) -> ColumnElement[Any]:
 
 def percentiles(value: ColumnElement[Any], qs: Sequence[float]) -> ColumnElement[Any]:
     """PostgreSQL only: percentile_cont over an array, so one sort serves every percentile."""
-    array = literal_column("ARRAY[" + ", ".join(repr(float(q)) for q in qs) + "]")
+    array: ColumnElement[Any] = literal_column(
+        "ARRAY[" + ", ".join(repr(float(q)) for q in qs) + "]"
+    )
     return type_coerce(func.percentile_cont(array).within_group(value), ARRAY(Float))
 
 

@@ -12,11 +12,25 @@ from reporting.aggregate import plain
 from reporting.compute import Overview
 
 AGENT_FIELDS = (
-    "calls", "completed", "failed", "timeouts", "http_errors", "connection_errors",
-    "invalid_answers", "agent_failures", "blocked", "cancelled", "wins", "success_rate",
-    "win_rate", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms",
+    "calls",
+    "completed",
+    "failed",
+    "timeouts",
+    "http_errors",
+    "connection_errors",
+    "invalid_answers",
+    "agent_failures",
+    "blocked",
+    "cancelled",
+    "wins",
+    "success_rate",
+    "win_rate",
+    "latency_mean_ms",
+    "latency_p50_ms",
+    "latency_p90_ms",
+    "latency_p99_ms",
     "throughput_per_hour",
-)  # fmt: skip
+)
 
 
 def _rate(num: float | int | None, den: float | int | None) -> float | None:
@@ -30,9 +44,14 @@ def leaderboard(overview: Overview) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"agent": str(r["agent_name"]), "agent_id": r["agent_id"]}
         row.update({f: plain(r[f]) for f in AGENT_FIELDS})
         rows.append(row)
-    rows.sort(key=lambda r: (-r["wins"], -(r["success_rate"] or 0.0),
-                             r["latency_p50_ms"] if r["latency_p50_ms"] is not None else 1e18,
-                             r["agent"]))  # fmt: skip
+    rows.sort(
+        key=lambda r: (
+            -r["wins"],
+            -(r["success_rate"] or 0.0),
+            r["latency_p50_ms"] if r["latency_p50_ms"] is not None else 1e18,
+            r["agent"],
+        )
+    )
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return rows
@@ -43,12 +62,15 @@ def glance(overview: Overview) -> dict[str, Any]:
     j, c = overview.jobs, overview.calls
     decided = c["completed"] + c["failed"]
     samples = int(overview.agents["latency_samples"].sum())
-    latency_sum = float((overview.agents["latency_mean_ms"].fillna(0)
-                         * overview.agents["latency_samples"]).sum())  # fmt: skip
+    latency_sum = float(
+        (overview.agents["latency_mean_ms"].fillna(0) * overview.agents["latency_samples"]).sum()
+    )
     failed_jobs = int(j["failed"] or 0) + int(j["expired"] or 0)
     return {
-        "window": {"start": overview.window.start.isoformat(),
-                   "end": overview.window.end.isoformat()},  # fmt: skip
+        "window": {
+            "start": overview.window.start.isoformat(),
+            "end": overview.window.end.isoformat(),
+        },
         "jobs": {
             "finished": j["jobs"],
             "completed": j["completed"],
@@ -93,7 +115,7 @@ def render_text(g: dict[str, Any]) -> str:
     """The human form of `glance()` for the terminal."""
     j, c = g["jobs"], g["calls"]
     lines = [
-        f"statistics {g['window']['start']} .. {g['window']['end']}",
+        f"statistics {g['window']['start'] or 'all time'} .. {g['window']['end']}",
         f"jobs: {j['finished']} finished — {j['completed']} completed, {j['failed']} failed, "
         f"{j['expired']} expired, {j['cancelled']} cancelled",
         f"job success rate {pct(j['success_rate'])}, error rate {pct(j['error_rate'])} "
@@ -105,14 +127,38 @@ def render_text(g: dict[str, Any]) -> str:
     ]
     if g["agents"]:
         rows = [
-            [str(a["rank"]), a["agent"], str(a["calls"]), str(a["wins"]), pct(a["win_rate"]),
-             pct(a["success_rate"]), str(a["failed"]), str(a["timeouts"]), str(a["http_errors"]),
-             str(a["invalid_answers"]), str(a["cancelled"]), ms(a["latency_mean_ms"]),
-             ms(a["latency_p90_ms"])]
+            [
+                str(a["rank"]),
+                a["agent"],
+                str(a["calls"]),
+                str(a["wins"]),
+                pct(a["win_rate"]),
+                pct(a["success_rate"]),
+                str(a["failed"]),
+                str(a["timeouts"]),
+                str(a["http_errors"]),
+                str(a["invalid_answers"]),
+                str(a["cancelled"]),
+                ms(a["latency_mean_ms"]),
+                ms(a["latency_p90_ms"]),
+            ]
             for a in g["agents"]
-        ]  # fmt: skip
-        headers = ["#", "AGENT", "CALLS", "WINS", "WIN", "SUCCESS", "FAILED", "TIMEOUT", "HTTP",
-                   "INVALID", "LOST", "AVG", "P90"]  # fmt: skip
+        ]
+        headers = [
+            "#",
+            "AGENT",
+            "CALLS",
+            "WINS",
+            "WIN",
+            "SUCCESS",
+            "FAILED",
+            "TIMEOUT",
+            "HTTP",
+            "INVALID",
+            "LOST",
+            "AVG",
+            "P90",
+        ]
         lines += ["", _table(rows, headers)]
     else:
         lines.append("no agent calls ended in this window")
@@ -144,12 +190,14 @@ def render_markdown(g: dict[str, Any], notes: list[str]) -> str:
         f"| cancelled losers (not failures) | {c['cancelled']} |",
         f"| average execution time | {ms(c['avg_execution_ms'])} |",
         "",
-        "Failures by kind: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in
-                                          failures.items()),  # fmt: skip
+        "Failures by kind: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in failures.items()),
         "",
         "## Top agents",
-        *(f"{a['rank']}. **{a['agent']}** — {a['wins']} wins of {a['calls']} calls, success "
-          f"{pct(a['success_rate'])}, p90 {ms(a['latency_p90_ms'])}" for a in top),  # fmt: skip
+        *(
+            f"{a['rank']}. **{a['agent']}** — {a['wins']} wins of {a['calls']} calls, success "
+            f"{pct(a['success_rate'])}, p90 {ms(a['latency_p90_ms'])}"
+            for a in top
+        ),
     ]
     if not top:
         lines.append("No agent calls ended in this window.")

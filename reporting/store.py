@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select
 
 from db.reporting_models import ReportAgentPeriod, ReportJobPeriod
 from reporting.window import PeriodKind, Window, aligned
 
-RAP = ReportAgentPeriod.__table__
-RJP = ReportJobPeriod.__table__
+RAP = cast(Table, ReportAgentPeriod.__table__)
+RJP = cast(Table, ReportJobPeriod.__table__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -26,7 +26,10 @@ class Written:
 
 def records(frame: pd.DataFrame, computed_at: dt.datetime) -> list[dict[str, Any]]:
     """Frame rows as plain dicts: NaN -> None, pandas timestamps -> datetime."""
-    out = frame.astype("object").where(frame.notna(), None).to_dict("records")
+    out: list[dict[str, Any]] = [
+        {str(k): v for k, v in row.items()}
+        for row in frame.astype("object").where(frame.notna(), None).to_dict("records")
+    ]
     for row in out:
         start = row.get("period_start")
         if isinstance(start, pd.Timestamp):
@@ -46,9 +49,13 @@ def replace_periods(
     """Delete every row of the aligned buckets, then insert the new ones, in one transaction."""
     w = aligned(window, kind)
     outside = [
-        f for f in (agents, jobs) if not f.empty and not f["period_start"].between(
-            pd.Timestamp(w.start), pd.Timestamp(w.end), inclusive="left").all()
-    ]  # fmt: skip
+        f
+        for f in (agents, jobs)
+        if not f.empty
+        and not f["period_start"]
+        .between(pd.Timestamp(w.start), pd.Timestamp(w.end), inclusive="left")
+        .all()
+    ]
     if outside:
         raise ValueError(f"rows outside the {kind} buckets being replaced ({w.label()})")
     agent_rows, job_rows = records(agents, computed_at), records(jobs, computed_at)
@@ -68,8 +75,9 @@ def replace_periods(
     return Written(kind, w, len(agent_rows), len(job_rows))
 
 
-def _read(conn: Connection, table: Any, kind: PeriodKind, window: Window, category: str | None
-          ) -> pd.DataFrame:  # fmt: skip
+def _read(
+    conn: Connection, table: Table, kind: PeriodKind, window: Window, category: str | None
+) -> pd.DataFrame:
     stmt = select(table).where(
         table.c.period_kind == kind,
         table.c.period_start >= window.start,

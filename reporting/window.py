@@ -29,7 +29,7 @@ class Window:
         return (self.end - self.start).total_seconds() / 3600
 
     def label(self) -> str:
-        return f"{self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC"
+        return f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC"
 
 
 def floor(moment: dt.datetime, kind: PeriodKind) -> dt.datetime:

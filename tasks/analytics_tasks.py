@@ -23,24 +23,29 @@ LEADERBOARD_KEY = "agent-leaderboard"
 SUMMARY_KEY = "analytics-summary"
 
 
-@task(name="aggregate-agent-periods", cache_policy=NO_CACHE,
-      task_run_name="aggregate-agent-periods {kind}")  # fmt: skip
+@task(
+    name="aggregate-agent-periods",
+    cache_policy=NO_CACHE,
+    task_run_name="aggregate-agent-periods {kind}",
+)
 def aggregate_agent_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
     """Per agent, category and bucket: outcomes, rates, latency percentiles (SQL-side)."""
     with get_runtime().engine.connect() as conn:
         return compute.agent_periods(conn, kind, window)
 
 
-@task(name="aggregate-job-periods", cache_policy=NO_CACHE,
-      task_run_name="aggregate-job-periods {kind}")  # fmt: skip
+@task(
+    name="aggregate-job-periods",
+    cache_policy=NO_CACHE,
+    task_run_name="aggregate-job-periods {kind}",
+)
 def aggregate_job_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
     """Per category and bucket: job outcomes, time to first result, end-to-end time."""
     with get_runtime().engine.connect() as conn:
         return compute.job_periods(conn, kind, window)
 
 
-@task(name="write-period-tables", cache_policy=NO_CACHE,
-      task_run_name="write-period-tables {kind}")  # fmt: skip
+@task(name="write-period-tables", cache_policy=NO_CACHE, task_run_name="write-period-tables {kind}")
 def write_period_tables(
     kind: PeriodKind, window: Window, agents: pd.DataFrame, jobs: pd.DataFrame, at: dt.datetime
 ) -> Written:
@@ -81,15 +86,23 @@ def publish_leaderboard(rows: list[dict[str, Any]], window: Window) -> str:
     """Table artifact: one row per agent, best first."""
     table = [
         {
-            "rank": r["rank"], "agent": r["agent"], "calls": r["calls"], "wins": r["wins"],
-            "win_rate": pct(r["win_rate"]), "success_rate": pct(r["success_rate"]),
-            "failed": r["failed"], "timeouts": r["timeouts"], "http_errors": r["http_errors"],
-            "invalid_answers": r["invalid_answers"], "cancelled_losers": r["cancelled"],
-            "p50": ms(r["latency_p50_ms"]), "p90": ms(r["latency_p90_ms"]),
+            "rank": r["rank"],
+            "agent": r["agent"],
+            "calls": r["calls"],
+            "wins": r["wins"],
+            "win_rate": pct(r["win_rate"]),
+            "success_rate": pct(r["success_rate"]),
+            "failed": r["failed"],
+            "timeouts": r["timeouts"],
+            "http_errors": r["http_errors"],
+            "invalid_answers": r["invalid_answers"],
+            "cancelled_losers": r["cancelled"],
+            "p50": ms(r["latency_p50_ms"]),
+            "p90": ms(r["latency_p90_ms"]),
             "p99": ms(r["latency_p99_ms"]),
         }
         for r in rows
-    ]  # fmt: skip
+    ]
     create_table_artifact(
         table=table, key=LEADERBOARD_KEY, description=f"Agent leaderboard, {window.label()}"
     )
@@ -105,9 +118,11 @@ def publish_summary(markdown: str) -> str:
 
 @task(name="render-dashboard", cache_policy=NO_CACHE)
 def render_dashboard(
-    overview: Overview, timelines: tuple[pd.DataFrame, pd.DataFrame], kind: PeriodKind,
+    overview: Overview,
+    timelines: tuple[pd.DataFrame, pd.DataFrame],
+    kind: PeriodKind,
     at: dt.datetime,
-) -> str:  # fmt: skip
+) -> str:
     return dashboard.render(overview, timelines[0], timelines[1], kind, at)
 
 

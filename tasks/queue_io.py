@@ -28,13 +28,19 @@ class Page:
     tasks: tuple[Incoming, ...]
     rejected: tuple[RejectedItem, ...]
     next_cursor: str | None
+    error: str | None = None  # the queue could not be read: the run stops taking jobs
 
 
 # Queue calls retry inside the client (honouring Retry-After), so Prefect retries stay off:
 # stacking both would multiply waits and repeat conditional PATCHes needlessly.
 @task(name="fetch-open-tasks", cache_policy=NO_CACHE, task_run_name="fetch page {page_no}")
 async def fetch_open_page(cursor: str | None, limit: int, page_no: int) -> Page:
-    page = await get_runtime().queue().list_tasks("OPEN", limit=limit, cursor=cursor)
+    """One page of OPEN tasks; a queue failure comes back as `error` (one line, no traceback)."""
+    try:
+        page = await get_runtime().queue().list_tasks("OPEN", limit=limit, cursor=cursor)
+    except QueueError as exc:
+        get_run_logger().error("remote queue: %s", exc)
+        return Page((), (), None, error=str(exc))
     tasks = tuple(Incoming(t.to_job_spec(), t.created_at) for t in page.valid if t.status == "OPEN")
     return Page(tasks, tuple(page.rejected), page.next_cursor)
 

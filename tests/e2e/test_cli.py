@@ -171,7 +171,10 @@ def _cases(db: str) -> dict[str, tuple[tuple[str, ...], dict[str, str]]]:
             ("agents", "add", "lo", "http://127.0.0.1:9/", "--category", "c"),
             plain,
         ),
-        "add-ftp-refused": (("agents", "add", "f", "ftp://example.com/", "--category", "c"), private),
+        "add-ftp-refused": (
+            ("agents", "add", "f", "ftp://example.com/", "--category", "c"),
+            private,
+        ),
         "add-without-category": (("agents", "add", "n", "http://127.0.0.1:9/"), private),
         "jobs-show-unknown": (("jobs", "show", "nope"), plain),
         "jobs-list-empty": (("jobs", "list"), plain),
@@ -197,7 +200,10 @@ def batch(module_db: str, prefect_home: Path) -> dict[str, subprocess.CompletedP
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("add-missing-url", "agent-dispatch agents add: error: the following arguments are required: url"),
+        (
+            "add-missing-url",
+            "agent-dispatch agents add: error: the following arguments are required: url",
+        ),
         (
             "add-skill-9",
             "agent-dispatch agents add: error: argument --skill-level: '9' must be between 1 and 5",
@@ -344,7 +350,8 @@ def test_agents_add_list_remove(database_url: str, prefect_home: Path) -> None:
     table = assert_ok(run("agents", "list")).splitlines()
     assert len(table) == 3, table
     assert table[0].split() == [
-        "NAME", "CATEGORIES", "TAGS", "SKILL", "MAX", "HEALTH", "SUCCESS", "WINS", "AVG", "MS", "URL",
+        "NAME", "CATEGORIES", "TAGS", "SKILL", "MAX", "HEALTH", "SUCCESS", "WINS", "AVG", "MS",
+        "URL",
     ]  # fmt: skip
     assert set(table[1]) <= {"-", " "}
     assert table[2].split() == ["alpha", "code,text", "en", "3", "2", "?", "-", "0", "-",
@@ -374,9 +381,7 @@ def test_agents_add_list_remove(database_url: str, prefect_home: Path) -> None:
         "circuitOpenUntil": None,
     }
     with psycopg.connect(database_url) as conn:
-        row = conn.execute(
-            "SELECT id, name, skill_level, max_concurrency FROM agents"
-        ).fetchall()
+        row = conn.execute("SELECT id, name, skill_level, max_concurrency FROM agents").fetchall()
     assert row == [(agent_id, "alpha", 3, 2)]
 
     duplicate = run("agents", "add", "alpha", "http://127.0.0.1:10/", "--category", "text")

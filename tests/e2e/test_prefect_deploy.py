@@ -79,9 +79,13 @@ def keep_artifact(path: Path) -> None:
 
 async def events_of(client: PrefectClient, since: dt.datetime, **filters: Any) -> list[ReceivedEvent]:
     page = await client.read_events(
-        EventFilter(occurred=EventOccurredFilter(since=since), order="ASC", **filters), limit=200
+        EventFilter(occurred=EventOccurredFilter(since=since), order="ASC", **filters), limit=50
     )
-    return list(page.events)
+    found = list(page.events)
+    while page.next_page:
+        page = await client.read_events_page(page.next_page)
+        found.extend(page.events)
+    return found
 
 
 def related_ids(event: ReceivedEvent, role: str) -> set[str]:
@@ -284,3 +288,90 @@ async def check_ui(stack: PrefectStack, adhoc: FlowRun, scheduled: FlowRun, tmp:
             shot = tmp / "flow-run-task-runs.png"
             await page.screenshot(shot)
             keep_artifact(shot)
+
+
+async def test_worker_killed_mid_run_is_crashed_and_its_job_rescued(
+    pg_factory: DatabaseFactory, database_url: str
+) -> None:
+    """kill -9 a worker and its flow run mid-race: the zombie automation marks the run
+    Crashed (no heartbeats), the sweep rescues the job once its lease expires, and the next
+    dispatch run finishes it. Nothing is left IN_PROGRESS."""
+    if "sweep" not in deployable():
+        pytest.fail("flows/sweep.py is missing: the rescue half of this test needs it")
+    since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    queue = SimulatedQueue(TOKEN)
+    farm = AgentFarm()
+    farm.add("steady", "slow:delay=600")
+    with queue.serve(), farm.serve():
+        task = queue.add_task(title="Long one", category="general", payload={"n": 1})
+        flow_env = {
+            "DATABASE_URL": database_url,
+            "REMOTE_QUEUE_URL": queue.url,
+            "REMOTE_QUEUE_TOKEN": TOKEN,
+            "AGENT_ALLOW_PRIVATE_NETWORKS": "true",
+            "DEFAULT_AGENT_TIMEOUT": "900000",
+            "JOB_LEASE_SECONDS": "10",
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+        }
+        with prefect_stack(pg_factory.admin, flow_env) as stack:
+            stack.start_server()
+            stack.cli("agent-dispatch", "agents", "add", "steady", farm.url_for("steady"),
+                      "--category", "general", "--max-concurrency", "2")
+            stack.cli("prefect", "work-pool", "create", POOL, "--type", "process")
+            stack.cli("prefect", "--no-prompt", "deploy", "--prefect-file",
+                      "deployments/prefect.yaml", "--name", "dispatch", "--name", "sweep")
+            stack.cli("python", "-m", "deployments.automations", "--heartbeat-seconds", "30")
+            victim = stack.start_worker(POOL, "victim", AGENT_DISPATCH_HOME=str(REPO))
+            run_id = uuid.UUID(re.findall(r"UUID: ([0-9a-f-]{36})", stack.cli(
+                "prefect", "deployment", "run", "dispatch/dispatch", "-p",
+                'params={"max_jobs": 1}'))[0])
+
+            async with PrefectClient(stack.api_url) as client:
+                async def racing() -> bool:
+                    return farm.in_flight("steady") == 1
+
+                await eventually(racing, 60, "the agent call to start")
+
+                async def heartbeat() -> list[ReceivedEvent] | None:
+                    return await events_of(
+                        client, since,
+                        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+                        resource=EventResourceFilter(id=[f"prefect.flow-run.{run_id}"]),
+                    ) or None
+
+                await eventually(heartbeat, 30, "the run's first heartbeat")
+                killed = victim.kill_tree()
+                assert len(killed) >= 2, "the worker and its flow run process"
+                run = await client.read_flow_run(run_id)
+                assert run.state_name == "Running"  # the server cannot know yet
+
+                # Another worker takes over; the agent now answers at once.
+                farm.set_behaviour("steady", "fast")
+                stack.start_worker(POOL, "survivor", AGENT_DISPATCH_HOME=str(REPO))
+                await asyncio.sleep(11)  # the dead run's job lease (10 s) runs out
+                sweep_id = uuid.UUID(re.findall(r"UUID: ([0-9a-f-]{36})", stack.cli(
+                    "prefect", "deployment", "run", "sweep/sweep"))[0])
+                await finished(client, sweep_id, 90)
+                redo_id = uuid.UUID(re.findall(r"UUID: ([0-9a-f-]{36})", stack.cli(
+                    "prefect", "deployment", "run", "dispatch/dispatch"))[0])
+                redo = await finished(client, redo_id, 90)
+                assert redo.state_name == "Completed"
+
+                async def completed() -> bool:
+                    return queue.task(task["id"])["status"] == "COMPLETED"
+
+                await eventually(completed, 60, "the rescued job to complete")
+                jobs = stack.cli("agent-dispatch", "jobs", "list", "--json")
+                assert '"IN_PROGRESS"' not in jobs and '"DISTRIBUTED"' not in jobs, jobs
+
+                crashed = await eventually(
+                    lambda: _crashed(client, run_id), 150, "the zombie run to be marked Crashed",
+                    every=3.0,
+                )
+                assert "heartbeat" in (crashed.state.message or "")  # type: ignore[union-attr]
+
+
+async def _crashed(client: PrefectClient, run_id: uuid.UUID) -> FlowRun | None:
+    run = await client.read_flow_run(run_id)
+    return run if run.state_name == "Crashed" else None

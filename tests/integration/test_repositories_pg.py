@@ -160,7 +160,10 @@ def test_claim_open_leases_once_until_expiry(runtime: Runtime) -> None:
 
     for owner in ("worker-b", "worker-a"):
         with runtime.uow() as uow:
-            assert uow.jobs.claim_open(["q-1"], owner, LEASE_SECONDS, t0 + dt.timedelta(seconds=29)) == []
+            assert (
+                uow.jobs.claim_open(["q-1"], owner, LEASE_SECONDS, t0 + dt.timedelta(seconds=29))
+                == []
+            )
             uow.commit()
     assert job_row(runtime, job_id)["lease_token"] == lease.token
 
@@ -260,7 +263,12 @@ def test_two_sessions_racing_for_one_job_only_one_wins(runtime: Runtime) -> None
         barrier = threading.Barrier(2)
         got: dict[str, int] = {}
 
-        def claimer(owner: str, qid: str = qid, barrier: threading.Barrier = barrier) -> None:
+        def claimer(
+            owner: str,
+            qid: str = qid,
+            barrier: threading.Barrier = barrier,
+            got: dict[str, int] = got,
+        ) -> None:
             with runtime.uow() as uow:
                 barrier.wait(timeout=10)
                 leases = uow.jobs.claim_open([qid], owner, 60, utcnow())

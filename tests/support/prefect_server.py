@@ -36,6 +36,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (children first found via /proc), deepest last."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 class Process:
     """A subprocess whose combined output goes to a log file (and is kept for asserts)."""
 
@@ -57,23 +79,24 @@ class Process:
         self._fh.flush()
         return self.log.read_text(errors="replace")
 
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Signal this process alone (its children, e.g. a flow run, are left to themselves)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
+    def kill_tree(self) -> list[int]:
+        """SIGKILL this process and every descendant at once (a machine dying, say);
+        flow runs live in process groups of their own, so a group kill would miss them."""
+        victims = [self.proc.pid, *descendants(self.proc.pid)]
+        signal_all(victims, signal.SIGKILL)
+        self.proc.wait(30)
+        return victims
 
     def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM its process group, then SIGKILL what is left."""
+        """SIGTERM it and its descendants, then SIGKILL whatever is left."""
+        tree = descendants(self.proc.pid)
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+            signal_all([self.proc.pid], signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        signal_all([self.proc.pid, *tree, *descendants(self.proc.pid)], signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
         self._fh.close()

@@ -20,7 +20,8 @@ def add_agent(
     with rt.uow() as uow:
         agent = uow.agents.add(
             Agent(
-                name=name, url=url, categories=["general"], skill_level=3, max_concurrency=5, **kw
+                **{"name": name, "url": url, "categories": ["general"], "skill_level": 3,
+                   "max_concurrency": 5, **kw}
             )
         )
         uow.commit()

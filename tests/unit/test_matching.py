@@ -70,6 +70,7 @@ def test_never_probed_agent_is_eligible() -> None:
     ("overrides", "reason"),
     [
         ({"active": False}, "inactive"),
+        ({"protocol": "a2a"}, "protocol 'a2a' has no client in this version"),
         ({"healthy": False}, "unhealthy"),
         ({"circuit_open": True}, "circuit open after repeated failures"),
         ({"in_flight": 2, "max_concurrency": 2}, "at max concurrency (2/2)"),
@@ -82,6 +83,7 @@ def test_never_probed_agent_is_eligible() -> None:
     ],
     ids=[
         "inactive",
+        "unsupported-protocol",
         "unhealthy",
         "circuit-open",
         "at-capacity",
@@ -143,6 +145,8 @@ def test_rules_are_checked_in_order() -> None:
     assert exclusion_reason(job(), dataclasses.replace(everything_wrong, active=True)) == (
         "unhealthy"
     )
+    a2a = dataclasses.replace(everything_wrong, active=True, protocol="a2a")
+    assert exclusion_reason(job(), a2a) == "protocol 'a2a' has no client in this version"
 
 
 # -- ranking and the limit ----------------------------------------------------------------------
@@ -241,6 +245,8 @@ def test_busy_counts_only_agents_excluded_by_capacity_alone() -> None:
         # Full and inactive: reported as inactive, not busy.
         agent("full-inactive", in_flight=1, max_concurrency=1, active=False),
         agent("full-low-skill", in_flight=1, max_concurrency=1, skill_level=1),
+        # Full, but no client for its protocol: it could not be called when free either.
+        agent("full-a2a", in_flight=1, max_concurrency=1, protocol="a2a"),
         agent("unhealthy", healthy=False),
     ]
     result = match(job(), agents, limit=3)
@@ -253,6 +259,7 @@ def test_busy_counts_only_agents_excluded_by_capacity_alone() -> None:
         "full-wrong-cat": "at max concurrency (1/1)",
         "full-inactive": "inactive",
         "full-low-skill": "at max concurrency (1/1)",
+        "full-a2a": "protocol 'a2a' has no client in this version",
         "unhealthy": "unhealthy",
     }
 

@@ -95,6 +95,9 @@ def test_more_successes_never_hurt_more_failures_never_help(
 
 
 @given(successes=counts, failures=counts, a=st.floats(0.0, 1.0), b=st.floats(0.0, 1.0))
-def test_higher_reputation_never_ranks_lower(successes: int, failures: int, a: float, b: float) -> None:
+def test_higher_reputation_never_ranks_lower(
+    successes: int, failures: int, a: float, b: float
+) -> None:
     lo, hi = sorted((a, b))
-    assert rank_score(record(successes, failures, hi)) >= rank_score(record(successes, failures, lo))
+    better = rank_score(record(successes, failures, hi))
+    assert better >= rank_score(record(successes, failures, lo))

@@ -9,7 +9,7 @@ import pytest
 
 from domain.breaker import Circuit, after_outcome
 from domain.model import AgentOutcome, AgentStats
-from domain.selection import JobVerdict, first_winner, failure_summary, is_winner, verdict
+from domain.selection import JobVerdict, failure_summary, first_winner, is_winner, verdict
 from domain.stats import LATENCY_ALPHA, REPUTATION_ALPHA, apply_outcome
 from domain.statuses import AgentRunStatus, FailureKind, JobStatus
 

@@ -131,7 +131,7 @@ def test_job_table_matches_exactly() -> None:
 
 
 def test_job_terminal_statuses_have_no_exits() -> None:
-    assert JOB_TERMINAL == {J.COMPLETED, J.CANCELLED, J.EXPIRED, J.FAILED}
+    assert {J.COMPLETED, J.CANCELLED, J.EXPIRED, J.FAILED} == JOB_TERMINAL
     for status in JobStatus:
         assert status.terminal is (status in JOB_TERMINAL)
     for status in JOB_TERMINAL:
@@ -205,7 +205,7 @@ def test_agent_table_matches_exactly() -> None:
 
 
 def test_agent_terminal_statuses_have_no_exits() -> None:
-    assert AGENT_TERMINAL == {A.COMPLETED, A.FAILED, A.CANCELLED, A.TIMEOUT}
+    assert {A.COMPLETED, A.FAILED, A.CANCELLED, A.TIMEOUT} == AGENT_TERMINAL
     for status in AgentRunStatus:
         assert status.terminal is (status in AGENT_TERMINAL)
     for status in AGENT_TERMINAL:

@@ -9,6 +9,7 @@ Also indexes jobs.finished_at, which the job aggregation filters on.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 KIND_CHECK = "period_kind IN ('hour', 'day')"
 
 
-def _when() -> list[sa.Column]:  # type: ignore[type-arg]
+def _when() -> list[sa.Column[Any]]:
     return [
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("period_kind", sa.String(length=4), nullable=False),
@@ -31,11 +32,11 @@ def _when() -> list[sa.Column]:  # type: ignore[type-arg]
     ]
 
 
-def _count(name: str) -> sa.Column:  # type: ignore[type-arg]
+def _count(name: str) -> sa.Column[Any]:
     return sa.Column(name, sa.Integer(), nullable=False)
 
 
-def _real(name: str, nullable: bool = True) -> sa.Column:  # type: ignore[type-arg]
+def _real(name: str, nullable: bool = True) -> sa.Column[Any]:
     return sa.Column(name, sa.Float(), nullable=nullable)
 
 

@@ -1,0 +1,220 @@
+"""Chaos blocks 3-5: the agent fault matrix, the SSRF table and the canary-secret search."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import time
+import urllib.request
+from typing import Any
+
+import httpx
+import psycopg
+
+from agent_dispatch.settings import Settings
+from agent_dispatch.wiring import Runtime
+from benchmarks.chaos_env import BIN, World
+from clients.agent import AgentClient, AgentEndpoint
+from clients.errors import AgentBlocked
+from clients.netguard import check_url, make_address_guard
+from clients.wire import JobExecutionData
+from db.models import Job
+from domain.netpolicy import UnsafeAddress
+from simulators.agents import AgentFarm
+from simulators.queue import SimulatedQueue
+
+FAULTS = {
+    "fast": "fast:delay=0.1",
+    "slow": "slow:delay=30",
+    "failing": "failing",
+    "error500": "error500",
+    "non_json": "non_json",
+    "wrong_shape": "wrong_shape",
+    "hanging": "hanging",
+    "async_poll": "async_poll:times=2",
+    "rate_limited": "rate_limited:times=2",
+    "unavailable_then_ok": "unavailable_then_ok:times=2",
+    "drip": "drip:interval=0.05",
+    "huge": "huge:size=1073741824",
+    "flaky": "flaky:probability=1.0",
+    "unhealthy": "unhealthy",
+}
+
+
+def _run_measured(w: World, name: str) -> tuple[int, int, str]:
+    """`agent-dispatch run` as a child; its exit code, peak RSS in KiB and its output."""
+    env = w.worker_env(DEFAULT_AGENT_TIMEOUT="3000", EXECUTION_RETRY_COUNT="2",
+                       WORKER_NAME=name)
+    proc = w.spawn([str(BIN / "agent-dispatch"), "run"], name, env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss, (w.workdir / f"{name}.log").read_text(errors="replace")
+
+
+def fault_matrix(w: World) -> dict[str, Any]:
+    queue, farm = SimulatedQueue(w.queue_token), AgentFarm()
+    for name, spec in FAULTS.items():
+        farm.add(name, spec, token=w.agent_token)
+    with queue.serve() as q, farm.serve():
+        w.queue_url, w.agent_urls = q.url, {n: farm.url_for(n) for n in FAULTS}
+        rt = Runtime(Settings(database_url=w.database_url, agent_allow_private_networks=True))
+        w.register_agents(rt, {n: {"categories": [n], "max_concurrency": 2} for n in FAULTS})
+        for name in FAULTS:
+            queue.add_task(title=f"job for {name}", category=name, timeoutMs=3000, maxAgents=1)
+        w.cli("health", name="fault-health")
+        code, rss_kib, out = _run_measured(w, "fault-run")
+        queue.add_task(title="1 GB answer alone", category="huge", timeoutMs=10000)
+        huge_code, huge_rss, huge_out = _run_measured(w, "huge-run")
+        rows: dict[str, tuple[str, str]] = {}
+        with rt.uow() as uow:
+            for job in uow.session.query(Job).order_by(Job.created_at):
+                agents = [r for d in job.distributions for r in d.agents]
+                how = ", ".join(f"{r.status}" + (f" ({r.failure_kind})" if r.failure_kind else "")
+                                for r in agents) or (job.match_summary or "")[:60]
+                rows.setdefault(job.category, (job.status, how))
+        rt.dispose()
+    crashes = sum(o.count("CRASHED") + o.count("Traceback") for o in (out, huge_out))
+    crashes += (code not in (0, 1)) + (huge_code not in (0, 1))
+    return {"rows": rows, "crashes": crashes, "rss_mib": rss_kib / 1024,
+            "huge_rss_mib": huge_rss / 1024, "codes": (code, huge_code)}
+
+
+def print_faults(f: dict[str, Any]) -> None:
+    print("\n== 3. agent fault matrix (one job per fault, AGENT_MAX_RESPONSE_BYTES 10 MiB) ==")
+    print(f"{'fault':<21}{'job ended':<12}agent call")
+    for kind, (status, how) in f["rows"].items():
+        print(f"{kind:<21}{status:<12}{how}")
+    print(f"crashes                    {f['crashes']} (run exit codes {f['codes']})")
+    print(f"peak RSS, run refusing a 1 GB answer: {f['huge_rss_mib']:.0f} MiB "
+          f"(whole matrix run: {f['rss_mib']:.0f} MiB)")
+
+
+SSRF_FORMS = [
+    ("loopback", "http://127.0.0.1/"),
+    ("localhost name", "http://localhost/"),
+    ("loopback 127.1 short form", "http://127.1/"),
+    ("decimal 2130706433", "http://2130706433/"),
+    ("octal 0177.0.0.1", "http://0177.0.0.1/"),
+    ("hex 0x7f.0.0.1", "http://0x7f.0.0.1/"),
+    ("hex 0x7f000001", "http://0x7f000001/"),
+    ("unspecified 0.0.0.0", "http://0.0.0.0/"),
+    ("private 10.0.0.1", "http://10.0.0.1/"),
+    ("private 172.16.0.1", "http://172.16.0.1/"),
+    ("private 192.168.1.1", "http://192.168.1.1/"),
+    ("link-local metadata 169.254.169.254", "http://169.254.169.254/latest/meta-data/"),
+    ("decimal metadata 2852039166", "http://2852039166/"),
+    ("CGNAT 100.64.0.1", "http://100.64.0.1/"),
+    ("IPv6 loopback [::1]", "http://[::1]/"),
+    ("IPv6 unspecified [::]", "http://[::]/"),
+    ("IPv6 ULA [fc00::1]", "http://[fc00::1]/"),
+    ("IPv6 link-local [fe80::1]", "http://[fe80::1]/"),
+    ("IPv4-mapped [::ffff:127.0.0.1]", "http://[::ffff:127.0.0.1]/"),
+    ("IPv4-mapped [::ffff:169.254.169.254]", "http://[::ffff:a9fe:a9fe]/"),
+    ("IPv4-compatible [::127.0.0.1]", "http://[::127.0.0.1]/"),
+    ("NAT64 [64:ff9b::a9fe:a9fe]", "http://[64:ff9b::a9fe:a9fe]/"),
+    ("6to4 [2002:7f00:1::]", "http://[2002:7f00:1::]/"),
+    ("scheme file://", "file:///etc/passwd"),
+    ("scheme ftp://", "ftp://198.51.100.7/"),
+    ("credentials in URL", "http://user:pw@127.0.0.1/"),
+]
+
+
+def ssrf_table() -> list[tuple[str, str, str, bool]]:
+    """(form, registration verdict, call-time verdict, request reached the network)."""
+    reached: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reached.append(str(request.url))
+        return httpx.Response(200, json={"status": "COMPLETED", "result": 1})
+
+    async def at_call_time(url: str) -> str:
+        client = AgentClient(transport=httpx.MockTransport(handler),
+                             address_guard=make_address_guard())
+        data = JobExecutionData(job_id="j", distribution_id="d", agent_id="a", title="t",
+                                category="c", deadline=dt.datetime.now(dt.UTC))
+        try:
+            await client.execute(AgentEndpoint("a", "a", url), data, deadline=time.monotonic() + 5)
+            return "ALLOWED"
+        except AgentBlocked:
+            return "blocked"
+        except Exception as exc:  # refused another way (unusable URL) - still no request
+            return f"blocked ({type(exc).__name__})"
+        finally:
+            await client.aclose()
+
+    out = []
+    for form, url in SSRF_FORMS:
+        before = len(reached)
+        try:
+            check_url(url)
+            at_registration = "ALLOWED"
+        except UnsafeAddress as exc:
+            at_registration = f"blocked: {str(exc)[:58]}"
+        verdict = asyncio.run(at_call_time(url))
+        out.append((form, at_registration, verdict, len(reached) > before))
+    return out
+
+
+def print_ssrf(rows: list[tuple[str, str, str, bool]]) -> None:
+    print("\n== 4. SSRF: agent URLs refused at registration and at call time ==")
+    print(f"{'address form':<38}{'call time':<11}{'registration'}")
+    for form, reg, call, sent in rows:
+        print(f"{form:<38}{call + (' SENT' if sent else ''):<11}{reg}")
+    blocked = sum(1 for _, reg, call, sent in rows if reg.startswith("blocked")
+                  and call.startswith("blocked") and not sent)
+    print(f"blocked at both points     {blocked} of {len(rows)}")
+
+
+def scan_database(w: World, url: str) -> list[str]:
+    """Every row of every table as text, searched for the canaries; returns where found."""
+    hits = []
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        for table in tables:
+            for (text,) in conn.execute(f'SELECT t::text FROM "{table}" t'):  # type: ignore[arg-type]
+                if w.queue_token in text or w.agent_token in text:
+                    hits.append(f"database table {table}")
+    return hits
+
+
+def _post(url: str, body: dict[str, Any]) -> bytes:
+    req = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return bytes(r.read())
+
+
+def print_canary(w: World, db_hits: list[str]) -> None:
+    canaries = (w.queue_token.encode(), w.agent_token.encode())
+    hits = list(db_hits)
+    searched = 0
+    files = [*w.outputs, *sorted(w.prefect_home.rglob("*"))]
+    for path in files:
+        if path.is_file():
+            searched += 1
+            data = path.read_bytes()
+            hits += [str(path.name) for c in canaries if c in data]
+    api = {
+        "Prefect logs": ("/logs/filter", {"limit": 200}),
+        "Prefect artifacts": ("/artifacts/filter", {"limit": 200}),
+        "Prefect events": ("/events/filter", {"limit": 50}),
+        "Prefect flow runs": ("/flow_runs/filter", {"limit": 200}),
+        "Prefect task runs": ("/task_runs/filter", {"limit": 200}),
+    }
+    read = {}
+    for what, (path, body) in api.items():
+        try:
+            data = _post(w.prefect_url + path, body)
+        except OSError as exc:
+            read[what] = f"unreadable ({exc})"
+            continue
+        read[what] = f"{len(data)} bytes"
+        hits += [what for c in canaries if c in data]
+    print("\n== 5. canary secrets (REMOTE_QUEUE_TOKEN and AGENT_TOKENS, used by every run) ==")
+    print(f"searched                   {searched} files (every child's output, the Prefect "
+          f"server's home and database), every row of 3 databases, Prefect API reads: "
+          + ", ".join(f"{k} {v}" for k, v in read.items()))
+    print(f"canary found               {len(hits)}" + (f" in {sorted(set(hits))}" if hits else ""))

@@ -1,0 +1,309 @@
+"""Reporting on real PostgreSQL: exact numbers from a known history, idempotent rewrites,
+time-decayed feedback, `stats` agreeing with the tables, and SQLite giving the same answers.
+
+The history is tests/support/reporting_history.py; every expected number below was worked out
+by hand from it (hour 0 = [B, B+1h), hour 1 = [B+1h, B+2h); job j0 is 20 h earlier).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.orm import Session
+
+from agent_dispatch.cli.main import main
+from agent_dispatch.wiring import Runtime
+from db.engine import make_engine
+from db.migrate import upgrade
+from db.models import Agent
+from db.reporting_models import ReportAgentPeriod, ReportJobPeriod
+from reporting import compute, feedback, store
+from reporting.window import KINDS, Window
+from tests.support.reporting_history import C, Dist, JobSpec, seed_history
+
+pytestmark = [pytest.mark.postgres]
+
+B = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
+H1 = B + dt.timedelta(hours=1)
+WINDOW = Window(B, B + dt.timedelta(hours=2))
+COUNTS = ("calls", "completed", "failed", "timeouts", "http_errors", "connection_errors",
+          "invalid_answers", "agent_failures", "blocked", "cancelled", "wins")  # fmt: skip
+LATENCY = ("latency_samples", "latency_mean_ms", "latency_p50_ms", "latency_p90_ms",
+           "latency_p99_ms")  # fmt: skip
+# (bucket, agent) -> counts in COUNTS order, success_rate, win_rate, latency in LATENCY order
+AGENT_HOURS: dict[tuple[dt.datetime, str], tuple[Any, ...]] = {
+    (B, "alpha"): ((5, 2, 1, 0, 0, 0, 0, 1, 0, 2, 2), 2 / 3, 2 / 5, (2, 1500, 1500, 1900, 1990)),
+    (B, "beta"): ((5, 1, 2, 2, 0, 0, 0, 0, 0, 2, 1), 1 / 3, 1 / 5, (1, 4000, 4000, 4000, 4000)),
+    (B, "gamma"): ((4, 0, 4, 1, 1, 1, 1, 0, 0, 0, 0), 0.0, 0.0, (0, None, None, None, None)),
+    (H1, "alpha"): ((3, 1, 1, 0, 0, 0, 1, 0, 0, 1, 1), 1 / 2, 1 / 3, (1, 1500, 1500, 1500, 1500)),
+    (H1, "beta"): ((1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1), 1.0, 1.0, (1, 3000, 3000, 3000, 3000)),
+    (H1, "gamma"): ((3, 0, 1, 0, 1, 0, 0, 0, 1, 1, 0), 0.0, 0.0, (0, None, None, None, None)),
+    (H1, "delta"): ((1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1), 1.0, 1.0, (1, 600, 600, 600, 600)),
+}
+AGENT_DAY: dict[str, tuple[Any, ...]] = {
+    "alpha": ((8, 3, 2, 0, 0, 0, 1, 1, 0, 3, 3), 3 / 5, 3 / 8, (3, 1500, 1500, 1900, 1990)),
+    "beta": ((6, 2, 2, 2, 0, 0, 0, 0, 0, 2, 2), 2 / 4, 2 / 6, (2, 3500, 3500, 3900, 3990)),
+    "gamma": ((7, 0, 5, 1, 2, 1, 1, 0, 1, 1, 0), 0.0, 0.0, (0, None, None, None, None)),
+    "delta": ((1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1), 1.0, 1.0, (1, 600, 600, 600, 600)),
+}
+JOB_FIELDS = ("jobs", "completed", "failed", "expired", "cancelled", "dispatch_attempts",
+              "ttfr_samples", "ttfr_mean_ms", "ttfr_p50_ms", "ttfr_p90_ms", "e2e_mean_ms",
+              "e2e_p50_ms", "e2e_p90_ms")  # fmt: skip
+JOB_ROWS: dict[tuple[str, dt.datetime, str], tuple[Any, ...]] = {
+    ("hour", B, "*"): (6, 3, 1, 1, 1, 6, 3, 7000 / 3, 2000, 3600, 83000 / 6, 5500, 34000),
+    ("hour", B, "code"): (3, 2, 0, 1, 0, 3, 2, 1500, 1500, 1900, 71000 / 3, 6000, 50800),
+    ("hour", H1, "*"): (4, 3, 0, 0, 1, 4, 3, 21700, 3000, 49800, 41750, 33000, 88600),
+    ("day", B, "*"): (10, 6, 1, 1, 2, 10, 6, 72100 / 6, 2500, 32750, 25000, 5500, 65800),
+}
+
+
+@pytest.fixture
+def seeded(runtime: Runtime) -> Engine:
+    with Session(runtime.engine) as session:
+        seed_history(session, B)
+    return runtime.engine
+
+
+def write_periods(engine: Engine, window: Window) -> None:
+    for kind in KINDS:
+        with engine.connect() as conn:
+            agents, jobs = compute.agent_periods(conn, kind, window), compute.job_periods(
+                conn, kind, window
+            )
+        store.replace_periods(engine, kind, window, agents, jobs, dt.datetime.now(dt.UTC))
+
+
+def table(engine: Engine, model: Any) -> pd.DataFrame:
+    with engine.connect() as conn:
+        result = conn.execute(select(model.__table__))
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
+
+
+def agent_row(frame: pd.DataFrame, kind: str, start: dt.datetime, agent: str, cat: str = "*"
+              ) -> pd.Series:  # fmt: skip
+    hit = frame[(frame.period_kind == kind) & (frame.period_start == start)
+                & (frame.agent_name == agent) & (frame.category == cat)]  # fmt: skip
+    assert len(hit) == 1, f"{len(hit)} rows for {kind} {start} {agent} {cat}"
+    return hit.iloc[0]
+
+
+def check_agent(row: pd.Series, expected: tuple[Any, ...]) -> None:
+    counts, success, win, latency = expected
+    assert tuple(int(row[c]) for c in COUNTS) == counts
+    assert row["success_rate"] == pytest.approx(success, abs=1e-12)
+    assert row["win_rate"] == pytest.approx(win, abs=1e-12)
+    got = tuple(None if pd.isna(row[c]) else float(row[c]) for c in LATENCY)
+    assert got == pytest.approx(latency, abs=1e-9)
+
+
+def test_agent_rows_per_hour_and_day_are_exact(seeded: Engine) -> None:
+    write_periods(seeded, WINDOW)
+    rows = table(seeded, ReportAgentPeriod)
+    assert (rows.period_kind == "hour").sum() == 18  # 7 all-category rows + 11 per category
+    assert (rows.period_kind == "day").sum() == 11
+    for (start, agent), expected in AGENT_HOURS.items():
+        check_agent(agent_row(rows, "hour", start, agent), expected)
+    for agent, expected in AGENT_DAY.items():
+        check_agent(agent_row(rows, "day", B, agent), expected)
+    check_agent(agent_row(rows, "hour", B, "alpha", "code"),
+                ((2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2), 1.0, 1.0, (2, 1500, 1500, 1900, 1990)))
+    check_agent(agent_row(rows, "hour", B, "beta", "code"),
+                ((3, 0, 2, 2, 0, 0, 0, 0, 0, 1, 0), 0.0, 0.0, (0, None, None, None, None)))
+    check_agent(agent_row(rows, "hour", B, "gamma", "text"),
+                ((1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0), 0.0, 0.0, (0, None, None, None, None)))
+    assert pd.isna(agent_row(rows, "day", B, "delta")["agent_id"])  # removed, history kept
+    assert agent_row(rows, "hour", H1, "alpha")["throughput_per_hour"] == 3.0
+    assert agent_row(rows, "day", B, "alpha")["throughput_per_hour"] == pytest.approx(8 / 24)
+    # Per-category rows add up to the all-categories row of the same bucket.
+    per_cat = rows[rows.category != "*"].groupby(["period_kind", "period_start", "agent_name"])
+    star = rows[rows.category == "*"].set_index(["period_kind", "period_start", "agent_name"])
+    pd.testing.assert_frame_equal(per_cat[list(COUNTS)].sum().sort_index(),
+                                  star[list(COUNTS)].sort_index(), check_dtype=False)
+
+
+def test_job_rows_are_exact(seeded: Engine) -> None:
+    write_periods(seeded, WINDOW)
+    rows = table(seeded, ReportJobPeriod)
+    assert sorted(rows.groupby("period_kind").size().items()) == [("day", 3), ("hour", 6)]
+    for (kind, start, cat), expected in JOB_ROWS.items():
+        hit = rows[(rows.period_kind == kind) & (rows.period_start == start)
+                   & (rows.category == cat)]  # fmt: skip
+        assert len(hit) == 1
+        got = tuple(float(hit.iloc[0][f]) for f in JOB_FIELDS)
+        assert got == pytest.approx(expected, abs=1e-6), (kind, start, cat)
+    h0 = rows[(rows.period_kind == "hour") & (rows.period_start == B) & (rows.category == "*")]
+    assert h0.iloc[0][["completion_rate", "failure_rate", "expiry_rate", "cancel_rate"]
+                      ].tolist() == pytest.approx([0.5, 1 / 6, 1 / 6, 1 / 6])  # fmt: skip
+
+
+def snapshot(engine: Engine) -> list[pd.DataFrame]:
+    out = []
+    for model in (ReportAgentPeriod, ReportJobPeriod):
+        frame = table(engine, model).drop(columns=["id", "computed_at"])
+        keys = [c for c in ("period_kind", "period_start", "agent_name", "category")
+                if c in frame.columns]  # fmt: skip
+        out.append(frame.sort_values(keys).reset_index(drop=True))
+    return out
+
+
+def test_rerunning_a_period_replaces_it(seeded: Engine) -> None:
+    write_periods(seeded, WINDOW)
+    first = snapshot(seeded)
+    write_periods(seeded, WINDOW)
+    # A narrower window inside the same hours rewrites the same whole buckets.
+    write_periods(seeded, Window(B + dt.timedelta(minutes=30), B + dt.timedelta(minutes=90)))
+    for before, after in zip(first, snapshot(seeded), strict=True):
+        pd.testing.assert_frame_equal(before, after)
+    # A stale row in a bucket being rewritten disappears; a new call is counted once.
+    with seeded.begin() as conn:
+        conn.execute(insert(ReportAgentPeriod.__table__), [{
+            "period_kind": "hour", "period_start": H1, "agent_name": "ghost", "category": "*",
+            **dict.fromkeys((*COUNTS, "latency_samples"), 1), "throughput_per_hour": 1.0,
+            "computed_at": B}])  # fmt: skip
+    with Session(seeded) as session:
+        alpha = session.scalars(select(Agent).where(Agent.name == "alpha")).one()
+        extra = JobSpec("j12", "code", "COMPLETED", 6000, 6001,
+                        [Dist(6000, "COMPLETED", [C("alpha", 100, True)], 6000.1)])
+        _add_job(session, extra, alpha)
+    write_periods(seeded, Window(H1, H1 + dt.timedelta(minutes=5)))
+    rows = table(seeded, ReportAgentPeriod)
+    assert not (rows.agent_name == "ghost").any()
+    assert agent_row(rows, "hour", H1, "alpha")["calls"] == 4
+    assert agent_row(rows, "hour", B, "alpha")["calls"] == 5
+    assert agent_row(rows, "day", B, "alpha")["calls"] == 9
+    assert agent_row(rows, "day", B, "alpha")["wins"] == 4
+    assert rows.duplicated(["period_kind", "period_start", "agent_name", "category"]).sum() == 0
+
+
+def _add_job(session: Session, spec: JobSpec, agent: Agent) -> None:
+    from db.models import Job, JobDistributionAgent, JobDistributionRecord
+
+    at = lambda s: B + dt.timedelta(seconds=s)  # noqa: E731
+    job = Job(queue_task_id=spec.key, title=spec.key, category=spec.category, status=spec.status,
+              created_at=at(spec.created), finished_at=at(spec.finished), attempts=1)
+    session.add(job)
+    session.flush()
+    d = spec.dists[0]
+    rec = JobDistributionRecord(job_id=job.id, attempt=1, status=d.status, started_at=at(d.start),
+                                first_result_at=at(d.first_result), finished_at=at(d.start + 1))
+    session.add(rec)
+    session.flush()
+    c = d.calls[0]
+    session.add(JobDistributionAgent(
+        distribution_id=rec.id, agent_id=agent.id, agent_name=agent.name, status=c.status,
+        latency_ms=c.latency_ms, won=c.won, idempotency_key=f"{rec.id}:x", started_at=at(d.start),
+        finished_at=at(d.start + c.latency_ms / 1000)))  # fmt: skip
+    session.commit()
+
+
+def decayed_agents(engine: Engine) -> dict[str, tuple[float, float | None]]:
+    with Session(engine) as session:
+        return {a.name: (a.reputation, a.success_rate) for a in session.scalars(select(Agent))}
+
+
+def test_feedback_weighs_older_results_less(seeded: Engine) -> None:
+    now = B + dt.timedelta(hours=2)
+    short = feedback.compute(seeded, now, dt.timedelta(hours=1))
+    assert feedback.write(seeded, short) == 3  # delta was removed; its rows have no agent
+    got = decayed_agents(seeded)
+    # Per-hour counts are dated mid-hour: hour 0 is 1.5 h old, hour 1 0.5 h, j0 21.5 h.
+    w0, w1, old = 2**-1.5, 2**-0.5, 2**-21.5
+    assert got["beta"][1] == pytest.approx(round((w0 + w1) / (3 * w0 + w1), 6), abs=1e-9)
+    assert got["beta"][1] == pytest.approx(0.6, abs=1e-6)
+    assert got["beta"][0] == pytest.approx((w0 + w1 + 2.5) / (3 * w0 + w1 + 5), abs=1e-6)
+    assert got["alpha"][1] == pytest.approx((2 * w0 + w1 + old) / (3 * w0 + 2 * w1 + old),
+                                            abs=1e-6)  # fmt: skip
+    assert got["gamma"] == pytest.approx((2.5 / (4 * w0 + w1 + 5), 0.0), abs=1e-6)
+    assert "delta" not in got  # removed: its rows (agent_id NULL) score nobody
+
+    week = feedback.compute(seeded, now, dt.timedelta(days=7))
+    feedback.write(seeded, week)
+    slow = decayed_agents(seeded)
+    v0, v1 = 2 ** (-1.5 / 168), 2 ** (-0.5 / 168)
+    assert slow["beta"][1] == pytest.approx((v0 + v1) / (3 * v0 + v1), abs=1e-6)
+    # beta's one recent success counts for more when old results fade fast.
+    assert got["beta"][1] > slow["beta"][1] > 0.5
+    assert {f.agent_id for f in week} == {f.agent_id for f in short}
+
+
+def test_stats_agrees_with_the_tables(seeded: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    write_periods(seeded, WINDOW)
+    since = (B - dt.timedelta(hours=1)).isoformat()
+    assert main(["stats", "--json", "--since", since]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    j, c = doc["jobs"], doc["calls"]
+    assert (j["finished"], j["completed"], j["failed"], j["expired"], j["cancelled"]) == (
+        10, 6, 1, 1, 2)  # fmt: skip
+    assert (j["success_rate"], j["error_rate"]) == pytest.approx((0.6, 0.2))
+    assert (c["calls"], c["completed"], c["failed"], c["cancelled"], c["blocked"]) == (
+        22, 6, 9, 6, 1)  # fmt: skip
+    assert c["success_rate"] == pytest.approx(6 / 15)
+    assert c["avg_execution_ms"] == pytest.approx(12100 / 6)
+    assert [a["agent"] for a in doc["agents"]] == ["alpha", "beta", "delta", "gamma"]
+
+    rows = table(seeded, ReportAgentPeriod)
+    for a in doc["agents"]:
+        day = agent_row(rows, "day", B, a["agent"])
+        hours = rows[(rows.period_kind == "hour") & (rows.category == "*")
+                     & (rows.agent_name == a["agent"])]  # fmt: skip
+        for field in COUNTS:
+            assert a[field] == int(day[field]) == int(hours[field].sum()), (a["agent"], field)
+        for field in ("success_rate", "win_rate", *LATENCY[1:]):
+            want = None if pd.isna(day[field]) else pytest.approx(float(day[field]))
+            assert a[field] == want, (a["agent"], field)
+    job_day = table(seeded, ReportJobPeriod).query("period_kind == 'day' and category == '*'")
+    assert j["finished"] == int(job_day["jobs"].sum())
+    assert j["time_to_first_result_p50_ms"] == pytest.approx(float(job_day.iloc[0]["ttfr_p50_ms"]))
+    assert j["avg_end_to_end_ms"] == pytest.approx(float(job_day.iloc[0]["e2e_mean_ms"]))
+
+    assert main(["stats", "--since", since]) == 0
+    text = capsys.readouterr().out
+    assert "jobs: 10 finished — 6 completed, 1 failed, 1 expired, 2 cancelled" in text
+    assert "job success rate 60.0%, error rate 20.0%" in text
+    assert all(name in text for name in ("alpha", "beta", "gamma", "delta"))
+
+
+def test_stats_on_an_empty_database(runtime: Runtime, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["window"]["start"] is None
+    assert doc["jobs"]["finished"] == 0 and doc["calls"]["calls"] == 0 and doc["agents"] == []
+    assert main(["stats"]) == 0
+    assert "no agent calls ended in this window" in capsys.readouterr().out
+
+
+def test_sqlite_gives_the_same_numbers(seeded: Engine, tmp_path: Path) -> None:
+    lite = make_engine(f"sqlite:///{tmp_path / 'lite.db'}")
+    upgrade(lite)
+    with Session(lite) as session:
+        seed_history(session, B)
+    wide = Window(B - dt.timedelta(days=1), B + dt.timedelta(hours=3))
+    for kind in KINDS:
+        for fn, keys in ((compute.agent_periods, ["period_start", "agent_name", "category"]),
+                         (compute.job_periods, ["period_start", "category"])):  # fmt: skip
+            frames = []
+            for engine in (seeded, lite):
+                with engine.connect() as conn:
+                    frame = fn(conn, kind, wide).drop(columns=["agent_id"], errors="ignore")
+                frames.append(frame.sort_values(keys).reset_index(drop=True))
+            assert len(frames[0]) > 0
+            pd.testing.assert_frame_equal(frames[0], frames[1], check_dtype=False, rtol=1e-9)
+    overviews = []
+    for engine in (seeded, lite):
+        with engine.connect() as conn:
+            overviews.append(compute.overview(conn, wide))
+    assert overviews[0].jobs == pytest.approx(overviews[1].jobs)
+    pd.testing.assert_frame_equal(overviews[0].histogram, overviews[1].histogram,
+                                  check_dtype=False)  # fmt: skip
+    pd.testing.assert_frame_equal(overviews[0].agents.drop(columns=["agent_id"]),
+                                  overviews[1].agents.drop(columns=["agent_id"]),
+                                  check_dtype=False, rtol=1e-9)  # fmt: skip
+    with lite.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Agent)) == 3
+    lite.dispose()
