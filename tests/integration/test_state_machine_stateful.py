@@ -164,7 +164,8 @@ class JobMachine(RuleBasedStateMachine):
         try:
             with self.rt.uow() as uow:
                 uow.session.execute(update(Job).where(Job.id == job)
-                                    .values(lease_token="x", lease_expires_at=utcnow()))
+                                    .values(lease_token="x",
+                                            lease_expires_at=utcnow() + dt.timedelta(minutes=5)))
                 uow.commit()
         except DBAPIError:
             assert self.status[job].terminal
@@ -230,6 +231,6 @@ def test_no_illegal_move_and_no_stale_write_is_ever_accepted(runtime: Runtime) -
     JobMachine.agent_id = add_agent(runtime, "agent", max_concurrency=10_000)
     run_state_machine_as_test(
         JobMachine,
-        settings=settings(max_examples=30, stateful_step_count=25, deadline=None,
+        settings=settings(max_examples=60, stateful_step_count=25, deadline=None,
                           suppress_health_check=list(HealthCheck)),
     )
