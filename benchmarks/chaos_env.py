@@ -103,23 +103,37 @@ class World:
         out = self.workdir / f"{name}.log"
         self.outputs.append(out)
         with out.open("wb") as fh:
-            proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                                    cwd=ROOT, start_new_session=True)
+            proc = subprocess.Popen(
+                args, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            )
         self.procs.append(proc)
         return proc
 
     def start_prefect(self) -> None:
         port = free_port()
-        self.spawn([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
-                    str(port)], "prefect-server", self.base_env())
+        self.spawn(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            "prefect-server",
+            self.base_env(),
+        )
         url = f"http://127.0.0.1:{port}/api"
         wait_until(lambda: _ok(url + "/health"), 90, "prefect server")
         self.prefect_url = url
 
     def start_simulators(self, agents: dict[str, str], jobs: int, **extra: str) -> None:
-        args = [sys.executable, "-m", "simulators", "--token", self.queue_token,
-                "--agent-token", self.agent_token, "--jobs", str(jobs),
-                "--agents", ",".join(f"{n}={b}" for n, b in agents.items())]
+        args = [
+            sys.executable,
+            "-m",
+            "simulators",
+            "--token",
+            self.queue_token,
+            "--agent-token",
+            self.agent_token,
+            "--jobs",
+            str(jobs),
+            "--agents",
+            ",".join(f"{n}={b}" for n, b in agents.items()),
+        ]
         for key, value in extra.items():
             args += [f"--{key.replace('_', '-')}", value]
         proc = self.spawn(args, "simulators", self.base_env())
@@ -135,8 +149,9 @@ class World:
 
         with rt.uow() as uow:
             for name, fields in specs.items():
-                uow.agents.add(Agent(name=name, url=self.agent_urls[name], token_ref="farm",
-                                     **fields))
+                uow.agents.add(
+                    Agent(name=name, url=self.agent_urls[name], token_ref="farm", **fields)
+                )
             uow.commit()
 
     def cli(self, *args: str, name: str, timeout: float = 300, **env: str) -> tuple[int, str]:

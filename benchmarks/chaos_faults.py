@@ -45,12 +45,21 @@ FAULTS = {
 
 def _run_measured(w: World, name: str) -> tuple[int, int, str]:
     """`agent-dispatch run` as a child; its exit code, peak RSS in KiB and its output."""
-    env = w.worker_env(DEFAULT_AGENT_TIMEOUT="3000", EXECUTION_RETRY_COUNT="2",
-                       WORKER_NAME=name)
+    env = w.worker_env(DEFAULT_AGENT_TIMEOUT="3000", EXECUTION_RETRY_COUNT="2", WORKER_NAME=name)
     proc = w.spawn([str(BIN / "agent-dispatch"), "run"], name, env)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return proc.returncode, usage.ru_maxrss, (w.workdir / f"{name}.log").read_text(errors="replace")
+
+
+def _why_not(job: Job) -> str:
+    """The matching verdict for the job's own agent (named after its category)."""
+    summary = job.match_summary or ""
+    start = summary.find(f"{job.category}: ")
+    if start < 0:
+        return summary[:60]
+    part = summary[start:].split(";")[0].rstrip(")")
+    return f"not called: {part} (job left OPEN)"
 
 
 def fault_matrix(w: World) -> dict[str, Any]:
@@ -71,14 +80,21 @@ def fault_matrix(w: World) -> dict[str, Any]:
         with rt.uow() as uow:
             for job in uow.session.query(Job).order_by(Job.created_at):
                 agents = [r for d in job.distributions for r in d.agents]
-                how = ", ".join(f"{r.status}" + (f" ({r.failure_kind})" if r.failure_kind else "")
-                                for r in agents) or (job.match_summary or "")[:60]
+                how = ", ".join(
+                    f"{r.status}" + (f" ({r.failure_kind})" if r.failure_kind else "")
+                    for r in agents
+                ) or _why_not(job)
                 rows.setdefault(job.category, (job.status, how))
         rt.dispose()
     crashes = sum(o.count("CRASHED") + o.count("Traceback") for o in (out, huge_out))
     crashes += (code not in (0, 1)) + (huge_code not in (0, 1))
-    return {"rows": rows, "crashes": crashes, "rss_mib": rss_kib / 1024,
-            "huge_rss_mib": huge_rss / 1024, "codes": (code, huge_code)}
+    return {
+        "rows": rows,
+        "crashes": crashes,
+        "rss_mib": rss_kib / 1024,
+        "huge_rss_mib": huge_rss / 1024,
+        "codes": (code, huge_code),
+    }
 
 
 def print_faults(f: dict[str, Any]) -> None:
@@ -87,8 +103,10 @@ def print_faults(f: dict[str, Any]) -> None:
     for kind, (status, how) in f["rows"].items():
         print(f"{kind:<21}{status:<12}{how}")
     print(f"crashes                    {f['crashes']} (run exit codes {f['codes']})")
-    print(f"peak RSS, run refusing a 1 GB answer: {f['huge_rss_mib']:.0f} MiB "
-          f"(whole matrix run: {f['rss_mib']:.0f} MiB)")
+    print(
+        f"peak RSS, run refusing a 1 GB answer: {f['huge_rss_mib']:.0f} MiB "
+        f"(whole matrix run: {f['rss_mib']:.0f} MiB)"
+    )
 
 
 SSRF_FORMS = [
@@ -130,10 +148,17 @@ def ssrf_table() -> list[tuple[str, str, str, bool]]:
         return httpx.Response(200, json={"status": "COMPLETED", "result": 1})
 
     async def at_call_time(url: str) -> str:
-        client = AgentClient(transport=httpx.MockTransport(handler),
-                             address_guard=make_address_guard())
-        data = JobExecutionData(job_id="j", distribution_id="d", agent_id="a", title="t",
-                                category="c", deadline=dt.datetime.now(dt.UTC))
+        client = AgentClient(
+            transport=httpx.MockTransport(handler), address_guard=make_address_guard()
+        )
+        data = JobExecutionData(
+            job_id="j",
+            distribution_id="d",
+            agent_id="a",
+            title="t",
+            category="c",
+            deadline=dt.datetime.now(dt.UTC),
+        )
         try:
             await client.execute(AgentEndpoint("a", "a", url), data, deadline=time.monotonic() + 5)
             return "ALLOWED"
@@ -159,11 +184,14 @@ def ssrf_table() -> list[tuple[str, str, str, bool]]:
 
 def print_ssrf(rows: list[tuple[str, str, str, bool]]) -> None:
     print("\n== 4. SSRF: agent URLs refused at registration and at call time ==")
-    print(f"{'address form':<38}{'call time':<11}{'registration'}")
+    print(f"{'address form':<38}{'call time':<34}{'registration'}")
     for form, reg, call, sent in rows:
-        print(f"{form:<38}{call + (' SENT' if sent else ''):<11}{reg}")
-    blocked = sum(1 for _, reg, call, sent in rows if reg.startswith("blocked")
-                  and call.startswith("blocked") and not sent)
+        print(f"{form:<38}{call + (' SENT' if sent else ''):<34}{reg}")
+    blocked = sum(
+        1
+        for _, reg, call, sent in rows
+        if reg.startswith("blocked") and call.startswith("blocked") and not sent
+    )
     print(f"blocked at both points     {blocked} of {len(rows)}")
 
 
@@ -171,8 +199,10 @@ def scan_database(w: World, url: str) -> list[str]:
     """Every row of every table as text, searched for the canaries; returns where found."""
     hits = []
     with psycopg.connect(url) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
         for table in tables:
             for (text,) in conn.execute(f'SELECT t::text FROM "{table}" t'):  # type: ignore[arg-type]
                 if w.queue_token in text or w.agent_token in text:
@@ -181,8 +211,9 @@ def scan_database(w: World, url: str) -> list[str]:
 
 
 def _post(url: str, body: dict[str, Any]) -> bytes:
-    req = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as r:
         return bytes(r.read())
 
@@ -214,7 +245,9 @@ def print_canary(w: World, db_hits: list[str]) -> None:
         read[what] = f"{len(data)} bytes"
         hits += [what for c in canaries if c in data]
     print("\n== 5. canary secrets (REMOTE_QUEUE_TOKEN and AGENT_TOKENS, used by every run) ==")
-    print(f"searched                   {searched} files (every child's output, the Prefect "
-          f"server's home and database), every row of 3 databases, Prefect API reads: "
-          + ", ".join(f"{k} {v}" for k, v in read.items()))
+    print(
+        f"searched                   {searched} files (every child's output, the Prefect "
+        f"server's home and database), every row of 3 databases, Prefect API reads: "
+        + ", ".join(f"{k} {v}" for k, v in read.items())
+    )
     print(f"canary found               {len(hits)}" + (f" in {sorted(set(hits))}" if hits else ""))

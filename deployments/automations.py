@@ -143,12 +143,23 @@ async def apply(notify: str | None = None, heartbeat_seconds: int = 30) -> dict[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deployments.automations", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--notify", metavar="BLOCK_TYPE/BLOCK_NAME", default=None,
-                        help="a notification block to send to, e.g. slack-webhook/ops")
-    parser.add_argument("--heartbeat-seconds", type=int, default=30,
-                        help="PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers (default 30)")
+    parser = argparse.ArgumentParser(
+        prog="python -m deployments.automations",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--notify",
+        metavar="BLOCK_TYPE/BLOCK_NAME",
+        default=None,
+        help="a notification block to send to, e.g. slack-webhook/ops",
+    )
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=int,
+        default=30,
+        help="PREFECT_FLOWS_HEARTBEAT_FREQUENCY of the workers (default 30)",
+    )
     args = parser.parse_args(argv)
     if args.heartbeat_seconds < 30:
         parser.error("--heartbeat-seconds must be at least 30 (Prefect's minimum)")

@@ -1,11 +1,50 @@
-"""Run progress as a Prefect progress artifact, shown on the flow run page."""
+"""Run progress: a Prefect progress artifact on the flow run page, and in-process watchers
+(the terminal progress bar of `agent-dispatch run`)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
+from collections.abc import Callable, Iterator
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+PROGRESS_KEY = "dispatch-progress"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Snapshot:
+    """How far a run is: jobs taken so far, jobs driven to an end, by outcome."""
+
+    total: int
+    done: int
+    by_outcome: dict[str, int]
+    final: bool = False
+
+    @property
+    def percent(self) -> float:
+        if self.final:
+            return 100.0
+        return 100.0 * self.done / self.total if self.total else 0.0
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(self.by_outcome.items()))
+        return f"{self.done}/{self.total} jobs done" + (f" ({parts})" if parts else "")
+
+
+Watcher = Callable[[Snapshot], None]
+_watchers: list[Watcher] = []
+
+
+@contextlib.contextmanager
+def watching(watcher: Watcher) -> Iterator[None]:
+    """Call `watcher` with a Snapshot on every change of any run in this process."""
+    _watchers.append(watcher)
+    try:
+        yield
+    finally:
+        _watchers.remove(watcher)
 
 
 class Progress:
@@ -22,16 +61,19 @@ class Progress:
         artifact_id = None
         with contextlib.suppress(Exception):  # progress is informative; never fail a run for it
             artifact_id = await create_progress_artifact(  # type: ignore[misc]
-                0.0, key="dispatch-progress", description="Jobs of this run driven to an end"
+                0.0, key=PROGRESS_KEY, description="Jobs of this run driven to an end"
             )
         return cls(artifact_id)
 
+    def snapshot(self, final: bool = False) -> Snapshot:
+        return Snapshot(self.total, self.done, dict(self.by_outcome), final)
+
     def add(self, n: int) -> None:
         self.total += n
+        self._tell(self.snapshot())
 
     def describe(self) -> str:
-        parts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(self.by_outcome.items()))
-        return f"{self.done}/{self.total} jobs done" + (f" ({parts})" if parts else "")
+        return self.snapshot().describe()
 
     async def job_done(self, outcome: str) -> None:
         self.done += 1
@@ -41,9 +83,17 @@ class Progress:
     async def finish(self) -> None:
         await self._publish(final=True)
 
+    def _tell(self, snap: Snapshot) -> None:
+        for watcher in list(_watchers):
+            with contextlib.suppress(Exception):
+                watcher(snap)
+
     async def _publish(self, final: bool = False) -> None:
+        snap = self.snapshot(final)
+        self._tell(snap)
         if self.artifact_id is None:
             return
-        pct = 100.0 if final or not self.total else 100.0 * self.done / self.total
         with contextlib.suppress(Exception):
-            await update_progress_artifact(self.artifact_id, pct, description=self.describe())  # type: ignore[misc]
+            await update_progress_artifact(  # type: ignore[misc]
+                self.artifact_id, snap.percent, description=snap.describe()
+            )

@@ -97,6 +97,16 @@ def _xs(n: int) -> list[float]:
     return [LEFT + inner * (i + 0.5) / n for i in range(n)]
 
 
+def _path(points: Sequence[tuple[float, float] | None]) -> str:
+    """Line segments between neighbouring points; a missing value breaks the line."""
+    parts, prev = [], None
+    for p in points:
+        if p is not None and prev is not None:
+            parts.append(f"M{prev[0]:.1f},{prev[1]:.1f} L{p[0]:.1f},{p[1]:.1f}")
+        prev = p
+    return " ".join(parts)
+
+
 def line_chart(
     x_labels: Sequence[str],
     series: Mapping[str, Sequence[float | None]],
@@ -108,17 +118,20 @@ def line_chart(
     xs, plot_h = _xs(len(x_labels)), H - TOP - BOTTOM
     body, marks = _y_axis(y_max, fmt), 0
     for name, values in series.items():
+        scale = 1 / y_max if y_max else 0.0
+        coords = [
+            None if v is None else (x, TOP + plot_h * (1 - v * scale))
+            for x, v in zip(xs, values, strict=True)
+        ]
         pts = [
-            (x, TOP + plot_h * (1 - (v / y_max if y_max else 0)), lbl, v)
-            for x, lbl, v in zip(xs, x_labels, values, strict=True)
-            if v is not None
+            (c[0], c[1], lbl, v)
+            for c, lbl, v in zip(coords, x_labels, values, strict=True)
+            if c is not None and v is not None
         ]
         color = colors[name]
         body.append(f'<g class="series" data-series="{_a(name)}">')
-        if len(pts) > 1:
-            d = " ".join(
-                f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y, _, _) in enumerate(pts)
-            )
+        d = _path(coords)
+        if d:
             body.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y, lbl, v in pts:
             body.append(
@@ -145,7 +158,7 @@ def stacked_columns(
 ) -> Svg:
     """Columns per x bucket, stacked by series (e.g. job status)."""
     totals = [sum(col) for col in zip(*stacks.values(), strict=True)] or [0]
-    top = max(max(totals), 1)
+    top = max(-(-max(totals) // 4) * 4, 4)  # a multiple of 4: whole-number ticks
     xs, plot_h = _xs(len(x_labels)), H - TOP - BOTTOM
     width = max(2.0, (W - LEFT - RIGHT) / max(len(x_labels), 1) * 0.7)
     body, marks = _y_axis(float(top), lambda v: f"{v:.0f}"), 0

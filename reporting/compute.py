@@ -12,22 +12,17 @@ from reporting.aggregate import agent_metrics, job_metrics, job_totals
 from reporting.window import STEP, PeriodKind, Window, aligned
 
 
-def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    kept = [p for p in parts if not p.empty]
-    return pd.concat(kept, ignore_index=True) if kept else parts[0]
-
-
 def agent_periods(conn: Connection, kind: PeriodKind, window: Window) -> pd.DataFrame:
     """report_agent_period rows for every whole bucket overlapping `window`."""
     w = aligned(window, kind)
-    raw = _concat([queries.agent_counts(conn, w, kind, by_category=b) for b in (True, False)])
+    raw = queries.agent_counts(conn, w, kind, categories="both")
     return agent_metrics(raw, kind, STEP[kind].total_seconds() / 3600)
 
 
 def job_periods(conn: Connection, kind: PeriodKind, window: Window) -> pd.DataFrame:
     """report_job_period rows for every whole bucket overlapping `window`."""
     w = aligned(window, kind)
-    raw = _concat([queries.job_counts(conn, w, kind, by_category=b) for b in (True, False)])
+    raw = queries.job_counts(conn, w, kind, categories="both")
     return job_metrics(raw, kind)
 
 
@@ -49,7 +44,7 @@ class Overview:
 
 def overview(conn: Connection, window: Window) -> Overview:
     agents = agent_metrics(
-        queries.agent_counts(conn, window, None, by_category=False), "window", window.hours
+        queries.agent_counts(conn, window, None, categories="all"), "window", window.hours
     )
-    jobs = job_metrics(queries.job_counts(conn, window, None, by_category=False), "window")
+    jobs = job_metrics(queries.job_counts(conn, window, None, categories="all"), "window")
     return Overview(window, agents, job_totals(jobs), queries.latency_histogram(conn, window))

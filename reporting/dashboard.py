@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from html import escape
-from importlib import resources
 from pathlib import Path
 from string import Template
 
@@ -32,6 +31,7 @@ FAILURE_COLORS = {
     "agent_failures": "#9c755f",
 }
 TOP_N = 10
+TEMPLATE = Path(__file__).with_name("templates") / "dashboard.html"
 GREY = "#c9d3df"
 
 
@@ -263,7 +263,7 @@ def render(
         _slowest(overview, colors),
         _least_reliable(overview),
     ]
-    page = resources.files("reporting").joinpath("templates/dashboard.html").read_text("utf-8")
+    page = TEMPLATE.read_text(encoding="utf-8")
     return Template(page).substitute(
         title="agent-dispatch analytics",
         window=escape(overview.window.label()),

@@ -8,14 +8,15 @@ window functions rank the values and only the few rows each percentile needs are
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import pandas as pd
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, case, func, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import Job, JobDistributionAgent, JobDistributionRecord
+from db.reporting_models import ALL_CATEGORIES as ALL
 from domain.statuses import JOB_TERMINAL, AgentRunStatus, JobStatus
 from reporting import sql
 from reporting.percentiles import column_name, from_ranked, ranked_statement
@@ -54,11 +55,42 @@ def _calls(dialect: str, window: Window, kind: PeriodKind | None) -> Any:
     )
 
 
-def _keys(sub: Any, kind: PeriodKind | None, by_category: bool, base: Sequence[str]) -> list[Any]:
-    names = (["period_start"] if kind is not None else []) + list(base)
-    if by_category:
-        names.append("category")
-    return [sub.c[n] for n in names]
+Categories = Literal["split", "all", "both"]  # per-category rows, '*' rows, or both
+
+
+def _aggregate(
+    conn: Connection,
+    sub: Any,
+    kind: PeriodKind | None,
+    base: list[str],
+    categories: Categories,
+    aggregates: list[Any],
+    pcts: Mapping[str, tuple[str, Sequence[float]]],
+) -> pd.DataFrame:
+    """Group `sub` by bucket, `base` and category; pcts: prefix -> (value column, quantiles)."""
+    pg = conn.dialect.name == "postgresql"
+    if categories == "both" and not pg:
+        parts = [_aggregate(conn, sub, kind, base, c, aggregates, pcts) for c in ("split", "all")]
+        return pd.concat([p for p in parts if not p.empty] or parts[:1], ignore_index=True)
+    lead = [sub.c[n] for n in (["period_start"] if kind is not None else []) + base]
+    cat = sub.c.category
+    keys: list[Any] = [*lead, cat] if categories == "split" else list(lead)
+    group: list[Any] = list(keys)
+    if categories == "both":  # PostgreSQL: one scan yields the per-category rows and the rollup
+        keys = [
+            *lead,
+            case((func.grouping(cat) == 1, sql.literal(ALL)), else_=cat).label("category"),
+        ]
+        group = [func.grouping_sets(tuple_(*lead, cat), tuple_(*lead))]
+    cols = [*keys, *aggregates]
+    if pg:
+        cols += [sql.percentiles(sub.c[v], qs).label(p) for p, (v, qs) in pcts.items()]
+    result = conn.execute(select(*cols).group_by(*group).order_by(*keys))
+    frame = pd.DataFrame(result.all(), columns=list(result.keys()))
+    if not pg:
+        for prefix, (value, qs) in pcts.items():
+            frame = _with_percentiles(conn, frame, sub, keys, value, qs, prefix)
+    return _finish_frame(frame, kind, categories == "all", {p: qs for p, (_, qs) in pcts.items()})
 
 
 def _with_percentiles(
@@ -82,13 +114,13 @@ def _with_percentiles(
 def _finish_frame(
     frame: pd.DataFrame,
     kind: PeriodKind | None,
-    by_category: bool,
+    add_all: bool,
     pcts: dict[str, Sequence[float]],
 ) -> pd.DataFrame:
     if kind is not None:
-        frame["period_start"] = [sql.to_utc(v) for v in frame["period_start"]]
-    if not by_category:
-        frame["category"] = "*"
+        frame["period_start"] = sql.to_utc_series(frame["period_start"])
+    if add_all:
+        frame["category"] = ALL
     for prefix, qs in pcts.items():
         if prefix in frame.columns:  # PostgreSQL: one array column per measure
             for i, q in enumerate(qs):
@@ -101,14 +133,11 @@ def _finish_frame(
 
 
 def agent_counts(
-    conn: Connection, window: Window, kind: PeriodKind | None, *, by_category: bool
+    conn: Connection, window: Window, kind: PeriodKind | None, *, categories: Categories
 ) -> pd.DataFrame:
     """Per (bucket, agent, category) counts by outcome, wins and latency stats of completions."""
-    dialect = conn.dialect.name
-    sub = _calls(dialect, window, kind)
-    keys = _keys(sub, kind, by_category, ["agent_name"])
-    cols: list[Any] = [
-        *keys,
+    sub = _calls(conn.dialect.name, window, kind)
+    aggregates: list[Any] = [
         func.max(sub.c.agent_id).label("agent_id"),
         func.count().label("calls"),
         *(sql.count_if(sub.c.outcome == o).label(c) for o, c in sql.OUTCOME_COLUMNS.items()),
@@ -116,13 +145,8 @@ def agent_counts(
         func.count(sub.c.ok_latency).label("latency_samples"),
         func.sum(sub.c.ok_latency).label("latency_sum_ms"),
     ]
-    if dialect == "postgresql":
-        cols.append(sql.percentiles(sub.c.ok_latency, LATENCY_QS).label("latency"))
-    result = conn.execute(select(*cols).group_by(*keys).order_by(*keys))
-    frame = pd.DataFrame(result.all(), columns=list(result.keys()))
-    if dialect != "postgresql":
-        frame = _with_percentiles(conn, frame, sub, keys, "ok_latency", LATENCY_QS, "latency")
-    return _finish_frame(frame, kind, by_category, {"latency": LATENCY_QS})
+    pcts = {"latency": ("ok_latency", LATENCY_QS)}
+    return _aggregate(conn, sub, kind, ["agent_name"], categories, aggregates, pcts)
 
 
 def _jobs(dialect: str, window: Window, kind: PeriodKind | None) -> Any:
@@ -158,34 +182,21 @@ def _jobs(dialect: str, window: Window, kind: PeriodKind | None) -> Any:
 
 
 def job_counts(
-    conn: Connection, window: Window, kind: PeriodKind | None, *, by_category: bool
+    conn: Connection, window: Window, kind: PeriodKind | None, *, categories: Categories
 ) -> pd.DataFrame:
     """Per (bucket, category) job counts by terminal status, attempts, ttfr and e2e stats."""
-    dialect = conn.dialect.name
-    sub = _jobs(dialect, window, kind)
-    keys = _keys(sub, kind, by_category, [])
-    statuses = {
-        s: s.value.lower()
-        for s in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED)
-    }
-    cols: list[Any] = [
-        *keys,
+    sub = _jobs(conn.dialect.name, window, kind)
+    ended = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED)
+    aggregates: list[Any] = [
         func.count().label("jobs"),
-        *(sql.count_if(sub.c.status == s.value).label(name) for s, name in statuses.items()),
+        *(sql.count_if(sub.c.status == s.value).label(s.value.lower()) for s in ended),
         func.sum(sub.c.attempts).label("dispatch_attempts"),
         func.count(sub.c.ttfr).label("ttfr_samples"),
         func.avg(sub.c.ttfr).label("ttfr_mean_ms"),
         func.avg(sub.c.e2e).label("e2e_mean_ms"),
     ]
-    if dialect == "postgresql":
-        cols.append(sql.percentiles(sub.c.ttfr, DURATION_QS).label("ttfr"))
-        cols.append(sql.percentiles(sub.c.e2e, DURATION_QS).label("e2e"))
-    result = conn.execute(select(*cols).group_by(*keys).order_by(*keys))
-    frame = pd.DataFrame(result.all(), columns=list(result.keys()))
-    if dialect != "postgresql":
-        for measure in ("ttfr", "e2e"):
-            frame = _with_percentiles(conn, frame, sub, keys, measure, DURATION_QS, measure)
-    return _finish_frame(frame, kind, by_category, {"ttfr": DURATION_QS, "e2e": DURATION_QS})
+    pcts = {"ttfr": ("ttfr", DURATION_QS), "e2e": ("e2e", DURATION_QS)}
+    return _aggregate(conn, sub, kind, [], categories, aggregates, pcts)
 
 
 def latency_histogram(conn: Connection, window: Window) -> pd.DataFrame:
@@ -221,5 +232,5 @@ def decided_per_hour(conn: Connection, since: dt.datetime, until: dt.datetime) -
     )
     result = conn.execute(stmt)
     frame = pd.DataFrame(result.all(), columns=["agent_id", "period_start", "successes", "decided"])
-    frame["period_start"] = [sql.to_utc(v) for v in frame["period_start"]]
+    frame["period_start"] = sql.to_utc_series(frame["period_start"])
     return frame

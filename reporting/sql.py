@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import (
     Float,
     Integer,
@@ -63,7 +64,7 @@ AGENT_ENDED = tuple(
 _SQLITE_FORMAT: dict[PeriodKind, str] = {"hour": "%Y-%m-%d %H:00:00", "day": "%Y-%m-%d 00:00:00"}
 
 
-def _lit(text: str) -> ColumnElement[Any]:
+def literal(text: str) -> ColumnElement[Any]:
     # Literals, not bind parameters: PostgreSQL must see the same GROUP BY text as SELECT text.
     return literal_column("'" + text.replace("'", "''") + "'")
 
@@ -71,17 +72,16 @@ def _lit(text: str) -> ColumnElement[Any]:
 def bucket(dialect: str, kind: PeriodKind, column: ColumnElement[Any]) -> ColumnElement[Any]:
     """Start of the UTC hour/day holding `column` (a datetime on PostgreSQL, text on SQLite)."""
     if dialect == "postgresql":
-        return type_coerce(func.date_trunc(_lit(kind), column, _lit("UTC")), UTCDateTime)
-    return type_coerce(func.strftime(_lit(_SQLITE_FORMAT[kind]), column), String)
+        return type_coerce(func.date_trunc(literal(kind), column, literal("UTC")), UTCDateTime)
+    return type_coerce(func.strftime(literal(_SQLITE_FORMAT[kind]), column), String)
 
 
-def to_utc(value: Any) -> dt.datetime:
-    """A bucket value as an aware UTC datetime, whichever dialect produced it."""
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if not isinstance(value, dt.datetime):
-        raise TypeError(f"not a bucket value: {value!r}")
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+def to_utc_series(values: pd.Series) -> pd.Series:
+    """Bucket values as aware UTC timestamps, whichever dialect produced them."""
+    if values.empty:
+        return pd.Series(pd.DatetimeIndex([], tz="UTC"), index=values.index)
+    # SQLite hands back text ("2026-03-10 14:00:00", UTC); PostgreSQL aware datetimes.
+    return pd.to_datetime(values, utc=True, format="ISO8601")
 
 
 def millis_between(
@@ -95,8 +95,10 @@ def millis_between(
 
 def _epoch_ms(column: ColumnElement[Any]) -> ColumnElement[Any]:
     """SQLite: whole milliseconds since 1970, exact (julianday() doubles drift by ~0.05 ms)."""
-    whole = cast(func.strftime(_lit("%s"), column), Integer) * 1000
-    seconds = func.strftime(_lit("%f"), column) - cast(func.strftime(_lit("%S"), column), Integer)
+    whole = cast(func.strftime(literal("%s"), column), Integer) * 1000
+    seconds = func.strftime(literal("%f"), column) - cast(
+        func.strftime(literal("%S"), column), Integer
+    )
     return whole + cast(func.round(seconds * 1000), Integer)
 
 
@@ -113,21 +115,21 @@ def outcome(a: FromClause) -> ColumnElement[str]:
     kind = a.c.failure_kind
     fk = FailureKind
     return case(
-        (a.c.status == AgentRunStatus.COMPLETED.value, _lit(COMPLETED)),
+        (a.c.status == AgentRunStatus.COMPLETED.value, literal(COMPLETED)),
         (
             or_(a.c.status == AgentRunStatus.CANCELLED.value, kind == fk.CANCELLED.value),
-            _lit(fk.CANCELLED.value),
+            literal(fk.CANCELLED.value),
         ),
-        (kind == fk.BLOCKED.value, _lit(fk.BLOCKED.value)),
+        (kind == fk.BLOCKED.value, literal(fk.BLOCKED.value)),
         (
             or_(a.c.status == AgentRunStatus.TIMEOUT.value, kind == fk.TIMEOUT.value),
-            _lit(fk.TIMEOUT.value),
+            literal(fk.TIMEOUT.value),
         ),
-        (kind == fk.HTTP_ERROR.value, _lit(fk.HTTP_ERROR.value)),
-        (kind == fk.CONNECTION.value, _lit(fk.CONNECTION.value)),
-        (kind == fk.INVALID_ANSWER.value, _lit(fk.INVALID_ANSWER.value)),
+        (kind == fk.HTTP_ERROR.value, literal(fk.HTTP_ERROR.value)),
+        (kind == fk.CONNECTION.value, literal(fk.CONNECTION.value)),
+        (kind == fk.INVALID_ANSWER.value, literal(fk.INVALID_ANSWER.value)),
         # FAILED with kind agent_failed, or with no kind recorded: the agent's own failure.
-        else_=_lit(fk.AGENT_FAILED.value),
+        else_=literal(fk.AGENT_FAILED.value),
     )
 
 

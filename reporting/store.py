@@ -25,17 +25,22 @@ class Written:
 
 
 def records(frame: pd.DataFrame, computed_at: dt.datetime) -> list[dict[str, Any]]:
-    """Frame rows as plain dicts: NaN -> None, pandas timestamps -> datetime."""
-    out: list[dict[str, Any]] = [
-        {str(k): v for k, v in row.items()}
-        for row in frame.astype("object").where(frame.notna(), None).to_dict("records")
+    """Frame rows as plain dicts for executemany: NaN -> None, timestamps -> datetime."""
+    columns: list[list[Any]] = []
+    for name in frame.columns:
+        series = frame[name]
+        if name == "period_start":
+            columns.append([t.to_pydatetime() for t in pd.to_datetime(series, utc=True)])
+            continue
+        # Column-wise: far faster than converting cell by cell over tens of thousands of rows.
+        values = series.to_numpy(dtype=object, copy=True)
+        values[series.isna().to_numpy()] = None
+        columns.append(values.tolist())
+    names = [str(c) for c in frame.columns]
+    return [
+        {**dict(zip(names, row, strict=True)), "computed_at": computed_at}
+        for row in zip(*columns, strict=True)
     ]
-    for row in out:
-        start = row.get("period_start")
-        if isinstance(start, pd.Timestamp):
-            row["period_start"] = start.to_pydatetime()
-        row["computed_at"] = computed_at
-    return out
 
 
 def replace_periods(

@@ -29,9 +29,7 @@ def _agent_related(agent_id: str | None, agent_name: str) -> dict[str, str]:
     }
 
 
-def job_status_changed(
-    job_id: str, queue_task_id: str, status: str, **payload: Any
-) -> None:
+def job_status_changed(job_id: str, queue_task_id: str, status: str, **payload: Any) -> None:
     """Emit agent-dispatch.job.<status>; the flow run is related automatically by Prefect."""
     related = []
     if payload.get("agent_id"):

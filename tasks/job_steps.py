@@ -156,7 +156,15 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
             await in_transaction(lambda uow: uow.jobs.expire_lease(claim.lease, utcnow()))
             raise
         if not taken:
-            await in_transaction(lambda uow: uow.session.delete(uow.jobs.get_leased(claim.lease)))
+
+            def forget(uow: UnitOfWork) -> None:
+                # The reservation goes first: its rows would hold the agents busy, and
+                # deleting the job under them fails (job_distributions.job_id is NOT NULL).
+                _abandon(uow, claim, dist.distribution_id, release=False)
+                uow.session.flush()
+                uow.session.delete(uow.jobs.get_leased(claim.lease))
+
+            await in_transaction(forget)
             logger.info("%s was taken by another consumer (409); left alone", qid)
             return "taken by another consumer (409)"
         queue_status = JobStatus.DISTRIBUTED.value

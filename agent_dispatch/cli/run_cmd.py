@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import shutil
+import sys
+from collections.abc import Iterator
+from typing import TextIO
 
 from agent_dispatch.cli.base import CLIError, positive_int, runtime
 from agent_dispatch.report import print_summary
 from db.migrate import upgrade
+from flows.progress import Snapshot, watching
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,12 +23,54 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_run)
 
 
+class ProgressBar:
+    """One self-rewriting line on a terminal: `[#####-----] 5/10 jobs done (completed 5)`."""
+
+    def __init__(self, out: TextIO, width: int | None = None) -> None:
+        self.out = out
+        self.width = width or shutil.get_terminal_size((80, 20)).columns
+        self.shown = False
+
+    def render(self, snap: Snapshot) -> str:
+        text = snap.describe()
+        cells = max(10, min(30, self.width - len(text) - 4))
+        filled = round(cells * snap.percent / 100)
+        line = f"[{'#' * filled}{'-' * (cells - filled)}] {text}"
+        return line[: self.width - 1]
+
+    def __call__(self, snap: Snapshot) -> None:
+        self.out.write("\r\x1b[2K" + self.render(snap))
+        self.out.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            self.out.write("\r\x1b[2K")
+            self.out.flush()
+
+
+@contextlib.contextmanager
+def progress_bar(stdout: TextIO, stderr: TextIO) -> Iterator[None]:
+    """A bar on stderr while the run goes, only when stdout is a terminal (scripts and pipes
+    get exactly the output they always had)."""
+    if not stdout.isatty():
+        yield
+        return
+    bar = ProgressBar(stderr)
+    try:
+        with watching(bar):
+            yield
+    finally:
+        bar.clear()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flows.dispatch import DispatchParams, dispatch_flow
 
     rt = runtime()
     upgrade(rt.engine)  # a no-op when current; saves a 3 a.m. "no such table"
-    summary = asyncio.run(dispatch_flow(DispatchParams(max_jobs=args.max_jobs)))
+    with progress_bar(sys.stdout, sys.stderr):
+        summary = asyncio.run(dispatch_flow(DispatchParams(max_jobs=args.max_jobs)))
     if args.json:
         print(summary.model_dump_json(indent=2))
     else:

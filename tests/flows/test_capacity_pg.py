@@ -51,9 +51,7 @@ async def test_max_concurrency_holds_across_concurrent_runs(
     ]
 
     ids = [t["id"] for t in tasks]
-    per_worker = await asyncio.gather(
-        *(asyncio.to_thread(worker, queue, ids) for _ in range(RUNS))
-    )
+    per_worker = await asyncio.gather(*(asyncio.to_thread(worker, queue, ids) for _ in range(RUNS)))
 
     summaries = [s for runs in per_worker for s in runs]
     done = [line for s in summaries for line in s.jobs if line.outcome == "COMPLETED"]

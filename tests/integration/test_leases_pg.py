@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import event, select, update
 
 from agent_dispatch.wiring import Runtime, set_runtime
-from db.models import Agent, Job, JobDistributionRecord
 from db.distribution_repository import DistributionRepository
+from db.models import Agent, Job, JobDistributionRecord
 from db.types import utcnow
 from domain.lease import LeaseLost
 from domain.model import JobSpec
@@ -36,8 +36,9 @@ def queue() -> Iterator[SimulatedQueue]:
 
 @pytest.fixture
 def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
-    runtime = Runtime(make_settings(database_url, remote_queue_url=queue.url,
-                                    remote_queue_token=TOKEN))
+    runtime = Runtime(
+        make_settings(database_url, remote_queue_url=queue.url, remote_queue_token=TOKEN)
+    )
     previous = set_runtime(runtime)
     yield runtime
     runtime.dispose()
@@ -127,8 +128,14 @@ def _taken_job(rt: Runtime, queue: SimulatedQueue) -> tuple[Taken, str, str]:
         uow.jobs.transition(lease, JobStatus.IN_PROGRESS, utcnow(), queue_status="IN_PROGRESS")
         row = dist.assignments[0].row_id
         uow.distributions.move_agent(lease, row, AgentRunStatus.WORKING, started_at=utcnow())
-        uow.distributions.move_agent(lease, row, AgentRunStatus.COMPLETED, result={"ok": 1},
-                                     finished_at=utcnow(), latency_ms=5.0)
+        uow.distributions.move_agent(
+            lease,
+            row,
+            AgentRunStatus.COMPLETED,
+            result={"ok": 1},
+            finished_at=utcnow(),
+            latency_ms=5.0,
+        )
         uow.commit()
     claim_ = Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN)
     return Taken(claim_, dist, "IN_PROGRESS"), row, aid
@@ -169,8 +176,9 @@ async def test_stale_worker_cannot_end_an_unstarted_job_on_the_queue(
     claim(rt, task["id"], "w2")
 
     with pytest.raises(LeaseLost):
-        await end_job.fn(Claim(stale, job_id, spec_of(task["id"]), JobStatus.OPEN),
-                         JobStatus.EXPIRED, "too late")
+        await end_job.fn(
+            Claim(stale, job_id, spec_of(task["id"]), JobStatus.OPEN), JobStatus.EXPIRED, "too late"
+        )
 
     assert queue.patches == []
     assert job(rt, job_id).status == "OPEN"
@@ -224,3 +232,21 @@ async def test_queue_error_during_take_leaves_the_job_for_the_sweep_not_released
     assert after.attempts == 0
     with rt.uow() as uow:
         assert uow.session.scalars(select(JobDistributionRecord)).all() == []
+
+
+async def test_task_taken_by_another_consumer_leaves_no_job_and_no_agent_held(
+    rt: Runtime, queue: SimulatedQueue, prefect_harness: None
+) -> None:
+    aid = add_agent(rt, "a1")
+    task = queue.add_task(title="t", category="general")
+    job_id = store(rt, task["id"])
+    lease = claim(rt, task["id"], "w1")
+    queue.set_status(task["id"], "DISTRIBUTED")  # someone else's take landed first
+    plan = Plan(PlanKind.DISPATCH, tuple(decisions((aid, "a1"))))
+
+    taken = await take_job(Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN), plan, None)
+
+    assert taken == "taken by another consumer (409)"
+    with rt.uow() as uow:
+        assert uow.jobs.get(job_id) is None
+        assert uow.agents.in_flight_counts() == {}

@@ -53,7 +53,8 @@ class JobMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.status: dict[str, JobStatus] = {}
-        self.holder: dict[str, str | None] = {}  # job -> worker with a live lease
+        self.holder: dict[str, str | None] = {}  # job -> worker whose token the job carries
+        self.expired: set[str] = set()  # jobs whose lease ran out (still fenced by its token)
         self.leases: dict[tuple[str, str], Lease] = {}  # (worker, job) -> last lease it got
         self.row_status: dict[str, AgentRunStatus] = {}
         self.row_job: dict[str, str] = {}
@@ -72,24 +73,33 @@ class JobMachine(RuleBasedStateMachine):
             qid = uow.session.get(Job, job).queue_task_id  # type: ignore[union-attr]
             got = uow.jobs.claim_open([qid], worker, 300, utcnow())
             if not got and self.status[job] in (JobStatus.DISTRIBUTED, JobStatus.IN_PROGRESS):
-                got = [g for g in uow.jobs.claim_rescued(worker, 300, utcnow(), 1000)
-                       if g.job_id == job]
+                got = [
+                    g
+                    for g in uow.jobs.claim_rescued(worker, 300, utcnow(), 1000)
+                    if g.job_id == job
+                ]
             uow.commit()
-        free = self.holder[job] is None and not self.status[job].terminal
+        takeover = job in self.expired and self.status[job] is JobStatus.OPEN
+        free = not self.status[job].terminal and (self.holder[job] is None or takeover)
         assert bool(got) == free, f"claim by {worker}: free={free}, got={got}"
         if got:
             self.leases[(worker, job)], self.holder[job] = got[0], worker
+            self.expired.discard(job)
 
     @rule(job=jobs)
     def lease_expires(self, job: str) -> None:
         """Time passes for a job whose worker died: its lease runs out (but is not cleared)."""
         with self.rt.uow() as uow:
-            uow.session.execute(update(Job).where(Job.id == job, Job.lease_token.is_not(None))
-                                .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1)))
+            uow.session.execute(
+                update(Job)
+                .where(Job.id == job, Job.lease_token.is_not(None))
+                .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
+            )
             uow.commit()
-        if self.status[job] is JobStatus.OPEN:
-            self.holder[job] = None  # claim_open takes an expired lease over
-        # A taken job with an expired lease waits for the sweep to hand it back.
+        if self.holder[job] is not None:
+            # Its token still fences writes until someone takes over: claim_open for an OPEN
+            # job, the sweep for a taken one.
+            self.expired.add(job)
 
     @rule(job=jobs)
     def sweep_hands_back(self, job: str) -> None:
@@ -100,6 +110,7 @@ class JobMachine(RuleBasedStateMachine):
                 if found.id == job:
                     SweepRepository(uow.session).hand_back(job, found.lease_token or "")
                     self.holder[job] = None
+                    self.expired.discard(job)
             uow.commit()
 
     @rule(job=jobs, worker=st.sampled_from(WORKERS), to=JOB_TARGETS)
@@ -163,15 +174,18 @@ class JobMachine(RuleBasedStateMachine):
     def raw_sql_lease_on_finished_job(self, job: str) -> None:
         try:
             with self.rt.uow() as uow:
-                uow.session.execute(update(Job).where(Job.id == job)
-                                    .values(lease_token="x",
-                                            lease_expires_at=utcnow() + dt.timedelta(minutes=5)))
+                uow.session.execute(
+                    update(Job)
+                    .where(Job.id == job)
+                    .values(lease_token="x", lease_expires_at=utcnow() + dt.timedelta(minutes=5))
+                )
                 uow.commit()
         except DBAPIError:
             assert self.status[job].terminal
             return
         assert not self.status[job].terminal, "a finished job took a lease"
-        self.holder[job] = "raw"  # a lease nobody in the model holds
+        self.holder[job] = "raw"  # a live lease nobody in the model holds
+        self.expired.discard(job)
 
     @rule(target=rows, job=jobs, worker=st.sampled_from(WORKERS))
     def distribute(self, job: str, worker: str) -> list[str]:
@@ -231,6 +245,10 @@ def test_no_illegal_move_and_no_stale_write_is_ever_accepted(runtime: Runtime) -
     JobMachine.agent_id = add_agent(runtime, "agent", max_concurrency=10_000)
     run_state_machine_as_test(
         JobMachine,
-        settings=settings(max_examples=60, stateful_step_count=25, deadline=None,
-                          suppress_health_check=list(HealthCheck)),
+        settings=settings(
+            max_examples=60,
+            stateful_step_count=25,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
     )

@@ -32,17 +32,29 @@ def queue() -> Iterator[SimulatedQueue]:
 
 @pytest.fixture
 def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
-    runtime = Runtime(make_settings(database_url, remote_queue_url=queue.url,
-                                    remote_queue_token=TOKEN, job_max_attempts=3,
-                                    execution_retry_count=0))
+    runtime = Runtime(
+        make_settings(
+            database_url,
+            remote_queue_url=queue.url,
+            remote_queue_token=TOKEN,
+            job_max_attempts=3,
+            execution_retry_count=0,
+        )
+    )
     previous = set_runtime(runtime)
     yield runtime
     runtime.dispose()
     set_runtime(previous)
 
 
-def in_progress(rt: Runtime, queue: SimulatedQueue, *, attempts: int = 1,
-                agent_url: str = "http://127.0.0.1:9/agents/x", **spec: object) -> tuple[str, str]:
+def in_progress(
+    rt: Runtime,
+    queue: SimulatedQueue,
+    *,
+    attempts: int = 1,
+    agent_url: str = "http://127.0.0.1:9/agents/x",
+    **spec: object,
+) -> tuple[str, str]:
     """A job IN_PROGRESS on both sides whose worker died: one WORKING and one ASSIGNED row."""
     task = queue.add_task(title="t", category="general")
     a1 = add_agent(rt, f"a1-{task['id']}", agent_url)
@@ -54,8 +66,12 @@ def in_progress(rt: Runtime, queue: SimulatedQueue, *, attempts: int = 1,
         dist = uow.distributions.create(lease, decisions((a1, "a1"), (a2, "a2")), utcnow())
         uow.jobs.transition(lease, JobStatus.DISTRIBUTED, utcnow(), queue_status="DISTRIBUTED")
         uow.jobs.transition(lease, JobStatus.IN_PROGRESS, utcnow(), queue_status="IN_PROGRESS")
-        uow.distributions.move_agent(lease, dist.assignments[0].row_id, AgentRunStatus.WORKING,
-                                     started_at=utcnow() - dt.timedelta(seconds=3600))
+        uow.distributions.move_agent(
+            lease,
+            dist.assignments[0].row_id,
+            AgentRunStatus.WORKING,
+            started_at=utcnow() - dt.timedelta(seconds=3600),
+        )
         uow.session.execute(update(Job).where(Job.id == job_id).values(attempts=attempts))
         uow.commit()
     age_lease(rt, job_id)
@@ -64,10 +80,14 @@ def in_progress(rt: Runtime, queue: SimulatedQueue, *, attempts: int = 1,
 
 def rows(rt: Runtime, job_id: str) -> list[JobDistributionAgent]:
     with rt.uow() as uow:
-        return list(uow.session.scalars(
-            select(JobDistributionAgent).join(JobDistributionRecord)
-            .where(JobDistributionRecord.job_id == job_id).order_by(JobDistributionAgent.rank)
-        ).all())
+        return list(
+            uow.session.scalars(
+                select(JobDistributionAgent)
+                .join(JobDistributionRecord)
+                .where(JobDistributionRecord.job_id == job_id)
+                .order_by(JobDistributionAgent.rank)
+            ).all()
+        )
 
 
 async def test_expired_lease_closes_rows_and_hands_the_job_back(
@@ -81,7 +101,8 @@ async def test_expired_lease_closes_rows_and_hands_the_job_back(
     assert after.status == "IN_PROGRESS" and after.lease_token is None
     with rt.uow() as uow:
         assert [r.status for r in uow.session.scalars(select(JobDistributionRecord))] == [
-            "ABANDONED"]
+            "ABANDONED"
+        ]
         assert len(uow.jobs.claim_rescued("w2", 300, utcnow(), 10)) == 1
         uow.commit()
     assert (await rescue_expired.fn(100)).lines == ()  # a live lease is never touched
@@ -128,7 +149,11 @@ async def test_abandoned_calls_are_cancelled_at_the_agent(
     ],
 )
 async def test_stale_open_job_follows_what_the_queue_says(
-    rt: Runtime, queue: SimulatedQueue, queue_status: str | None, action: str, local: str,
+    rt: Runtime,
+    queue: SimulatedQueue,
+    queue_status: str | None,
+    action: str,
+    local: str,
     queue_status_after: str,
 ) -> None:
     qid = "task-x"

@@ -84,7 +84,9 @@ class Page:
                 return text
             await asyncio.sleep(0.5)
         missing = [w for w in wanted if w not in text]
-        raise AssertionError(f"not shown after {timeout:.0f} s: {missing}\n--- page text ---\n{text}")
+        raise AssertionError(
+            f"not shown after {timeout:.0f} s: {missing}\n--- page text ---\n{text}"
+        )
 
     async def click_text(self, label: str) -> bool:
         """Click the first button, tab or link whose own text is exactly `label`."""

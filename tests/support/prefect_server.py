@@ -61,13 +61,18 @@ def signal_all(pids: list[int], sig: int) -> None:
 class Process:
     """A subprocess whose combined output goes to a log file (and is kept for asserts)."""
 
-    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log: Path,
-                 cwd: Path = REPO) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: Mapping[str, str], log: Path, cwd: Path = REPO
+    ) -> None:
         self.name = name
         self.log = log
         self._fh = log.open("wb")
         self.proc = subprocess.Popen(
-            args, env=dict(env), cwd=cwd, stdout=self._fh, stderr=subprocess.STDOUT,
+            args,
+            env=dict(env),
+            cwd=cwd,
+            stdout=self._fh,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: we can end it with its children
         )
 
@@ -92,10 +97,8 @@ class Process:
         tree = descendants(self.proc.pid)
         if self.proc.poll() is None:
             signal_all([self.proc.pid], signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         signal_all([self.proc.pid, *tree, *descendants(self.proc.pid)], signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
@@ -107,8 +110,15 @@ class LineReader:
 
     def __init__(self, args: list[str], env: Mapping[str, str]) -> None:
         self.lines: list[str] = []
-        self.proc = subprocess.Popen(args, env=dict(env), cwd=REPO, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        self.proc = subprocess.Popen(
+            args,
+            env=dict(env),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -153,8 +163,11 @@ class PrefectStack:
         self.processes: list[Process] = []
         self.readers: list[LineReader] = []
         # Neither Prefect settings nor a clone path leak in from the calling shell.
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith("PREFECT_") and k != "AGENT_DISPATCH_HOME"}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("PREFECT_") and k != "AGENT_DISPATCH_HOME"
+        }
         base.update(
             {
                 "PREFECT_HOME": str(self.home),
@@ -177,7 +190,9 @@ class PrefectStack:
 
     @property
     def database_url(self) -> str:
-        return with_db(self.admin_url, self.db_name).replace("postgresql://", "postgresql+asyncpg://")
+        return with_db(self.admin_url, self.db_name).replace(
+            "postgresql://", "postgresql+asyncpg://"
+        )
 
     def start_server(self, timeout: float = 120.0, **extra_env: str) -> Process:
         env = {
@@ -193,12 +208,14 @@ class PrefectStack:
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:
                 raise RuntimeError(f"prefect server exited:\n{server.output()[-4000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return server
+            url = f"{self.api_url}/health"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return server
             time.sleep(0.5)
-        raise RuntimeError(f"prefect server not healthy in {timeout:.0f} s:\n{server.output()[-4000:]}")
+        raise RuntimeError(
+            f"prefect server not healthy in {timeout:.0f} s:\n{server.output()[-4000:]}"
+        )
 
     def start_worker(self, pool: str, name: str, **extra_env: str) -> Process:
         return self._spawn(
@@ -208,7 +225,9 @@ class PrefectStack:
         )
 
     def stream_events(self) -> LineReader:
-        reader = LineReader([str(BIN / "prefect"), "events", "stream", "--format", "json"], self.env)
+        reader = LineReader(
+            [str(BIN / "prefect"), "events", "stream", "--format", "json"], self.env
+        )
         self.readers.append(reader)
         return reader
 
@@ -222,8 +241,12 @@ class PrefectStack:
         """Run a CLI (`prefect ...`, `agent-dispatch ...`, `python ...`); return its output."""
         exe = sys.executable if args[0] == "python" else str(BIN / args[0])
         res = subprocess.run(
-            [exe, *args[1:]], env={**self.env, **extra_env}, cwd=REPO, capture_output=True,
-            text=True, timeout=timeout,
+            [exe, *args[1:]],
+            env={**self.env, **extra_env},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         out = res.stdout + res.stderr
         if res.returncode != 0:
@@ -241,7 +264,9 @@ class PrefectStack:
 
 
 @contextlib.contextmanager
-def prefect_stack(admin_url: str, flow_env: Mapping[str, str] | None = None) -> Iterator[PrefectStack]:
+def prefect_stack(
+    admin_url: str, flow_env: Mapping[str, str] | None = None
+) -> Iterator[PrefectStack]:
     stack = PrefectStack(admin_url, flow_env=flow_env)
     try:
         yield stack

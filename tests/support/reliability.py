@@ -20,8 +20,14 @@ def add_agent(
     with rt.uow() as uow:
         agent = uow.agents.add(
             Agent(
-                **{"name": name, "url": url, "categories": ["general"], "skill_level": 3,
-                   "max_concurrency": 5, **kw}
+                **{
+                    "name": name,
+                    "url": url,
+                    "categories": ["general"],
+                    "skill_level": 3,
+                    "max_concurrency": 5,
+                    **kw,
+                }
             )
         )
         uow.commit()

@@ -78,3 +78,10 @@ def test_an_empty_chart_says_so() -> None:
 def test_granularity() -> None:
     assert granularity(Window(H0, H0 + dt.timedelta(hours=72))) == "hour"
     assert granularity(Window(H0, H0 + dt.timedelta(hours=73))) == "day"
+
+
+def test_a_missing_value_breaks_the_line() -> None:
+    svg = line_chart(["a", "b", "c", "d"], {"s": [1.0, None, 0.5, 0.25]}, {"s": "#000"}, str)
+    assert svg.marks == 3
+    path = svg.markup.split(' d="', 1)[1].split('"', 1)[0]
+    assert path.count("M") == 1 and path.count("L") == 1  # c-d only; a stands alone

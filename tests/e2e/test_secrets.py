@@ -1,0 +1,137 @@
+"""Canary secrets: the queue token and an agent token, really used by runs, sweeps and health
+probes, must appear in no CLI output, log, database row, Prefect log, artifact or event."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from agent_dispatch.cli.main import main
+from agent_dispatch.wiring import Runtime, set_runtime
+from db.models import Agent
+from simulators.agents import AgentFarm
+from simulators.queue import SimulatedQueue
+from tests.conftest import make_settings
+
+pytestmark = [pytest.mark.flow]
+QUEUE_CANARY = "canaryQ" + secrets.token_hex(10)
+AGENT_CANARY = "canaryA" + secrets.token_hex(10)
+CANARIES = (QUEUE_CANARY, AGENT_CANARY)
+
+
+@pytest.fixture
+def world(
+    database_url: str, prefect_harness: None
+) -> Iterator[tuple[Runtime, SimulatedQueue, AgentFarm]]:
+    queue, farm = SimulatedQueue(QUEUE_CANARY), AgentFarm()
+    with queue.serve() as q, farm.serve():
+        rt = Runtime(
+            make_settings(
+                database_url,
+                remote_queue_url=q.url,
+                remote_queue_token=QUEUE_CANARY,
+                agent_tokens={"farm": AGENT_CANARY, "bad": "wrong-token"},
+                execution_retry_count=0,
+            )
+        )
+        previous = set_runtime(rt)
+        for name, behaviour, ref in [
+            ("good", "fast:delay=0.05", "farm"),
+            ("broken", "error500", "farm"),
+            ("refuses", "fast", "bad"),
+        ]:
+            farm.add(name, behaviour, token=AGENT_CANARY)
+            with rt.uow() as uow:
+                uow.agents.add(
+                    Agent(
+                        name=name,
+                        url=farm.url_for(name),
+                        categories=["general"],
+                        skill_level=3,
+                        max_concurrency=5,
+                        token_ref=ref,
+                    )
+                )
+                uow.commit()
+        for i in range(3):
+            queue.add_task(title=f"t{i}", category="general", maxAgents=3)
+        yield rt, queue, farm
+        rt.dispose()
+        set_runtime(previous)
+
+
+async def _prefect_records() -> dict[str, str]:
+    async with get_client() as client:
+        logs = await client.read_logs()
+        artifacts = await client.read_artifacts()
+        flow_runs = await client.read_flow_runs()
+        task_runs = await client.read_task_runs()
+        events = await client._client.post("/events/filter", json={"limit": 50})
+    return {
+        "logs": json.dumps([log.message for log in logs]),
+        "artifacts": json.dumps([a.model_dump(mode="json") for a in artifacts]),
+        "flow runs": json.dumps([r.model_dump(mode="json") for r in flow_runs]),
+        "task runs": json.dumps([r.model_dump(mode="json") for r in task_runs]),
+        "events": events.text,
+    }
+
+
+def _rows(rt: Runtime) -> str:
+    with rt.engine.connect() as conn:
+        tables = [
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        ]
+        return "\n".join(
+            str(row[0])
+            for t in tables
+            for row in conn.exec_driver_sql(f'SELECT t::text FROM "{t}" t')
+        )
+
+
+def test_canary_tokens_are_used_but_never_written_anywhere(
+    world: tuple[Runtime, SimulatedQueue, AgentFarm],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rt, queue, farm = world
+    caplog.set_level(logging.DEBUG)
+    codes = [
+        main(args)
+        for args in (
+            ["run"],
+            ["sweep", "--settle-seconds", "0"],
+            ["health"],
+            ["jobs", "list", "--json"],
+            ["agents", "list", "--json"],
+        )
+    ]
+    queue.set_token("another-token")  # now the queue refuses ours: the error must not echo it
+    codes.append(main(["run"]))
+    out = capsys.readouterr()
+    places: dict[str, Any] = {
+        "stdout": out.out,
+        "stderr": out.err,
+        "log records": caplog.text,
+        "database rows": _rows(rt),
+        "settings repr": repr(rt.settings),
+    }
+    places |= asyncio.run(_prefect_records())
+
+    # The canaries were really in use: the queue and the good agent accepted them.
+    assert codes == [0, 0, 0, 0, 0, 1]
+    assert "401" in out.err
+    assert queue.counts()["COMPLETED"] == 3
+    assert any(c.agent == "good" and c.authorization for c in farm.calls)
+    assert "answered 401" in places["logs"]  # Prefect logs were read back
+    leaks = [(where, c[:7]) for where, text in places.items() for c in CANARIES if c in text]
+    assert leaks == []

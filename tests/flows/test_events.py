@@ -1,0 +1,102 @@
+"""Every job and agent status change of a dispatch run is a Prefect event, linked to its job,
+agent, task run and flow run (the live status feed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from prefect.events.clients import AssertingEventsClient
+from prefect.events.schemas.events import Event
+from prefect.events.worker import EventsWorker
+
+from agent_dispatch.wiring import Runtime
+from flows.dispatch import DispatchParams, dispatch_flow
+from simulators.queue import SimulatedQueue
+from tasks import events
+
+pytestmark = [pytest.mark.flow]
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[Event]]]:
+    """Record what the flow emits (related resources from the run context attached)."""
+    worker = EventsWorker.instance(AssertingEventsClient)
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
+
+    def drained() -> list[Event]:
+        worker.wait_until_empty()
+        client = worker._client
+        assert isinstance(client, AssertingEventsClient)
+        return [e for e in client.events if e.event.startswith("agent-dispatch.")]
+
+    try:
+        yield drained
+    finally:
+        worker.drain()
+
+
+def related(event: Event, role: str) -> list[str]:
+    return [r.id for r in event.related if r.role == role]
+
+
+async def test_a_race_emits_job_and_agent_events_linked_to_the_run(
+    rt: Runtime,
+    queue: SimulatedQueue,
+    add_agent: Callable[..., str],
+    recorded: Callable[[], list[Event]],
+) -> None:
+    ids = {
+        "fast": add_agent("fast", "fast:delay=0.2"),
+        "slow": add_agent("slow", "slow:delay=20"),
+        "broken": add_agent("broken", "failing"),
+    }
+    task = queue.add_task(title="Summarise", category="general")
+
+    summary = await dispatch_flow(DispatchParams())
+
+    job_id = summary.jobs[0].job_id
+    assert summary.jobs[0].outcome == "COMPLETED" and job_id
+    seen = recorded()
+    job_resource = f"agent-dispatch.job.{job_id}"
+    job_events = [e for e in seen if e.resource.id == job_resource]
+    assert [e.event for e in job_events] == [
+        "agent-dispatch.job.distributed",
+        "agent-dispatch.job.in_progress",
+        "agent-dispatch.job.completed",
+    ]
+    for e in job_events:
+        assert e.resource["prefect.resource.name"] == task["id"]
+    assert related(job_events[-1], "agent") == [f"agent-dispatch.agent.{ids['fast']}"]
+
+    by_agent: dict[str, list[str]] = {}
+    for e in seen:
+        if e.event.startswith("agent-dispatch.agent."):
+            by_agent.setdefault(e.resource["prefect.resource.name"], []).append(
+                e.event.rsplit(".", 1)[1]
+            )
+            assert (
+                e.resource.id == f"agent-dispatch.agent.{ids[e.resource['prefect.resource.name']]}"
+            )
+            assert related(e, "job") == [job_resource]
+            assert len(related(e, "task-run")) == 1  # its call-agent task run
+    assert by_agent == {
+        "fast": ["working", "completed"],
+        "slow": ["working", "cancelled"],
+        "broken": ["working", "failed"],
+    }
+    flow_runs = {tuple(related(e, "flow-run")) for e in seen}
+    assert len(flow_runs) == 1 and len(next(iter(flow_runs))) == 1, flow_runs
+    failed = next(e for e in seen if e.event == "agent-dispatch.agent.failed")
+    assert "simulated agent failure" in str(failed.payload.get("error"))
+    assert failed.payload["latency_ms"] > 0
+
+
+def test_an_emit_failure_never_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("events backend down")
+
+    monkeypatch.setattr(events, "emit_event", broken)
+    events.job_status_changed("j1", "task-1", "FAILED", error="x")
+    events.agent_status_changed("j1", "task-1", "a1", "agent", "FAILED")

@@ -1,0 +1,55 @@
+"""The terminal progress bar of `agent-dispatch run` and the progress watchers behind it."""
+
+from __future__ import annotations
+
+import io
+
+from agent_dispatch.cli.run_cmd import ProgressBar, progress_bar
+from flows.progress import Progress, Snapshot
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def drive(progress: Progress) -> None:
+    progress.add(0)  # no rescued jobs
+    progress.add(4)
+    await progress.job_done("COMPLETED")
+    await progress.job_done("FAILED")
+    await progress.finish()
+
+
+async def test_bar_on_stderr_when_stdout_is_a_terminal() -> None:
+    out, err = Terminal(), io.StringIO()
+    with progress_bar(out, err):
+        await drive(Progress(artifact_id=None))
+    frames = [f for f in err.getvalue().split("\r\x1b[2K") if f]
+    assert frames[0] == "[" + "-" * 30 + "] 0/0 jobs done"
+    assert frames[2] == "[" + "#" * 8 + "-" * 22 + "] 1/4 jobs done (completed 1)"
+    assert frames[-1] == "[" + "#" * 30 + "] 2/4 jobs done (completed 1, failed 1)"
+    assert err.getvalue().endswith("\r\x1b[2K")  # the bar is wiped before the summary prints
+    assert out.getvalue() == ""
+
+
+async def test_nothing_extra_when_stdout_is_not_a_terminal() -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with progress_bar(out, err):
+        await drive(Progress(artifact_id=None))
+    assert (out.getvalue(), err.getvalue()) == ("", "")
+
+
+async def test_watchers_end_with_the_context() -> None:
+    err = io.StringIO()
+    with progress_bar(Terminal(), err):
+        pass
+    await drive(Progress(artifact_id=None))
+    assert err.getvalue() == ""
+
+
+def test_bar_fits_the_terminal_width() -> None:
+    bar = ProgressBar(io.StringIO(), width=40)
+    line = bar.render(Snapshot(total=10, done=5, by_outcome={"COMPLETED": 5}))
+    assert len(line) <= 39
+    assert line.startswith("[#####-----]")
