@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -80,6 +82,8 @@ class RecoveryClock:
                     select(Job.id, Job.status, Job.lease_owner).where(Job.id.in_(ids))
                 )
                 state = {i: (s, owner) for i, s, owner in rows}
+            for j in ids - state.keys():
+                state[j] = ("MISSING", None)  # a deleted job: never rescued, never finished
             now = time.monotonic()
             with self.lock:
                 keep = []
@@ -259,6 +263,8 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=2000, help="jobs for the 4-worker block")
     p.add_argument("--workers", type=int, default=4)
     args = p.parse_args()
+    # Children run in their own sessions: turn a SIGTERM into an exit that stops them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # The in-process simulators log clients that hang up mid-request (cancelled losers).
     logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
     from benchmarks import chaos_faults

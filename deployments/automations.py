@@ -21,6 +21,7 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ActionTypes, ChangeFlowRunState, DoNothing, SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.exceptions import ObjectNotFound
 
 JOB_FAILED = "agent-dispatch: job failed"
 ZOMBIES = "agent-dispatch: crash flow runs that stopped sending heartbeats"
@@ -121,7 +122,10 @@ async def notify_block(client: PrefectClient, slug: str) -> uuid.UUID:
     block_type, sep, name = slug.partition("/")
     if not sep or not block_type or not name:
         raise ValueError(f"--notify expects BLOCK_TYPE/BLOCK_NAME, got {slug!r}")
-    doc = await client.read_block_document_by_name(name=name, block_type_slug=block_type)
+    try:
+        doc = await client.read_block_document_by_name(name=name, block_type_slug=block_type)
+    except ObjectNotFound:
+        raise ValueError(f"no block {slug!r} on this Prefect server") from None
     return doc.id
 
 

@@ -150,22 +150,13 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
         except QueueError:
             # The take may have reached the queue before the error: keep the job leased but
             # expired, so the sweep asks the queue and either releases or rescues it.
-            await in_transaction(
-                lambda uow: _abandon(uow, claim, dist.distribution_id, release=False)
-            )
-            await in_transaction(lambda uow: uow.jobs.expire_lease(claim.lease, utcnow()))
+            await in_transaction(lambda uow: _leave_to_sweep(uow, claim, dist.distribution_id))
             raise
         if not taken:
-
-            def forget(uow: UnitOfWork) -> None:
-                # The reservation goes first: its rows would hold the agents busy, and
-                # deleting the job under them fails (job_distributions.job_id is NOT NULL).
-                _abandon(uow, claim, dist.distribution_id, release=False)
-                uow.session.flush()
-                uow.session.delete(uow.jobs.get_leased(claim.lease))
-
-            await in_transaction(forget)
-            logger.info("%s was taken by another consumer (409); left alone", qid)
+            # Maybe another consumer, maybe one of our own workers that took it and died:
+            # undo the reservation and let the lease run out, so the sweep asks the queue.
+            await in_transaction(lambda uow: _leave_to_sweep(uow, claim, dist.distribution_id))
+            logger.info("%s was taken elsewhere (409); left for the sweep to reconcile", qid)
             return "taken by another consumer (409)"
         queue_status = JobStatus.DISTRIBUTED.value
 
@@ -196,6 +187,12 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
             claim.job_id, qid, "IN_PROGRESS", agents=[a.agent_name for a in dist.assignments]
         )
     return Taken(claim, dist, queue_status)
+
+
+def _leave_to_sweep(uow: UnitOfWork, claim: Claim, distribution_id: str) -> None:
+    """Undo the reservation and end the lease now, keeping its token: the sweep looks next."""
+    _abandon(uow, claim, distribution_id, release=False)
+    uow.jobs.expire_lease(claim.lease, utcnow())
 
 
 async def _ensure_held(lease: Lease) -> None:

@@ -345,6 +345,10 @@ async def check_ui(stack: PrefectStack, adhoc: FlowRun, scheduled: FlowRun, tmp:
             await page.screenshot(shot)
             keep_artifact(shot)
 
+            # The typed parameters render as a form on the deployment's custom-run page.
+            await page.goto(f"{stack.ui_url}/deployments/deployment/{adhoc.deployment_id}/run")
+            await page.wait_for_text(["DispatchParams", "Max Jobs", "Stop after taking this many"])
+
             await page.goto(f"{stack.ui_url}/runs/flow-run/{adhoc.id}")
             await page.wait_for_text([adhoc.name, "Task Runs"])
             assert await page.click_text("Task Runs")

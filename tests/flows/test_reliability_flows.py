@@ -40,7 +40,7 @@ async def test_three_workers_at_once_take_and_finish_each_task_exactly_once(
     make_runtime(job_concurrency=5, queue_page_size=5)
     for name in ("a", "b", "c"):
         add_agent(name, "fast:delay=0.05", max_concurrency=100)
-    tasks = [queue.add_task(title=f"t{i}", category="general", maxAgents=2) for i in range(24)]
+    tasks = [queue.add_task(title=f"t{i}", category="general", maxAgents=2) for i in range(12)]
 
     summaries = await asyncio.gather(*(dispatch_flow(DispatchParams()) for _ in range(3)))
 
@@ -49,7 +49,7 @@ async def test_three_workers_at_once_take_and_finish_each_task_exactly_once(
     assert set(takes(queue).values()) == {1} and set(takes(queue)) == set(ids)
     assert {queue.finished_count(t) for t in ids} == {1}
     done = Counter(j.queue_task_id for s in summaries for j in s.jobs if j.outcome == "COMPLETED")
-    assert set(done.values()) == {1} and len(done) == 24  # no run finished another's job
+    assert set(done.values()) == {1} and len(done) == 12  # no run finished another's job
     assert max(farm.summary()["executions"].values()) == 1  # one call per agent per attempt
 
 

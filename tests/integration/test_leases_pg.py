@@ -19,7 +19,7 @@ from domain.statuses import AgentRunStatus, JobStatus
 from simulators.queue import SimulatedQueue
 from tasks.finish import finish_job
 from tasks.job_steps import Claim, Plan, PlanKind, Taken, end_job, take_job
-from tasks.sweep_tasks import rescue_expired
+from tasks.sweep_tasks import reconcile_stale_open, rescue_expired
 from tests.conftest import make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
 
@@ -234,19 +234,23 @@ async def test_queue_error_during_take_leaves_the_job_for_the_sweep_not_released
         assert uow.session.scalars(select(JobDistributionRecord)).all() == []
 
 
-async def test_task_taken_by_another_consumer_leaves_no_job_and_no_agent_held(
+async def test_task_taken_elsewhere_frees_the_agents_and_leaves_the_job_to_the_sweep(
     rt: Runtime, queue: SimulatedQueue, prefect_harness: None
 ) -> None:
     aid = add_agent(rt, "a1")
     task = queue.add_task(title="t", category="general")
     job_id = store(rt, task["id"])
     lease = claim(rt, task["id"], "w1")
-    queue.set_status(task["id"], "DISTRIBUTED")  # someone else's take landed first
+    queue.set_status(task["id"], "DISTRIBUTED")  # a take landed first (perhaps a dead worker's)
     plan = Plan(PlanKind.DISPATCH, tuple(decisions((aid, "a1"))))
 
     taken = await take_job(Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN), plan, None)
 
     assert taken == "taken by another consumer (409)"
+    after = job(rt, job_id)  # kept, never deleted: deleting could lose a job we own
+    assert after.status == "OPEN" and after.lease_expires_at is not None
+    assert after.lease_expires_at <= utcnow()
     with rt.uow() as uow:
-        assert uow.jobs.get(job_id) is None
         assert uow.agents.in_flight_counts() == {}
+    lines = await reconcile_stale_open.fn(10)
+    assert [x.action for x in lines] == ["rescued"]
