@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from agent_dispatch.wiring import Runtime
+from tasks import events
 from clients.agent import AgentEndpoint
 from clients.errors import QueueError, TaskConflict
 from db.models import Agent, JobDistributionAgent, JobDistributionRecord
@@ -58,6 +59,7 @@ async def cancel_job(rt: Runtime, ref: str) -> str:
             return job.id, job.queue_task_id, expected, calls
 
     job_id, qid, expected, calls = await asyncio.to_thread(mark)
+    events.job_status_changed(job_id, qid, "CANCELLED", error="cancelled by an operator")
     agents = rt.agents()
     for endpoint, dist_id, remote in calls:
         with contextlib.suppress(Exception):

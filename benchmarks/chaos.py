@@ -266,7 +266,8 @@ def main() -> int:
     # Children run in their own sessions: turn a SIGTERM into an exit that stops them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # The in-process simulators log clients that hang up mid-request (cancelled losers).
-    logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+    # A filter, not a level: uvicorn resets its loggers' levels when a server starts.
+    logging.getLogger("uvicorn.error").addFilter(lambda r: r.levelno >= logging.CRITICAL)
     from benchmarks import chaos_faults
     from benchmarks.chaos_workers import print_workers, workers_block
 

@@ -75,7 +75,7 @@ class JobRepository:
         ids = self.session.scalars(
             select(Job.id)
             .where(and_(where, free))
-            .order_by(Job.created_at)
+            .order_by(Job.queue_created_at, Job.created_at)  # the queue's order: oldest first
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
@@ -93,13 +93,18 @@ class JobRepository:
         return leases
 
     def claim_open(
-        self, queue_task_ids: Sequence[str], owner: str, seconds: int, now: dt.datetime
+        self,
+        queue_task_ids: Sequence[str],
+        owner: str,
+        seconds: int,
+        now: dt.datetime,
+        limit: int | None = None,
     ) -> list[Lease]:
-        """Lease OPEN jobs for these queue tasks that nobody else holds."""
+        """Lease up to `limit` OPEN jobs for these queue tasks that nobody else holds."""
         where = and_(
             Job.queue_task_id.in_(list(queue_task_ids)), Job.status == JobStatus.OPEN.value
         )
-        return self._claim(where, owner, seconds, now, limit=len(queue_task_ids))
+        return self._claim(where, owner, seconds, now, limit=limit or len(queue_task_ids))
 
     def claim_rescued(self, owner: str, seconds: int, now: dt.datetime, limit: int) -> list[Lease]:
         """Lease taken jobs that the sweep handed back (no lease, not finished)."""

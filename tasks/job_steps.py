@@ -69,10 +69,13 @@ async def intake_jobs(incoming: tuple[Incoming, ...], limit: int) -> list[Claim]
     def work(uow: UnitOfWork) -> list[Claim]:
         for item in incoming:
             uow.jobs.intake(item.spec, item.created_at)
-        ids = [i.spec.queue_task_id for i in incoming][: max(limit, 0)]
+        # Offer every listed task and cap the claim instead: the first N may be held by others.
+        ids = [i.spec.queue_task_id for i in incoming] if limit > 0 else []
         if not ids:
             return []
-        leases = uow.jobs.claim_open(ids, rt.worker_name, rt.settings.job_lease_seconds, utcnow())
+        leases = uow.jobs.claim_open(
+            ids, rt.worker_name, rt.settings.job_lease_seconds, utcnow(), limit=limit
+        )
         return _claims(uow, leases)
 
     return await in_transaction(work)
@@ -139,6 +142,16 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
         return uow.distributions.create(claim.lease, plan.decisions, utcnow(), flow_run_id)
 
     dist = await in_transaction(reserve)
+    for a in dist.assignments:
+        events.agent_status_changed(
+            claim.job_id,
+            qid,
+            a.agent_id,
+            a.agent_name,
+            "ASSIGNED",
+            distribution_id=dist.distribution_id,
+            rank=a.rank,
+        )
     if not dist.assignments:
         await in_transaction(lambda uow: _abandon(uow, claim, dist.distribution_id, release=False))
         return CAPACITY_GONE
