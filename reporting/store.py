@@ -14,6 +14,7 @@ from reporting.window import PeriodKind, Window, aligned
 
 RAP = cast(Table, ReportAgentPeriod.__table__)
 RJP = cast(Table, ReportJobPeriod.__table__)
+BATCH_ROWS = 5_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,17 +54,10 @@ def replace_periods(
 ) -> Written:
     """Delete every row of the aligned buckets, then insert the new ones, in one transaction."""
     w = aligned(window, kind)
-    outside = [
-        f
-        for f in (agents, jobs)
-        if not f.empty
-        and not f["period_start"]
-        .between(pd.Timestamp(w.start), pd.Timestamp(w.end), inclusive="left")
-        .all()
-    ]
-    if outside:
-        raise ValueError(f"rows outside the {kind} buckets being replaced ({w.label()})")
-    agent_rows, job_rows = records(agents, computed_at), records(jobs, computed_at)
+    for frame in (agents, jobs):
+        starts = frame["period_start"]
+        if not ((starts >= pd.Timestamp(w.start)) & (starts < pd.Timestamp(w.end))).all():
+            raise ValueError(f"rows outside the {kind} buckets being replaced ({w.label()})")
     with engine.begin() as conn:
         for table in (RAP, RJP):
             conn.execute(
@@ -73,11 +67,12 @@ def replace_periods(
                     table.c.period_start < w.end,
                 )
             )
-        if agent_rows:
-            conn.execute(insert(RAP), agent_rows)
-        if job_rows:
-            conn.execute(insert(RJP), job_rows)
-    return Written(kind, w, len(agent_rows), len(job_rows))
+        for table, frame in ((RAP, agents), (RJP, jobs)):
+            # In slices: a long range is tens of thousands of rows; never all as dicts at once.
+            for first in range(0, len(frame), BATCH_ROWS):
+                part = frame.iloc[first : first + BATCH_ROWS]
+                conn.execute(insert(table), records(part, computed_at))
+    return Written(kind, w, len(agents), len(jobs))
 
 
 def _read(

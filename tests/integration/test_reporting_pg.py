@@ -25,7 +25,7 @@ from db.models import Agent
 from db.reporting_models import ReportAgentPeriod, ReportJobPeriod
 from reporting import compute, feedback, store
 from reporting.window import KINDS, Window
-from tests.support.reporting_history import C, Dist, JobSpec, seed_history
+from tests.support.reporting_history import C, Dist, JobSpec, add_job, seed_history
 
 pytestmark = [pytest.mark.postgres]
 
@@ -73,8 +73,9 @@ def seeded(runtime: Runtime) -> Engine:
 def write_periods(engine: Engine, window: Window) -> None:
     for kind in KINDS:
         with engine.connect() as conn:
-            agents, jobs = compute.agent_periods(conn, kind, window), compute.job_periods(
-                conn, kind, window
+            agents, jobs = (
+                compute.agent_periods(conn, kind, window),
+                compute.job_periods(conn, kind, window),
             )
         store.replace_periods(engine, kind, window, agents, jobs, dt.datetime.now(dt.UTC))
 
@@ -111,20 +112,27 @@ def test_agent_rows_per_hour_and_day_are_exact(seeded: Engine) -> None:
         check_agent(agent_row(rows, "hour", start, agent), expected)
     for agent, expected in AGENT_DAY.items():
         check_agent(agent_row(rows, "day", B, agent), expected)
-    check_agent(agent_row(rows, "hour", B, "alpha", "code"),
-                ((2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2), 1.0, 1.0, (2, 1500, 1500, 1900, 1990)))
-    check_agent(agent_row(rows, "hour", B, "beta", "code"),
-                ((3, 0, 2, 2, 0, 0, 0, 0, 0, 1, 0), 0.0, 0.0, (0, None, None, None, None)))
-    check_agent(agent_row(rows, "hour", B, "gamma", "text"),
-                ((1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0), 0.0, 0.0, (0, None, None, None, None)))
+    check_agent(
+        agent_row(rows, "hour", B, "alpha", "code"),
+        ((2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 2), 1.0, 1.0, (2, 1500, 1500, 1900, 1990)),
+    )
+    check_agent(
+        agent_row(rows, "hour", B, "beta", "code"),
+        ((3, 0, 2, 2, 0, 0, 0, 0, 0, 1, 0), 0.0, 0.0, (0, None, None, None, None)),
+    )
+    check_agent(
+        agent_row(rows, "hour", B, "gamma", "text"),
+        ((1, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0), 0.0, 0.0, (0, None, None, None, None)),
+    )
     assert pd.isna(agent_row(rows, "day", B, "delta")["agent_id"])  # removed, history kept
     assert agent_row(rows, "hour", H1, "alpha")["throughput_per_hour"] == 3.0
     assert agent_row(rows, "day", B, "alpha")["throughput_per_hour"] == pytest.approx(8 / 24)
     # Per-category rows add up to the all-categories row of the same bucket.
     per_cat = rows[rows.category != "*"].groupby(["period_kind", "period_start", "agent_name"])
     star = rows[rows.category == "*"].set_index(["period_kind", "period_start", "agent_name"])
-    pd.testing.assert_frame_equal(per_cat[list(COUNTS)].sum().sort_index(),
-                                  star[list(COUNTS)].sort_index(), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        per_cat[list(COUNTS)].sum().sort_index(), star[list(COUNTS)].sort_index(), check_dtype=False
+    )
 
 
 def test_job_rows_are_exact(seeded: Engine) -> None:
@@ -168,9 +176,16 @@ def test_rerunning_a_period_replaces_it(seeded: Engine) -> None:
             "computed_at": B}])  # fmt: skip
     with Session(seeded) as session:
         alpha = session.scalars(select(Agent).where(Agent.name == "alpha")).one()
-        extra = JobSpec("j12", "code", "COMPLETED", 6000, 6001,
-                        [Dist(6000, "COMPLETED", [C("alpha", 100, True)], 6000.1)])
-        _add_job(session, extra, alpha)
+        extra = JobSpec(
+            "j12",
+            "code",
+            "COMPLETED",
+            6000,
+            6001,
+            [Dist(6000, "COMPLETED", [C("alpha", 100, True)], 6000.1)],
+        )
+        add_job(session, extra, B, {"alpha": alpha.id})
+        session.commit()
     write_periods(seeded, Window(H1, H1 + dt.timedelta(minutes=5)))
     rows = table(seeded, ReportAgentPeriod)
     assert not (rows.agent_name == "ghost").any()
@@ -179,27 +194,6 @@ def test_rerunning_a_period_replaces_it(seeded: Engine) -> None:
     assert agent_row(rows, "day", B, "alpha")["calls"] == 9
     assert agent_row(rows, "day", B, "alpha")["wins"] == 4
     assert rows.duplicated(["period_kind", "period_start", "agent_name", "category"]).sum() == 0
-
-
-def _add_job(session: Session, spec: JobSpec, agent: Agent) -> None:
-    from db.models import Job, JobDistributionAgent, JobDistributionRecord
-
-    at = lambda s: B + dt.timedelta(seconds=s)  # noqa: E731
-    job = Job(queue_task_id=spec.key, title=spec.key, category=spec.category, status=spec.status,
-              created_at=at(spec.created), finished_at=at(spec.finished), attempts=1)
-    session.add(job)
-    session.flush()
-    d = spec.dists[0]
-    rec = JobDistributionRecord(job_id=job.id, attempt=1, status=d.status, started_at=at(d.start),
-                                first_result_at=at(d.first_result), finished_at=at(d.start + 1))
-    session.add(rec)
-    session.flush()
-    c = d.calls[0]
-    session.add(JobDistributionAgent(
-        distribution_id=rec.id, agent_id=agent.id, agent_name=agent.name, status=c.status,
-        latency_ms=c.latency_ms, won=c.won, idempotency_key=f"{rec.id}:x", started_at=at(d.start),
-        finished_at=at(d.start + c.latency_ms / 1000)))  # fmt: skip
-    session.commit()
 
 
 def decayed_agents(engine: Engine) -> dict[str, tuple[float, float | None]]:

@@ -206,7 +206,8 @@ async def test_outbox_resends_until_accepted_and_never_finishes_twice(
     queue.clear_faults()
     # Two sweeps at once: the conditional PATCH lets exactly one of them finish the task.
     a, b = await asyncio.gather(send_unreported.fn((), 0, 100), send_unreported.fn((), 0, 100))
-    assert sorted(x.action for x in a + b) == ["reported", "reported"]
+    # One may find nothing left to send when the other already finished; none fails.
+    assert {x.action for x in a + b} == {"reported"} and 1 <= len(a + b) <= 2
     assert queue.finished_count(qid) == 1
     assert job(rt, job_id).queue_status == "FAILED"
 

@@ -91,42 +91,50 @@ HISTORY: list[JobSpec] = [
 ]  # fmt: skip
 
 
-def seed_history(session: Session, base: dt.datetime, *, remove_delta: bool = True) -> None:
-    """Insert agents and HISTORY at `base`; then remove agent delta (its rows keep the name)."""
+def add_job(
+    session: Session, spec: JobSpec, base: dt.datetime, agent_ids: dict[str, str | None]
+) -> None:
+    """Insert one job with its distributions and agent rows (times: base + offsets)."""
 
     def at(offset: float) -> dt.datetime:
         return base + dt.timedelta(seconds=offset)
 
+    job = Job(queue_task_id=spec.key, title=spec.key, category=spec.category,
+              status=spec.status, created_at=at(spec.created), updated_at=at(spec.created),
+              finished_at=at(spec.finished) if spec.finished is not None else None,
+              attempts=len(spec.dists))  # fmt: skip
+    session.add(job)
+    session.flush()
+    for n, d in enumerate(spec.dists, start=1):
+        last = max((c.latency_ms or 0) for c in d.calls) / 1000
+        record = JobDistributionRecord(
+            job_id=job.id, attempt=n, status=d.status, started_at=at(d.start),
+            first_result_at=at(d.first_result) if d.first_result is not None else None,
+            finished_at=None if d.status == "RUNNING" else at(d.start + last),
+        )  # fmt: skip
+        session.add(record)
+        session.flush()
+        for rank, c in enumerate(d.calls, start=1):
+            ended = c.status not in ("WORKING", "ASSIGNED")
+            session.add(JobDistributionAgent(
+                distribution_id=record.id, agent_id=agent_ids[c.agent], agent_name=c.agent,
+                rank=rank, status=c.status, failure_kind=c.kind, latency_ms=c.latency_ms,
+                won=c.won, attempts=1, idempotency_key=f"{record.id}:{c.agent}",
+                started_at=at(d.start),
+                finished_at=at(d.start + (c.latency_ms or 0) / 1000) if ended else None,
+            ))  # fmt: skip
+    session.flush()
+
+
+def seed_history(session: Session, base: dt.datetime, *, remove_delta: bool = True) -> None:
+    """Insert agents and HISTORY at `base`; then remove agent delta (its rows keep the name)."""
     agents = {n: Agent(name=n, url=f"http://127.0.0.1:9/{n}", categories=["code", "text"])
               for n in AGENTS}  # fmt: skip
     session.add_all(agents.values())
     session.flush()
+    ids: dict[str, str | None] = {n: a.id for n, a in agents.items()}
     for spec in HISTORY:
-        job = Job(queue_task_id=spec.key, title=spec.key, category=spec.category,
-                  status=spec.status, created_at=at(spec.created), updated_at=at(spec.created),
-                  finished_at=at(spec.finished) if spec.finished is not None else None,
-                  attempts=len(spec.dists))  # fmt: skip
-        session.add(job)
-        session.flush()
-        for n, d in enumerate(spec.dists, start=1):
-            last = max((c.latency_ms or 0) for c in d.calls) / 1000
-            record = JobDistributionRecord(
-                job_id=job.id, attempt=n, status=d.status, started_at=at(d.start),
-                first_result_at=at(d.first_result) if d.first_result is not None else None,
-                finished_at=None if d.status == "RUNNING" else at(d.start + last),
-            )  # fmt: skip
-            session.add(record)
-            session.flush()
-            for rank, c in enumerate(d.calls, start=1):
-                ended = c.status not in ("WORKING", "ASSIGNED")
-                session.add(JobDistributionAgent(
-                    distribution_id=record.id, agent_id=agents[c.agent].id, agent_name=c.agent,
-                    rank=rank, status=c.status, failure_kind=c.kind, latency_ms=c.latency_ms,
-                    won=c.won, attempts=1, idempotency_key=f"{record.id}:{c.agent}",
-                    started_at=at(d.start),
-                    finished_at=at(d.start + (c.latency_ms or 0) / 1000) if ended else None,
-                ))  # fmt: skip
-    session.flush()
+        add_job(session, spec, base, ids)
     if remove_delta:
         session.execute(delete(Agent).where(Agent.name == "delta"))
     session.commit()
