@@ -15,7 +15,6 @@ from db.migrate import upgrade
 from db.models import Agent, Job
 from simulators.scenarios import demo_scenario
 
-
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulated queue's token, not a secret
 
 

@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 
 from agent_dispatch.wiring import Runtime
-from tasks import events
 from clients.agent import AgentEndpoint
 from clients.errors import QueueError, TaskConflict
 from db.models import Agent, JobDistributionAgent, JobDistributionRecord
 from db.types import utcnow
 from domain.statuses import AgentRunStatus, FailureKind, IllegalTransition, JobStatus
+from tasks import events
 
 
 class OperationError(Exception):

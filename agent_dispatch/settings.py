@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     agent_health_timeout_seconds: float = Field(default=3.0, gt=0)
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_reset_seconds: float = Field(default=60.0, gt=0)
-    max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
     capacity_wait_seconds: float = Field(
         default=60.0, ge=0, description="How long a job waits in a run for a busy agent"
     )

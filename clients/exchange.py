@@ -79,9 +79,7 @@ class Exchange:
 
     def status_error(self, code: int, where: str) -> AgentHTTPError:
         why = ": redirects are not followed" if 300 <= code < 400 else ""
-        return AgentHTTPError(
-            f"agent {self.agent} answered {code} {where}{why}", status_code=code
-        )
+        return AgentHTTPError(f"agent {self.agent} answered {code} {where}{why}", status_code=code)
 
 
 def loop_time(monotonic_deadline: float) -> float:

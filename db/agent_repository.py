@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-
 import datetime as dt
 from collections.abc import Iterable, Sequence
 
@@ -33,6 +32,7 @@ def stats_of(agent: Agent) -> AgentStats:
         cancelled=agent.cancelled,
         reputation=agent.reputation,
         avg_latency_ms=agent.avg_latency_ms,
+        recent_success_rate=agent.success_rate,
     )
 
 
@@ -116,7 +116,12 @@ class AgentRepository:
         agent.wins = stats.wins
         agent.cancelled = stats.cancelled
         agent.reputation = stats.reputation
-        agent.success_rate = stats.success_rate
+        # The decayed rate once analytics has computed one; the plain ratio until then.
+        agent.success_rate = (
+            stats.recent_success_rate
+            if stats.recent_success_rate is not None
+            else stats.success_rate
+        )
         agent.avg_latency_ms = stats.avg_latency_ms
         agent.last_run_at = now
 

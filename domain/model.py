@@ -30,7 +30,11 @@ class JobSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AgentStats:
-    """Track record used by ranking; success_rate is derived from the counts."""
+    """Track record used by ranking; success_rate is derived from the counts.
+
+    recent_success_rate is the time-decayed rate (older results weigh less) that the analytics
+    flow refreshes and each finished job nudges; ranking prefers it when known.
+    """
 
     runs: int = 0
     successes: int = 0
@@ -40,6 +44,7 @@ class AgentStats:
     cancelled: int = 0
     reputation: float = 0.5
     avg_latency_ms: float | None = None
+    recent_success_rate: float | None = None
 
     @property
     def decided(self) -> int:

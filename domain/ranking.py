@@ -12,8 +12,14 @@ REPUTATION_WEIGHT = 0.4
 
 
 def smoothed_success_rate(stats: AgentStats) -> float:
-    """Bayesian average of the success rate (a Beta prior with PRIOR_WEIGHT pseudo-runs)."""
-    return (stats.successes + PRIOR_MEAN * PRIOR_WEIGHT) / (stats.decided + PRIOR_WEIGHT)
+    """Bayesian average of the success rate (a Beta prior with PRIOR_WEIGHT pseudo-runs).
+
+    The time-decayed rate is used when the analytics flow has computed one; the number of
+    decided runs still sets how far it is trusted over the prior.
+    """
+    rate = stats.recent_success_rate
+    successes = stats.successes if rate is None else rate * stats.decided
+    return (successes + PRIOR_MEAN * PRIOR_WEIGHT) / (stats.decided + PRIOR_WEIGHT)
 
 
 def rank_score(stats: AgentStats) -> float:

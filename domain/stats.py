@@ -35,6 +35,9 @@ def apply_outcome(stats: AgentStats, outcome: AgentOutcome, *, won: bool) -> Age
     reputation = (1 - REPUTATION_ALPHA) * stats.reputation + REPUTATION_ALPHA * (
         1.0 if success else 0.0
     )
+    recent = stats.recent_success_rate
+    if recent is not None:  # between analytics runs, decay it the same way as reputation
+        recent = round((1 - REPUTATION_ALPHA) * recent + REPUTATION_ALPHA * float(success), 6)
     return dataclasses.replace(
         stats,
         runs=stats.runs + 1,
@@ -44,4 +47,5 @@ def apply_outcome(stats: AgentStats, outcome: AgentOutcome, *, won: bool) -> Age
         wins=stats.wins + int(won),
         reputation=round(reputation, 6),
         avg_latency_ms=latency,
+        recent_success_rate=recent,
     )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from agent_dispatch.wiring import get_runtime
 from clients.errors import QueueError
+from domain.lease import LeaseLost
 from domain.statuses import JobStatus
 from flows.progress import Progress
 from flows.race import race
@@ -27,7 +28,7 @@ from tasks.job_steps import (
     release_job,
     take_job,
 )
-from tasks.queue_io import fetch_open_page, reject_items
+from tasks.queue_io import Incoming, fetch_open_page, reject_items
 
 
 class DispatchParams(BaseModel):
@@ -105,65 +106,108 @@ async def dispatch_one(claim: Claim, flow_run_id: str | None, capacity_wait: flo
     )
 
 
+NOT_TAKEN = ("UNSERVED", "CONFLICT")
+
+
 @flow(name="dispatch", log_prints=True)
 async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary:
-    """Take OPEN queue tasks page after page and drive every taken job to a terminal status."""
+    """Take OPEN queue tasks page after page and drive every taken job to a terminal status.
+
+    Jobs are leased only as fast as they can be worked on (JOB_CONCURRENCY at once): a run
+    never sits on leases it is not renewing, and concurrent workers share the queue.
+    """
     params = params or DispatchParams()
     rt = get_runtime()
     logger = get_run_logger()
     page_size = params.page_size or rt.settings.queue_page_size
-    budget = params.max_jobs
+    concurrency = rt.settings.job_concurrency
     summary = DispatchSummary()
-    gate = asyncio.Semaphore(rt.settings.job_concurrency)
-    running: list[asyncio.Task[JobLine]] = []
+    active: set[asyncio.Task[JobLine]] = set()
+    lines: list[JobLine] = []
     progress = await Progress.start()
     run_id = str(flow_run.id) if flow_run.id else None
 
     async def guarded(claim: Claim) -> JobLine:
-        async with gate:
-            try:
-                line = await dispatch_one(claim, run_id, rt.settings.capacity_wait_seconds)
-            except Exception as exc:  # one job's crash must not sink the run; the sweep rescues it
-                logger.exception("job %s crashed", claim.spec.queue_task_id)
-                line = JobLine(
-                    queue_task_id=claim.spec.queue_task_id,
-                    job_id=claim.job_id,
-                    outcome="CRASHED",
-                    detail=str(exc),
-                )
-            await progress.job_done(line.outcome)
-            return line
+        try:
+            line = await dispatch_one(claim, run_id, rt.settings.capacity_wait_seconds)
+        except LeaseLost as exc:
+            line = JobLine(
+                queue_task_id=claim.spec.queue_task_id,
+                job_id=claim.job_id,
+                outcome="LEASE_LOST",
+                detail=str(exc),
+            )
+        except Exception as exc:  # one job's crash must not sink the run; the sweep rescues it
+            logger.exception("job %s crashed", claim.spec.queue_task_id)
+            line = JobLine(
+                queue_task_id=claim.spec.queue_task_id,
+                job_id=claim.job_id,
+                outcome="CRASHED",
+                detail=str(exc),
+            )
+        await progress.job_done(line.outcome)
+        return line
 
     def start(claims: list[Claim]) -> None:
-        running.extend(asyncio.create_task(guarded(c)) for c in claims)
+        active.update(asyncio.create_task(guarded(c)) for c in claims)
         progress.add(len(claims))
 
+    async def settle(block: bool) -> None:
+        """Collect finished jobs; with block, wait until at least one finishes."""
+        if not active:
+            return
+        done, _ = await asyncio.wait(
+            active, timeout=None if block else 0, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task_ in done:
+            active.discard(task_)
+            lines.append(task_.result())
+
+    def budget_left() -> int | None:
+        if params.max_jobs is None:
+            return None
+        taken = len(active) + sum(1 for j in lines if j.outcome not in NOT_TAKEN)
+        return params.max_jobs - taken
+
     try:
-        start(await claim_rescued(budget or 1000))
-        cursor, page_no = None, 1
-        while budget is None or len(running) < budget:
-            page = await fetch_open_page(cursor, page_size, page_no)
-            if page.error is not None:
-                raise QueueError(page.error)
-            if page.rejected:
-                summary.rejected += len(page.rejected)
-                await reject_items(page.rejected)
-            remaining = None if budget is None else budget - len(running)
-            start(
-                await intake_jobs(page.tasks, len(page.tasks) if remaining is None else remaining)
-            )
-            if not page.next_cursor:
+        start(await claim_rescued(min(concurrency, params.max_jobs or concurrency)))
+        backlog: list[Incoming] = []
+        cursor, page_no, exhausted = None, 0, False
+        while True:
+            await settle(block=False)
+            left = budget_left()
+            if left is not None and left <= 0:
                 break
-            cursor, page_no = page.next_cursor, page_no + 1
+            free = concurrency - len(active)
+            if free <= 0:
+                await settle(block=True)
+                continue
+            if not backlog:
+                if exhausted:
+                    break
+                page_no += 1
+                page = await fetch_open_page(cursor, page_size, page_no)
+                if page.error is not None:
+                    raise QueueError(page.error)
+                if page.rejected:
+                    summary.rejected += len(page.rejected)
+                    await reject_items(page.rejected)
+                backlog.extend(page.tasks)
+                cursor, exhausted = page.next_cursor, not page.next_cursor
+                continue
+            want = free if left is None else min(free, left)
+            batch, backlog = backlog[:want], backlog[want:]
+            start(await intake_jobs(tuple(batch), len(batch)))
     except QueueError as exc:
         summary.stopped_reason = f"remote queue: {exc}"
         logger.error("stopped taking jobs: %s (jobs already taken will finish)", exc)
     finally:
-        lines = await asyncio.gather(*running)
-        summary.jobs.extend(lines)
+        while active:
+            await settle(block=True)
         await progress.finish()
         await rt.aclose_clients()
-    summary.taken = sum(1 for j in summary.jobs if j.outcome not in ("UNSERVED", "CONFLICT"))
+    summary.jobs = sorted(lines, key=lambda j: j.queue_task_id)
+    summary.taken = sum(1 for j in summary.jobs if j.outcome not in NOT_TAKEN)
     for line in summary.jobs:
         logger.info(
             "%s -> %s%s%s",

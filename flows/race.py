@@ -13,11 +13,11 @@ from prefect.client.schemas.objects import State
 from agent_dispatch.wiring import get_runtime
 from clients.wire import JobExecutionData
 from db.types import utcnow
+from db.uow import UnitOfWork
 from domain.lease import Lease, LeaseLost
 from domain.model import AgentOutcome
 from domain.selection import first_winner
 from tasks.agent_calls import CallContext, call_agent, forget_stop, request_stop
-from db.uow import UnitOfWork
 from tasks.dbio import in_transaction
 from tasks.job_steps import Taken, deadline_for
 
@@ -50,12 +50,11 @@ async def watch_lease(lease: Lease) -> None:
     while True:
         await asyncio.sleep(s.lease_check_seconds)
         now = asyncio.get_running_loop().time()
-        held = current
 
-        def renew(uow: UnitOfWork) -> Lease:
+        def renew(uow: UnitOfWork, held: Lease = current) -> Lease:
             return uow.jobs.renew(held, utcnow(), s.job_lease_seconds)
 
-        def holds(uow: UnitOfWork) -> bool:
+        def holds(uow: UnitOfWork, held: Lease = current) -> bool:
             return uow.jobs.holds(held)
 
         try:

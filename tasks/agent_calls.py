@@ -11,8 +11,8 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import task_run
 from prefect.client.schemas.objects import State
+from prefect.runtime import task_run
 from prefect.states import Cancelled, Failed
 
 from agent_dispatch.wiring import get_runtime

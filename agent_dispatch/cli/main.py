@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 import traceback
 from collections.abc import Sequence
@@ -10,11 +9,19 @@ from collections.abc import Sequence
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from agent_dispatch import __version__
-from agent_dispatch.cli import agents_cmd, db_cmd, demo_cmd, jobs_cmd, ops_cmd, run_cmd
+from agent_dispatch.cli import (
+    agents_cmd,
+    analytics_cmd,
+    db_cmd,
+    demo_cmd,
+    jobs_cmd,
+    ops_cmd,
+    run_cmd,
+)
 from agent_dispatch.cli.base import CLIError, Parser
 from agent_dispatch.operations import OperationError
 
-COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd, ops_cmd, demo_cmd]
+COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd, ops_cmd, analytics_cmd, demo_cmd]
 
 
 def build_parser() -> Parser:
@@ -26,13 +33,6 @@ def build_parser() -> Parser:
     )
     for module in COMMANDS:
         module.register(sub)
-    try:  # being written in parallel (issue 5); becomes a plain import when it lands
-        analytics_cmd = importlib.import_module("agent_dispatch.cli.analytics_cmd")
-    except ModuleNotFoundError as exc:
-        if exc.name != "agent_dispatch.cli.analytics_cmd":
-            raise
-    else:
-        analytics_cmd.register(sub)
     return parser
 
 
@@ -59,10 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # 3 a.m. rule: one line by default, the traceback on request
         if args.debug:
             traceback.print_exc()
-        print(
-            f"agent-dispatch: {type(exc).__name__}: {_first_line(exc)} (--debug shows the traceback)",
-            file=sys.stderr,
-        )
+        name = type(exc).__name__
+        hint = "(--debug shows the traceback)"
+        print(f"agent-dispatch: {name}: {_first_line(exc)} {hint}", file=sys.stderr)
         return 1
     return code
 

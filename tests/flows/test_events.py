@@ -82,9 +82,9 @@ async def test_a_race_emits_job_and_agent_events_linked_to_the_run(
             assert related(e, "job") == [job_resource]
             assert len(related(e, "task-run")) == 1  # its call-agent task run
     assert by_agent == {
-        "fast": ["working", "completed"],
-        "slow": ["working", "cancelled"],
-        "broken": ["working", "failed"],
+        "fast": ["assigned", "working", "completed"],
+        "slow": ["assigned", "working", "cancelled"],
+        "broken": ["assigned", "working", "failed"],
     }
     flow_runs = {tuple(related(e, "flow-run")) for e in seen}
     assert len(flow_runs) == 1 and len(next(iter(flow_runs))) == 1, flow_runs
