@@ -6,12 +6,12 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 
+from clients.closing import AsyncClosing
 from clients.errors import AgentHTTPError, AgentReportedFailure, AgentTimeout
 from clients.exchange import AddressGuard, Answer, BoundedHttp, Exchange, bounded, loop_time
 from clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
@@ -50,7 +50,7 @@ class AgentReply:
     status_code: int
 
 
-class AgentClient:
+class AgentClient(AsyncClosing):
     """Sends jobs to agents, polls accepted ones, cancels losers and probes health."""
 
     def __init__(
@@ -73,17 +73,6 @@ class AgentClient:
             address_guard=address_guard,
             limits=limits,
         )
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

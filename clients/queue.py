@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final
 from urllib.parse import quote
 
 import httpx
 from pydantic import ValidationError
 
+from clients.closing import AsyncClosing
 from clients.errors import (
     IllegalQueueTransition,
     QueueError,
@@ -61,7 +61,7 @@ class _Sent:
     maybe_applied_before: bool
 
 
-class RemoteQueueClient:
+class RemoteQueueClient(AsyncClosing):
     """Takes tasks from the remote queue and reports their status back."""
 
     def __init__(
@@ -88,17 +88,6 @@ class RemoteQueueClient:
 
     def __repr__(self) -> str:
         return f"RemoteQueueClient(base_url={self._base_url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._client.aclose()

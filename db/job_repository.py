@@ -79,8 +79,14 @@ class JobRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
+        return self.grant_leases(ids, owner, seconds, now)
+
+    def grant_leases(
+        self, job_ids: Sequence[str], owner: str, seconds: int, now: dt.datetime
+    ) -> list[Lease]:
+        """Give each (already row-locked) job a fresh lease token."""
         leases = []
-        for job_id in ids:
+        for job_id in job_ids:
             lease = Lease.new(job_id, owner, now, seconds)
             self.session.execute(
                 update(Job)

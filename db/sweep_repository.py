@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
+from db.job_repository import JobRepository
 from db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
 from domain.lease import Lease
 from domain.statuses import JOB_TERMINAL, AgentRunStatus, FailureKind, JobStatus
@@ -88,18 +89,7 @@ class SweepRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         ).all()
-        leases = []
-        for job_id in ids:
-            lease = Lease.new(job_id, owner, now, seconds)
-            self.session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    lease_token=lease.token, lease_owner=owner, lease_expires_at=lease.expires_at
-                )
-            )
-            leases.append(lease)
-        return leases
+        return JobRepository(self.session).grant_leases(ids, owner, seconds, now)
 
     def expire_lease(self, lease: Lease, now: dt.datetime) -> None:
         """Let the next sweep retry this job (a queue look-up failed)."""
