@@ -88,6 +88,9 @@ class RecoveryClock:
             with self.lock:
                 keep = []
                 for at, dead, orphans, left, rescued in self.pending:
+                    if not orphans <= state.keys():  # killed after this round's snapshot
+                        keep.append((at, dead, orphans, left, rescued))
+                        continue
                     left = {j for j in left if not _rescued(state[j], dead)}
                     if not left and rescued is None:
                         rescued = now - at
