@@ -8,7 +8,7 @@ import contextlib
 from agent_dispatch.wiring import Runtime
 from clients.agent import AgentEndpoint
 from clients.errors import QueueError, TaskConflict
-from db.models import Agent, JobDistributionAgent, JobDistributionRecord
+from db.models import Agent
 from db.types import utcnow
 from domain.statuses import AgentRunStatus, FailureKind, IllegalTransition, JobStatus
 from tasks import events
@@ -85,6 +85,3 @@ async def cancel_job(rt: Runtime, ref: str) -> str:
     finally:
         await rt.aclose_clients()
     return f"cancelled job {qid}: {len(calls)} agent call(s) stopped, {told}"
-
-
-__all__ = ["JobDistributionAgent", "JobDistributionRecord", "OperationError", "cancel_job"]

@@ -158,6 +158,15 @@ class DistributionRepository:
         if res.rowcount != 1 and lease is not None:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
 
+    def discard(self, distribution_id: str) -> None:
+        """Delete an attempt that never started (its agent rows first), freeing the agents."""
+        record = self.session.get(JobDistributionRecord, distribution_id)
+        if record is None:
+            return
+        for row in record.agents:
+            self.session.delete(row)
+        self.session.delete(record)
+
     def open_rows(self, job_id: str) -> Sequence[JobDistributionAgent]:
         """Agent rows still ASSIGNED or WORKING for a job (any attempt)."""
         stmt = (

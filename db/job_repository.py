@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -229,9 +228,3 @@ class JobRepository:
         if status is not None:
             stmt = stmt.where(Job.status == status.value)
         return self.session.scalars(stmt).all()
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Claimed:
-    lease: Lease
-    spec: JobSpec

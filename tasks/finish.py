@@ -110,23 +110,25 @@ async def finish_job(
             error=error,
         )
         # Statistics and circuit state move in the same transaction as the job's end.
+        # One row per agent in a distribution (a unique constraint), so a lookup is enough.
+        row_of = {r.agent_id: r for r in rows}
         for agent in locked:
-            for r in rows:
-                if r.agent_id != agent.id:
-                    continue
-                out = _outcome(r)
-                uow.agents.save_stats(agent, apply_outcome(stats_of(agent), out, won=r.won), now)
-                c = after_outcome(
-                    Circuit(agent.consecutive_failures, agent.circuit_open_until),
-                    out,
-                    now,
-                    threshold=s.circuit_failure_threshold,
-                    reset_seconds=s.circuit_reset_seconds,
-                )
-                agent.consecutive_failures, agent.circuit_open_until = (
-                    c.consecutive_failures,
-                    c.open_until,
-                )
+            r = row_of.get(agent.id)
+            if r is None:
+                continue
+            out = _outcome(r)
+            uow.agents.save_stats(agent, apply_outcome(stats_of(agent), out, won=r.won), now)
+            c = after_outcome(
+                Circuit(agent.consecutive_failures, agent.circuit_open_until),
+                out,
+                now,
+                threshold=s.circuit_failure_threshold,
+                reset_seconds=s.circuit_reset_seconds,
+            )
+            agent.consecutive_failures, agent.circuit_open_until = (
+                c.consecutive_failures,
+                c.open_until,
+            )
         end = JobEnd(
             qid,
             claim.job_id,

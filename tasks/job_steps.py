@@ -216,13 +216,7 @@ async def _ensure_held(lease: Lease) -> None:
 
 def _abandon(uow: UnitOfWork, claim: Claim, distribution_id: str, *, release: bool) -> None:
     """Undo a reservation: the distribution and its rows go; the lease is kept or released."""
-    from db.models import JobDistributionRecord
-
-    record = uow.session.get(JobDistributionRecord, distribution_id)
-    if record is not None:
-        for row in record.agents:
-            uow.session.delete(row)
-        uow.session.delete(record)
+    uow.distributions.discard(distribution_id)
     job = uow.jobs.get_leased(claim.lease)
     job.attempts = max(job.attempts - 1, 0)
     if release:
