@@ -8,12 +8,12 @@ import contextlib
 import time
 from pathlib import Path
 
+from agent_dispatch.db.migrate import upgrade
+from agent_dispatch.db.models import Agent, Job
 from agent_dispatch.report import print_summary
 from agent_dispatch.settings import Settings
+from agent_dispatch.simulators.scenarios import demo_scenario
 from agent_dispatch.wiring import Runtime, set_runtime
-from db.migrate import upgrade
-from db.models import Agent, Job
-from simulators.scenarios import demo_scenario
 
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulated queue's token, not a secret
 
@@ -95,7 +95,7 @@ def run_demo(db_path: Path, verbose: bool = False) -> int:
             + ", ".join(f"{a.name} ({a.behaviour.kind})" for a in scenario.agents)
         )
         print("starting the dispatch flow (Prefect starts a temporary local server)...\n")
-        from flows.dispatch import DispatchParams, dispatch_flow
+        from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 
         if not verbose:
             quiet_prefect_console()

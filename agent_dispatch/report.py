@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flows.dispatch import DispatchSummary
+    from agent_dispatch.flows.dispatch import DispatchSummary
 
 
 def print_summary(summary: DispatchSummary) -> None:

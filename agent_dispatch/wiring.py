@@ -11,13 +11,13 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent_dispatch.clients import AddressGuard
+from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.queue import RemoteQueueClient
+from agent_dispatch.clients.retry import RetryPolicy
+from agent_dispatch.db.engine import make_engine, make_session_factory
+from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.settings import Settings, get_settings
-from clients import AddressGuard
-from clients.agent import AgentClient
-from clients.queue import RemoteQueueClient
-from clients.retry import RetryPolicy
-from db.engine import make_engine, make_session_factory
-from db.uow import UnitOfWork
 
 
 class Runtime:
@@ -80,7 +80,7 @@ class Runtime:
         """SSRF guard for agent URLs; None when private networks are allowed."""
         if self.settings.agent_allow_private_networks:
             return None
-        from clients.netguard import make_address_guard
+        from agent_dispatch.clients.netguard import make_address_guard
 
         return make_address_guard()
 

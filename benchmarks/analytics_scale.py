@@ -105,11 +105,11 @@ def measure(url: str) -> dict[str, Any]:
     """The analytics computation over the whole range (child process: run with --measure)."""
     from sqlalchemy import func, select
 
+    from agent_dispatch.db.engine import make_engine
+    from agent_dispatch.db.models import JobDistributionAgent as A
+    from agent_dispatch.reporting import compute, dashboard, feedback, store
+    from agent_dispatch.reporting.window import KINDS, Window
     from agent_dispatch.settings import normalize_database_url
-    from db.engine import make_engine
-    from db.models import JobDistributionAgent as A
-    from reporting import compute, dashboard, feedback, store
-    from reporting.window import KINDS, Window
 
     engine = make_engine(normalize_database_url(url))
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -167,8 +167,8 @@ def measure(url: str) -> dict[str, Any]:
 def run_one(admin: str, rows: int, days: float, agents: int, cats: int) -> dict[str, Any]:
     from sqlalchemy import create_engine
 
+    from agent_dispatch.db.migrate import upgrade
     from agent_dispatch.settings import normalize_database_url
-    from db.migrate import upgrade
 
     name = f"ad_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:

@@ -46,8 +46,8 @@ def fresh_database() -> Iterator[str]:
     try:
         from sqlalchemy import create_engine
 
+        from agent_dispatch.db.migrate import upgrade
         from agent_dispatch.settings import normalize_database_url
-        from db.migrate import upgrade
 
         engine = create_engine(normalize_database_url(url))
         upgrade(engine)
@@ -124,7 +124,7 @@ class World:
         args = [
             sys.executable,
             "-m",
-            "simulators",
+            "agent_dispatch.simulators",
             "--token",
             self.queue_token,
             "--agent-token",
@@ -145,7 +145,7 @@ class World:
         self.simulators = proc
 
     def register_agents(self, rt: Any, specs: dict[str, dict[str, Any]]) -> None:
-        from db.models import Agent
+        from agent_dispatch.db.models import Agent
 
         with rt.uow() as uow:
             for name, fields in specs.items():

@@ -13,17 +13,17 @@ from typing import Any
 import httpx
 import psycopg
 
+from agent_dispatch.clients.agent import AgentClient, AgentEndpoint
+from agent_dispatch.clients.errors import AgentBlocked
+from agent_dispatch.clients.netguard import check_url, make_address_guard
+from agent_dispatch.clients.wire import JobExecutionData
+from agent_dispatch.db.models import Job
+from agent_dispatch.domain.netpolicy import UnsafeAddress
 from agent_dispatch.settings import Settings
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
 from agent_dispatch.wiring import Runtime
 from benchmarks.chaos_env import BIN, World
-from clients.agent import AgentClient, AgentEndpoint
-from clients.errors import AgentBlocked
-from clients.netguard import check_url, make_address_guard
-from clients.wire import JobExecutionData
-from db.models import Job
-from domain.netpolicy import UnsafeAddress
-from simulators.agents import AgentFarm
-from simulators.queue import SimulatedQueue
 
 FAULTS = {
     "fast": "fast:delay=0.1",

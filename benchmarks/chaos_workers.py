@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from agent_dispatch.db.models import Job, JobDistributionRecord
 from agent_dispatch.settings import Settings
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
 from agent_dispatch.wiring import Runtime
 from benchmarks.chaos_env import BIN, World
-from db.models import Job, JobDistributionRecord
-from simulators.agents import AgentFarm
-from simulators.queue import SimulatedQueue
 
 TERMINAL = {"COMPLETED", "CANCELLED", "EXPIRED", "FAILED"}
 AGENTS = {"w-fast-a": "fast:delay=0.05", "w-fast-b": "fast:delay=0.1", "w-fast-c": "fast:delay=0.2"}

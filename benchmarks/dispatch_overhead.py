@@ -20,15 +20,15 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.clients.agent import AgentClient, AgentEndpoint
+from agent_dispatch.clients.retry import RetryPolicy
+from agent_dispatch.clients.wire import JobExecutionData
+from agent_dispatch.db.migrate import upgrade
+from agent_dispatch.db.models import Agent
 from agent_dispatch.settings import Settings
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
 from agent_dispatch.wiring import Runtime, set_runtime
-from clients.agent import AgentClient, AgentEndpoint
-from clients.retry import RetryPolicy
-from clients.wire import JobExecutionData
-from db.migrate import upgrade
-from db.models import Agent
-from simulators.agents import AgentFarm
-from simulators.queue import SimulatedQueue
 
 TOKEN = "bench-token"
 
@@ -109,7 +109,7 @@ def pipeline(
         uow.commit()
     for i in range(jobs):
         queue.add_task(title=f"job {i}", category="general")
-    from flows.dispatch import DispatchParams, dispatch_flow
+    from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 
     started = time.perf_counter()
     summary = asyncio.run(dispatch_flow(DispatchParams()))

@@ -10,9 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Agent, JobDistributionAgent
-from domain.model import AgentProfile, AgentStats
-from domain.statuses import AgentRunStatus
+from agent_dispatch.db.models import Agent, JobDistributionAgent
+from agent_dispatch.domain.model import AgentProfile, AgentStats
+from agent_dispatch.domain.statuses import AgentRunStatus
 
 IN_FLIGHT = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
 

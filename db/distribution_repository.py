@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
-from db.agent_repository import AgentRepository
-from db.models import Job, JobDistributionAgent, JobDistributionRecord
-from domain.lease import Lease, LeaseLost
-from domain.matching import Decision
-from domain.statuses import AgentRunStatus, IllegalTransition, check_agent_move
+from agent_dispatch.db.agent_repository import AgentRepository
+from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.domain.lease import Lease, LeaseLost
+from agent_dispatch.domain.matching import Decision
+from agent_dispatch.domain.statuses import AgentRunStatus, IllegalTransition, check_agent_move
 
 OPEN_AGENT = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
 

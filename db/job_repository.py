@@ -10,10 +10,10 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import Job, new_id
-from domain.lease import Lease, LeaseLost
-from domain.model import JobSpec
-from domain.statuses import IllegalTransition, JobStatus, check_job_move
+from agent_dispatch.db.models import Job, new_id
+from agent_dispatch.domain.lease import Lease, LeaseLost
+from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.statuses import IllegalTransition, JobStatus, check_job_move
 
 ACTIVE = (JobStatus.DISTRIBUTED.value, JobStatus.IN_PROGRESS.value)
 

@@ -20,8 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from db.types import JSONDoc, UTCDateTime, utcnow
-from domain.statuses import AgentRunStatus, FailureKind, JobStatus
+from agent_dispatch.db.types import JSONDoc, UTCDateTime, utcnow
+from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, JobStatus
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -209,4 +209,4 @@ class QueueRejection(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-import db.reporting_models  # noqa: E402,F401  (registers reporting tables)
+import agent_dispatch.db.reporting_models  # noqa: E402,F401  (registers reporting tables)

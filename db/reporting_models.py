@@ -14,8 +14,8 @@ import datetime as dt
 from sqlalchemy import CheckConstraint, Float, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.models import Base, Job
-from db.types import UTCDateTime, utcnow
+from agent_dispatch.db.models import Base, Job
+from agent_dispatch.db.types import UTCDateTime, utcnow
 
 ALL_CATEGORIES = "*"
 PERIOD_KINDS = ("hour", "day")

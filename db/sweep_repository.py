@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from db.job_repository import JobRepository
-from db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
-from domain.lease import Lease
-from domain.statuses import JOB_TERMINAL, AgentRunStatus, FailureKind, JobStatus
+from agent_dispatch.db.job_repository import JobRepository
+from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.domain.lease import Lease
+from agent_dispatch.domain.statuses import JOB_TERMINAL, AgentRunStatus, FailureKind, JobStatus
 
 ACTIVE = (JobStatus.DISTRIBUTED.value, JobStatus.IN_PROGRESS.value)
 OPEN_ROWS = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)

@@ -6,9 +6,9 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.agent_repository import AgentRepository
-from db.distribution_repository import DistributionRepository
-from db.job_repository import JobRepository
+from agent_dispatch.db.agent_repository import AgentRepository
+from agent_dispatch.db.distribution_repository import DistributionRepository
+from agent_dispatch.db.job_repository import JobRepository
 
 
 class UnitOfWork:

@@ -8,12 +8,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.reporting.dashboard import granularity
+from agent_dispatch.reporting.stats import glance, render_markdown
+from agent_dispatch.reporting.window import KINDS, Window, aligned
 from agent_dispatch.settings import DEFAULT_SQLITE_PATH
-from db.types import utcnow
-from reporting.dashboard import granularity
-from reporting.stats import glance, render_markdown
-from reporting.window import KINDS, Window, aligned
-from tasks.analytics_tasks import (
+from agent_dispatch.tasks.analytics_tasks import (
     aggregate_agent_periods,
     aggregate_job_periods,
     compute_feedback,

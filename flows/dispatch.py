@@ -9,14 +9,13 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
-from agent_dispatch.wiring import get_runtime
-from clients.errors import QueueError
-from domain.lease import LeaseLost
-from domain.statuses import JobStatus
-from flows.progress import Progress
-from flows.race import race
-from tasks.finish import JobEnd, finish_job
-from tasks.job_steps import (
+from agent_dispatch.clients.errors import QueueError
+from agent_dispatch.domain.lease import LeaseLost
+from agent_dispatch.domain.statuses import JobStatus
+from agent_dispatch.flows.progress import Progress
+from agent_dispatch.flows.race import race
+from agent_dispatch.tasks.finish import JobEnd, finish_job
+from agent_dispatch.tasks.job_steps import (
     CAPACITY_GONE,
     Claim,
     PlanKind,
@@ -28,7 +27,8 @@ from tasks.job_steps import (
     release_job,
     take_job,
 )
-from tasks.queue_io import Incoming, fetch_open_page, reject_items
+from agent_dispatch.tasks.queue_io import Incoming, fetch_open_page, reject_items
+from agent_dispatch.wiring import get_runtime
 
 
 class DispatchParams(BaseModel):

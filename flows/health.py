@@ -7,8 +7,14 @@ import asyncio
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from agent_dispatch.tasks.health_tasks import (
+    Health,
+    Probe,
+    agents_to_probe,
+    probe_agent,
+    record_health,
+)
 from agent_dispatch.wiring import get_runtime
-from tasks.health_tasks import Health, Probe, agents_to_probe, probe_agent, record_health
 
 PROBES_AT_ONCE = 20
 

@@ -10,16 +10,16 @@ from typing import Any, cast
 
 from prefect.client.schemas.objects import State
 
+from agent_dispatch.clients.wire import JobExecutionData
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.domain.lease import Lease, LeaseLost
+from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.selection import first_winner
+from agent_dispatch.tasks.agent_calls import CallContext, call_agent, forget_stop, request_stop
+from agent_dispatch.tasks.dbio import in_transaction
+from agent_dispatch.tasks.job_steps import Taken, deadline_for
 from agent_dispatch.wiring import get_runtime
-from clients.wire import JobExecutionData
-from db.types import utcnow
-from db.uow import UnitOfWork
-from domain.lease import Lease, LeaseLost
-from domain.model import AgentOutcome
-from domain.selection import first_winner
-from tasks.agent_calls import CallContext, call_agent, forget_stop, request_stop
-from tasks.dbio import in_transaction
-from tasks.job_steps import Taken, deadline_for
 
 STOP_GRACE_SECONDS = 15.0  # a stopped call records its end and sends one bounded cancel
 

@@ -7,14 +7,14 @@ from collections import Counter
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from agent_dispatch.wiring import get_runtime
-from tasks.sweep_tasks import (
+from agent_dispatch.tasks.sweep_tasks import (
     SweepLine,
     reconcile_stale_open,
     rescue_expired,
     send_unreported,
     stop_abandoned,
 )
+from agent_dispatch.wiring import get_runtime
 
 
 class SweepParams(BaseModel):

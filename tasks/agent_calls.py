@@ -15,19 +15,19 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import task_run
 from prefect.states import Cancelled, Failed
 
+from agent_dispatch.clients.agent import AgentEndpoint, AgentReply
+from agent_dispatch.clients.errors import AgentCallError
+from agent_dispatch.clients.wire import JobExecutionData
+from agent_dispatch.db.distribution_repository import Assignment
+from agent_dispatch.db.models import JobDistributionAgent
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.domain.lease import Lease, LeaseLost
+from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, IllegalTransition
+from agent_dispatch.tasks import events
+from agent_dispatch.tasks.dbio import in_transaction
 from agent_dispatch.wiring import get_runtime
-from clients.agent import AgentEndpoint, AgentReply
-from clients.errors import AgentCallError
-from clients.wire import JobExecutionData
-from db.distribution_repository import Assignment
-from db.models import JobDistributionAgent
-from db.types import utcnow
-from db.uow import UnitOfWork
-from domain.lease import Lease, LeaseLost
-from domain.model import AgentOutcome
-from domain.statuses import AgentRunStatus, FailureKind, IllegalTransition
-from tasks import events
-from tasks.dbio import in_transaction
 
 CANCEL_CALL_TIMEOUT = 5.0
 

@@ -9,20 +9,20 @@ import enum
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.clients.errors import QueueError
+from agent_dispatch.db.distribution_repository import NewDistribution
+from agent_dispatch.db.job_repository import spec_of
+from agent_dispatch.db.models import Job
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.domain.lease import Lease, LeaseLost
+from agent_dispatch.domain.matching import Decision, match
+from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.statuses import JobStatus
+from agent_dispatch.tasks import events
+from agent_dispatch.tasks.dbio import in_transaction
+from agent_dispatch.tasks.queue_io import Incoming, report_status
 from agent_dispatch.wiring import get_runtime
-from clients.errors import QueueError
-from db.distribution_repository import NewDistribution
-from db.job_repository import spec_of
-from db.models import Job
-from db.types import utcnow
-from db.uow import UnitOfWork
-from domain.lease import Lease, LeaseLost
-from domain.matching import Decision, match
-from domain.model import JobSpec
-from domain.statuses import JobStatus
-from tasks import events
-from tasks.dbio import in_transaction
-from tasks.queue_io import Incoming, report_status
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

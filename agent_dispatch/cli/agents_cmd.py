@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, skill, table
-from db.agent_repository import DuplicateAgent
-from db.models import Agent
-from domain.netpolicy import UnsafeAddress, check_url_shape
+from agent_dispatch.db.agent_repository import DuplicateAgent
+from agent_dispatch.db.models import Agent
+from agent_dispatch.domain.netpolicy import UnsafeAddress, check_url_shape
 
 PROTOCOLS = ("http-json", "a2a")
 
@@ -40,7 +40,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     try:
         check_url_shape(args.url)
         if not rt.settings.agent_allow_private_networks:
-            from clients.netguard import check_url
+            from agent_dispatch.clients.netguard import check_url
 
             check_url(args.url)
     except UnsafeAddress as exc:

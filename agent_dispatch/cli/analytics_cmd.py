@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent_dispatch.cli.base import CLIError, emit_json, runtime
-from db.migrate import upgrade
-from db.types import utcnow
-from reporting.window import Window
+from agent_dispatch.db.migrate import upgrade
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.reporting.window import Window
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$", re.IGNORECASE)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -93,8 +93,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_analytics(args: argparse.Namespace) -> int:
-    from flows.analytics import AnalyticsParams, analytics_flow
-    from reporting.stats import render_text
+    from agent_dispatch.flows.analytics import AnalyticsParams, analytics_flow
+    from agent_dispatch.reporting.stats import render_text
 
     rt = runtime()
     if args.out is not None and args.out.exists() and not args.out.is_dir():
@@ -122,8 +122,8 @@ def cmd_analytics(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from reporting.compute import overview
-    from reporting.stats import glance, render_text
+    from agent_dispatch.reporting.compute import overview
+    from agent_dispatch.reporting.stats import glance, render_text
 
     rt = runtime()
     now = utcnow()

@@ -7,7 +7,7 @@ import argparse
 from sqlalchemy.exc import OperationalError
 
 from agent_dispatch.cli.base import CLIError, runtime
-from db.migrate import current_revision, upgrade
+from agent_dispatch.db.migrate import current_revision, upgrade
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

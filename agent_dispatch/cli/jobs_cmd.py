@@ -7,9 +7,9 @@ import asyncio
 from typing import Any
 
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, table
+from agent_dispatch.db.models import Job
+from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.operations import cancel_job
-from db.models import Job
-from domain.statuses import JobStatus
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pydantic import BaseModel
 
 from agent_dispatch.cli.base import CLIError, runtime
-from clients.errors import QueueError
-from db.migrate import upgrade
+from agent_dispatch.clients.errors import QueueError
+from agent_dispatch.db.migrate import upgrade
 
 
 def _seconds(text: str) -> float:
@@ -76,7 +76,7 @@ def _show(summary: BaseModel, headline: str, lines: list[str], as_json: bool) ->
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from flows.sweep import SweepParams, sweep_flow
+    from agent_dispatch.flows.sweep import SweepParams, sweep_flow
 
     upgrade(runtime().engine)
 
@@ -93,7 +93,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from flows.health import health_flow
+    from agent_dispatch.flows.health import health_flow
 
     upgrade(runtime().engine)
 

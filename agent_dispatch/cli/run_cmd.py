@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from agent_dispatch.cli.base import CLIError, positive_int, runtime
+from agent_dispatch.db.migrate import upgrade
+from agent_dispatch.flows.progress import Snapshot, watching
 from agent_dispatch.report import print_summary
-from db.migrate import upgrade
-from flows.progress import Snapshot, watching
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,7 +65,7 @@ def progress_bar(stdout: TextIO, stderr: TextIO) -> Iterator[None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from flows.dispatch import DispatchParams, dispatch_flow
+    from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 
     rt = runtime()
     upgrade(rt.engine)  # a no-op when current; saves a 3 a.m. "no such table"

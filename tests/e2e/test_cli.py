@@ -22,8 +22,8 @@ import psycopg
 import pytest
 from alembic.script import ScriptDirectory
 
+from agent_dispatch.db.migrate import alembic_config
 from agent_dispatch.settings import Settings, normalize_database_url
-from db.migrate import alembic_config
 from tests.support.postgres import DatabaseFactory, with_db
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -38,9 +38,9 @@ from prefect.events.filters import (
 )
 from prefect.events.schemas.events import ReceivedEvent
 
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
 from deployments.automations import JOB_FAILED
-from simulators.agents import AgentFarm
-from simulators.queue import SimulatedQueue
 from tests.support.browser import chromium
 from tests.support.postgres import DatabaseFactory
 from tests.support.prefect_server import REPO, PrefectStack, prefect_stack
@@ -54,6 +54,7 @@ OPTIONAL_FLOWS = {
     "health-check": "flows/health.py",
     "sweep": "flows/sweep.py",
 }
+ENTRYPOINT = "agent_dispatch.flows.dispatch:dispatch_flow"
 T = TypeVar("T")
 
 
@@ -158,9 +159,9 @@ async def test_deploy_serve_schedule_adhoc_events_and_ui(
                     "prefect", "deployment", "schedule", "pause", "dispatch/dispatch", schedule_id
                 )
                 feed = stack.stream_events()
-                # The pull step's directory comes from each worker's environment, at run time.
+                # Workers start outside the clone: the flows come from the installed package.
                 for worker in ("e2e-worker-1", "e2e-worker-2"):
-                    stack.start_worker(POOL, worker, AGENT_DISPATCH_HOME=str(REPO))
+                    stack.start_worker(POOL, worker)
 
                 out = stack.cli(
                     "prefect",
@@ -197,13 +198,8 @@ async def test_deploy_serve_schedule_adhoc_events_and_ui(
 async def check_deployment(client: PrefectClient) -> DeploymentResponse:
     dep = await client.read_deployment_by_name("dispatch/dispatch")
     assert dep.work_pool_name == POOL
-    assert dep.pull_steps == [
-        {
-            "prefect.deployments.steps.set_working_directory": {
-                "directory": "{{ $AGENT_DISPATCH_HOME }}"
-            }
-        }
-    ]
+    assert dep.entrypoint == ENTRYPOINT
+    assert not dep.pull_steps  # no clone to change into
     assert [s.schedule.model_dump().get("interval") for s in dep.schedules] == [
         dt.timedelta(seconds=60)
     ]
@@ -418,7 +414,7 @@ async def test_worker_killed_mid_run_is_crashed_and_its_job_rescued(
                     stack.cli(
                         "prefect", "deployment", "schedule", "pause", name, str(dep.schedules[0].id)
                     )
-            victim = stack.start_worker(POOL, "victim", AGENT_DISPATCH_HOME=str(REPO))
+            victim = stack.start_worker(POOL, "victim")
             run_id = uuid.UUID(
                 re.findall(
                     r"UUID: ([0-9a-f-]{36})",
@@ -459,7 +455,7 @@ async def test_worker_killed_mid_run_is_crashed_and_its_job_rescued(
 
                 # Another worker takes over; the agent now answers at once.
                 farm.set_behaviour("steady", "fast")
-                stack.start_worker(POOL, "survivor", AGENT_DISPATCH_HOME=str(REPO))
+                stack.start_worker(POOL, "survivor")
                 await asyncio.sleep(11)  # the dead run's job lease (10 s) runs out
                 sweep_id = uuid.UUID(
                     re.findall(

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from agent_dispatch.db.models import Agent
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
 from agent_dispatch.wiring import Runtime, set_runtime
-from db.models import Agent
-from simulators.agents import AgentFarm
-from simulators.queue import SimulatedQueue
 from tests.conftest import make_settings
 
 TOKEN = "flow-test-token"

@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
+from agent_dispatch.flows.dispatch import DispatchParams, DispatchSummary, dispatch_flow
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
 from agent_dispatch.wiring import Runtime
-from flows.dispatch import DispatchParams, DispatchSummary, dispatch_flow
-from simulators.agents import AgentFarm
-from simulators.queue import SimulatedQueue
 
 pytestmark = [pytest.mark.flow, pytest.mark.postgres, pytest.mark.slow]
 

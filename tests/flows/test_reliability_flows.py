@@ -9,15 +9,15 @@ from collections.abc import Callable
 
 import pytest
 
+from agent_dispatch.db.models import Agent, Job, JobDistributionAgent
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
+from agent_dispatch.flows.health import health_flow
+from agent_dispatch.flows.sweep import SweepParams, sweep_flow
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
+from agent_dispatch.tasks.sweep_tasks import rescue_expired
 from agent_dispatch.wiring import Runtime
-from db.models import Agent, Job, JobDistributionAgent
-from db.types import utcnow
-from flows.dispatch import DispatchParams, dispatch_flow
-from flows.health import health_flow
-from flows.sweep import SweepParams, sweep_flow
-from simulators.agents import AgentFarm
-from simulators.queue import SimulatedQueue
-from tasks.sweep_tasks import rescue_expired
 from tests.support.reliability import age_lease, claim, store
 
 pytestmark = [pytest.mark.flow]

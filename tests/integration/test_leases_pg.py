@@ -9,17 +9,17 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import event, select, update
 
+from agent_dispatch.db.distribution_repository import DistributionRepository
+from agent_dispatch.db.models import Agent, Job, JobDistributionRecord
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.domain.lease import LeaseLost
+from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.statuses import AgentRunStatus, JobStatus
+from agent_dispatch.simulators.queue import SimulatedQueue
+from agent_dispatch.tasks.finish import finish_job
+from agent_dispatch.tasks.job_steps import Claim, Plan, PlanKind, Taken, end_job, take_job
+from agent_dispatch.tasks.sweep_tasks import reconcile_stale_open, rescue_expired
 from agent_dispatch.wiring import Runtime, set_runtime
-from db.distribution_repository import DistributionRepository
-from db.models import Agent, Job, JobDistributionRecord
-from db.types import utcnow
-from domain.lease import LeaseLost
-from domain.model import JobSpec
-from domain.statuses import AgentRunStatus, JobStatus
-from simulators.queue import SimulatedQueue
-from tasks.finish import finish_job
-from tasks.job_steps import Claim, Plan, PlanKind, Taken, end_job, take_job
-from tasks.sweep_tasks import reconcile_stale_open, rescue_expired
 from tests.conftest import make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
 
@@ -215,7 +215,7 @@ async def test_lease_lost_between_reserving_agents_and_taking_means_no_take_on_t
 async def test_queue_error_during_take_leaves_the_job_for_the_sweep_not_released(
     rt: Runtime, queue: SimulatedQueue, prefect_harness: None
 ) -> None:
-    from clients.errors import QueueUnavailable
+    from agent_dispatch.clients.errors import QueueUnavailable
 
     aid = add_agent(rt, "a1")
     task = queue.add_task(title="t", category="general")

@@ -18,13 +18,13 @@ from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
 from agent_dispatch.cli.main import main
+from agent_dispatch.db.engine import make_engine
+from agent_dispatch.db.migrate import upgrade
+from agent_dispatch.db.models import Agent
+from agent_dispatch.db.reporting_models import ReportAgentPeriod, ReportJobPeriod
+from agent_dispatch.reporting import compute, feedback, store
+from agent_dispatch.reporting.window import KINDS, Window
 from agent_dispatch.wiring import Runtime
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.models import Agent
-from db.reporting_models import ReportAgentPeriod, ReportJobPeriod
-from reporting import compute, feedback, store
-from reporting.window import KINDS, Window
 from tests.support.reporting_history import C, Dist, JobSpec, add_job, seed_history
 
 pytestmark = [pytest.mark.postgres]

@@ -20,18 +20,18 @@ from hypothesis.stateful import (
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 
-from agent_dispatch.wiring import Runtime
-from db.models import Job
-from db.types import utcnow
-from domain.lease import Lease, LeaseLost
-from domain.model import JobSpec
-from domain.statuses import (
+from agent_dispatch.db.models import Job
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.domain.lease import Lease, LeaseLost
+from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.statuses import (
     AGENT_TRANSITIONS,
     AgentRunStatus,
     IllegalTransition,
     JobStatus,
     can_move_job,
 )
+from agent_dispatch.wiring import Runtime
 from tests.support.reliability import add_agent, decisions
 
 pytestmark = [pytest.mark.postgres]
@@ -106,7 +106,7 @@ class JobMachine(RuleBasedStateMachine):
 
     @rule(job=jobs)
     def sweep_hands_back(self, job: str) -> None:
-        from db.sweep_repository import SweepRepository
+        from agent_dispatch.db.sweep_repository import SweepRepository
 
         with self.rt.uow() as uow:
             for found in SweepRepository(uow.session).lock_expired_active(utcnow(), 1000):

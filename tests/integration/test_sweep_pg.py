@@ -9,13 +9,18 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select, update
 
+from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.domain.statuses import AgentRunStatus, JobStatus
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
+from agent_dispatch.tasks.sweep_tasks import (
+    reconcile_stale_open,
+    rescue_expired,
+    send_unreported,
+    stop_abandoned,
+)
 from agent_dispatch.wiring import Runtime, set_runtime
-from db.models import Job, JobDistributionAgent, JobDistributionRecord
-from db.types import utcnow
-from domain.statuses import AgentRunStatus, JobStatus
-from simulators.agents import AgentFarm
-from simulators.queue import SimulatedQueue
-from tasks.sweep_tasks import reconcile_stale_open, rescue_expired, send_unreported, stop_abandoned
 from tests.conftest import make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
 

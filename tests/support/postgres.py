@@ -119,8 +119,8 @@ class DatabaseFactory:
     def prepare_template(self) -> None:
         from sqlalchemy import create_engine
 
+        from agent_dispatch.db.migrate import upgrade
         from agent_dispatch.settings import normalize_database_url
-        from db.migrate import upgrade
 
         self._exec(f'CREATE DATABASE "{self.template}"')
         engine = create_engine(normalize_database_url(with_db(self.admin, self.template)))

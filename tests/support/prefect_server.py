@@ -218,10 +218,14 @@ class PrefectStack:
         )
 
     def start_worker(self, pool: str, name: str, **extra_env: str) -> Process:
+        """A process worker started outside any clone: it runs the flows from the package."""
+        outside = self.root / f"worker-{name}-cwd"
+        outside.mkdir(exist_ok=True)
         return self._spawn(
             f"worker-{name}",
             ["prefect", "worker", "start", "--pool", pool, "--name", name, "--type", "process"],
             {**self.env, **extra_env},
+            cwd=outside,
         )
 
     def stream_events(self) -> LineReader:
@@ -231,9 +235,11 @@ class PrefectStack:
         self.readers.append(reader)
         return reader
 
-    def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> Process:
+    def _spawn(
+        self, name: str, args: list[str], env: Mapping[str, str], cwd: Path = REPO
+    ) -> Process:
         args = [str(BIN / args[0]), *args[1:]]
-        proc = Process(name, args, env, self.root / f"{name}.log")
+        proc = Process(name, args, env, self.root / f"{name}.log", cwd=cwd)
         self.processes.append(proc)
         return proc
 

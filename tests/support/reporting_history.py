@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
-from db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
 
 AGENTS = ("alpha", "beta", "gamma", "delta")
 

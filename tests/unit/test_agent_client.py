@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clients import (
+from agent_dispatch.clients import (
     AgentBlocked,
     AgentCallError,
     AgentClient,
@@ -25,7 +25,7 @@ from clients import (
     JobExecutionData,
     RetryPolicy,
 )
-from domain.statuses import FailureKind
+from agent_dispatch.domain.statuses import FailureKind
 
 TOKEN = "s3cret-agent-token"
 BASE = "http://agents.test/agents/a1"

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from domain.breaker import Circuit, after_outcome
-from domain.model import AgentOutcome
-from domain.statuses import AgentRunStatus, FailureKind
+from agent_dispatch.domain.breaker import Circuit, after_outcome
+from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 FAIL = AgentOutcome(AgentRunStatus.FAILED, failure_kind=FailureKind.HTTP_ERROR)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from domain.matching import Decision, MatchResult, exclusion_reason, match
-from domain.model import AgentProfile, AgentStats, JobSpec
-from domain.ranking import rank_score
+from agent_dispatch.domain.matching import Decision, MatchResult, exclusion_reason, match
+from agent_dispatch.domain.model import AgentProfile, AgentStats, JobSpec
+from agent_dispatch.domain.ranking import rank_score
 
 
 def job(**overrides: Any) -> JobSpec:

@@ -1,7 +1,7 @@
 """Agents of a protocol this build cannot call are never chosen, and the reason says so."""
 
-from domain.matching import match
-from domain.model import AgentProfile, JobSpec
+from agent_dispatch.domain.matching import match
+from agent_dispatch.domain.model import AgentProfile, JobSpec
 
 
 def test_agent_with_unsupported_protocol_is_excluded_with_reason() -> None:

@@ -7,9 +7,14 @@ import ipaddress
 
 import pytest
 
-from clients.errors import AgentBlocked
-from clients.netguard import check_url, make_address_guard
-from domain.netpolicy import UnsafeAddress, address_problem, check_url_shape, literal_address
+from agent_dispatch.clients.errors import AgentBlocked
+from agent_dispatch.clients.netguard import check_url, make_address_guard
+from agent_dispatch.domain.netpolicy import (
+    UnsafeAddress,
+    address_problem,
+    check_url_shape,
+    literal_address,
+)
 
 BLOCKED = [
     "http://127.0.0.1/",

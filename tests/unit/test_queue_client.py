@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from clients import (
+from agent_dispatch.clients import (
     IllegalQueueTransition,
     QueueError,
     QueueProtocolError,

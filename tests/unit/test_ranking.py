@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.model import AgentStats
-from domain.ranking import rank_score, smoothed_success_rate
+from agent_dispatch.domain.model import AgentStats
+from agent_dispatch.domain.ranking import rank_score, smoothed_success_rate
 
 
 def record(successes: int, failures: int, reputation: float = 0.5) -> AgentStats:

@@ -9,7 +9,13 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from reporting.aggregate import AGENT_COLUMNS, JOB_COLUMNS, agent_metrics, job_metrics, job_totals
+from agent_dispatch.reporting.aggregate import (
+    AGENT_COLUMNS,
+    JOB_COLUMNS,
+    agent_metrics,
+    job_metrics,
+    job_totals,
+)
 
 H0 = dt.datetime(2026, 3, 10, 0, tzinfo=dt.UTC)
 

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from reporting.feedback import Decayed, decayed, decayed_counts, weight
+from agent_dispatch.reporting.feedback import Decayed, decayed, decayed_counts, weight
 
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC)
 WEEK = dt.timedelta(days=7)

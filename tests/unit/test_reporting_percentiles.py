@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, insert
 
-from reporting.percentiles import column_name, from_ranked, interpolate, ranked_statement, ranks
+from agent_dispatch.reporting.percentiles import (
+    column_name,
+    from_ranked,
+    interpolate,
+    ranked_statement,
+    ranks,
+)
 
 QS = (0.5, 0.9, 0.99)
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from db.reporting_models import ReportAgentPeriod, ReportJobPeriod
-from reporting.aggregate import AGENT_COLUMNS, JOB_COLUMNS
-from reporting.store import read_agent_periods, records, replace_periods
-from reporting.window import Window
+from agent_dispatch.db.reporting_models import ReportAgentPeriod, ReportJobPeriod
+from agent_dispatch.reporting.aggregate import AGENT_COLUMNS, JOB_COLUMNS
+from agent_dispatch.reporting.store import read_agent_periods, records, replace_periods
+from agent_dispatch.reporting.window import Window
 
 H0 = dt.datetime(2026, 3, 10, 0, tzinfo=dt.UTC)
 H1 = H0 + dt.timedelta(hours=1)

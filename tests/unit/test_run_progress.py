@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from agent_dispatch.cli.run_cmd import ProgressBar, progress_bar
-from flows.progress import Progress, Snapshot
+from agent_dispatch.flows.progress import Progress, Snapshot
 
 
 class Terminal(io.StringIO):

@@ -7,11 +7,17 @@ import datetime as dt
 
 import pytest
 
-from domain.breaker import Circuit, after_outcome
-from domain.model import AgentOutcome, AgentStats
-from domain.selection import JobVerdict, failure_summary, first_winner, is_winner, verdict
-from domain.stats import LATENCY_ALPHA, REPUTATION_ALPHA, apply_outcome
-from domain.statuses import AgentRunStatus, FailureKind, JobStatus
+from agent_dispatch.domain.breaker import Circuit, after_outcome
+from agent_dispatch.domain.model import AgentOutcome, AgentStats
+from agent_dispatch.domain.selection import (
+    JobVerdict,
+    failure_summary,
+    first_winner,
+    is_winner,
+    verdict,
+)
+from agent_dispatch.domain.stats import LATENCY_ALPHA, REPUTATION_ALPHA, apply_outcome
+from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, JobStatus
 
 S = AgentRunStatus
 T0 = dt.datetime(2025, 1, 1, 12, 0, tzinfo=dt.UTC)

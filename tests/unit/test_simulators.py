@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators import (
+from agent_dispatch.simulators import (
     AgentFarm,
     Behaviour,
     SimulatedQueue,
@@ -539,7 +539,7 @@ def test_demo_scenario_has_the_promised_mix() -> None:
 
 
 def test_standalone_process_serves_until_terminated() -> None:
-    command = [sys.executable, "-m", "simulators", "--token", TOKEN, "--jobs", "3"]
+    command = [sys.executable, "-m", "agent_dispatch.simulators", "--token", TOKEN, "--jobs", "3"]
     command += ["--agents", "fast1=fast,slow1=slow:delay=5", "--categories", "a,b", "--tags", "x"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -10,7 +10,7 @@ import itertools
 
 import pytest
 
-from domain.statuses import (
+from agent_dispatch.domain.statuses import (
     AGENT_TERMINAL,
     AGENT_TRANSITIONS,
     JOB_TERMINAL,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from clients.wire import (
+from agent_dispatch.clients.wire import (
     MAX_PAYLOAD_BYTES,
     Accepted,
     AgentResult,
@@ -19,8 +19,8 @@ from clients.wire import (
     StatusChange,
     summarize_errors,
 )
-from domain.model import JobSpec
-from domain.statuses import JobStatus
+from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.statuses import JobStatus
 
 
 def task(**overrides: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy import Text
 from sqlalchemy.dialects import postgresql
 
-import db.types
+from agent_dispatch.db.types import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"
@@ -47,7 +47,7 @@ def upgrade() -> None:
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("token_ref", sa.String(length=100), nullable=True),
         sa.Column("healthy", sa.Boolean(), nullable=True),
-        sa.Column("health_checked_at", db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("health_checked_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("health_detail", sa.Text(), nullable=True),
         sa.Column("runs", sa.Integer(), nullable=False),
         sa.Column("successes", sa.Integer(), nullable=False),
@@ -58,11 +58,11 @@ def upgrade() -> None:
         sa.Column("reputation", sa.Float(), nullable=False),
         sa.Column("success_rate", sa.Float(), nullable=True),
         sa.Column("avg_latency_ms", sa.Float(), nullable=True),
-        sa.Column("last_run_at", db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_run_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
-        sa.Column("circuit_open_until", db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("circuit_open_until", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint("protocol IN ('http-json', 'a2a')", name=op.f("ck_agents_protocol")),
         sa.CheckConstraint("max_concurrency >= 1", name=op.f("ck_agents_max_concurrency")),
         sa.CheckConstraint("skill_level BETWEEN 1 AND 5", name=op.f("ck_agents_skill_level")),
@@ -75,7 +75,7 @@ def upgrade() -> None:
         sa.Column("queue_task_id", sa.String(length=128), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("reported", sa.Boolean(), nullable=False),
-        sa.Column("created_at", db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_queue_rejections")),
     )
     with op.batch_alter_table("queue_rejections", schema=None) as batch_op:
@@ -103,7 +103,7 @@ def upgrade() -> None:
         ),
         sa.Column("max_agents", sa.Integer(), nullable=True),
         sa.Column("timeout_ms", sa.Integer(), nullable=True),
-        sa.Column("expires_at", db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("expires_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("selected_agent_id", sa.String(length=36), nullable=True),
         sa.Column(
@@ -116,13 +116,13 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("lease_token", sa.String(length=36), nullable=True),
         sa.Column("lease_owner", sa.String(length=200), nullable=True),
-        sa.Column("lease_expires_at", db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("lease_expires_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("queue_status", sa.String(length=20), nullable=True),
-        sa.Column("queue_created_at", db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("distributed_at", db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("queue_created_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("distributed_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('OPEN', 'DISTRIBUTED', 'IN_PROGRESS', 'COMPLETED', 'CANCELLED', 'EXPIRED', 'FAILED')",
             name=op.f("ck_jobs_status"),
@@ -159,9 +159,9 @@ def upgrade() -> None:
         ),
         sa.Column("winner_agent_id", sa.String(length=36), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("started_at", db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("first_result_at", db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", UTCDateTime(timezone=True), nullable=False),
+        sa.Column("first_result_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", UTCDateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED', 'ABANDONED')",
             name=op.f("ck_job_distributions_status"),
@@ -190,8 +190,8 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(length=100), nullable=False),
         sa.Column("remote_task_id", sa.String(length=200), nullable=True),
         sa.Column("task_run_id", sa.String(length=36), nullable=True),
-        sa.Column("started_at", db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", UTCDateTime(timezone=True), nullable=True),
         sa.Column("latency_ms", sa.Float(), nullable=True),
         sa.Column(
             "result",

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-import db.types
+from agent_dispatch.db.types import UTCDateTime
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -28,7 +28,7 @@ def _when() -> list[sa.Column[Any]]:
     return [
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("period_kind", sa.String(length=4), nullable=False),
-        sa.Column("period_start", db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("period_start", UTCDateTime(timezone=True), nullable=False),
     ]
 
 
@@ -68,7 +68,7 @@ def upgrade() -> None:
         _count("latency_samples"),
         *[_real(f"latency_{n}_ms") for n in ("mean", "p50", "p90", "p99")],
         _real("throughput_per_hour", nullable=False),
-        sa.Column("computed_at", db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("computed_at", UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(KIND_CHECK, name=op.f("ck_report_agent_period_period_kind")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_report_agent_period")),
         sa.UniqueConstraint(
@@ -95,7 +95,7 @@ def upgrade() -> None:
         _count("ttfr_samples"),
         *[_real(f"ttfr_{n}_ms") for n in ("mean", "p50", "p90")],
         *[_real(f"e2e_{n}_ms") for n in ("mean", "p50", "p90")],
-        sa.Column("computed_at", db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("computed_at", UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(KIND_CHECK, name=op.f("ck_report_job_period_period_kind")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_report_job_period")),
         sa.UniqueConstraint("period_kind", "period_start", "category", name="uq_report_job_period"),

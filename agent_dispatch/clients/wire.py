@@ -1,0 +1,157 @@
+"""Pydantic models of the remote-queue and agent wire formats (camelCase on the wire)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from agent_dispatch.clients.errors import one_line
+from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.statuses import JobStatus
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+
+
+def _assume_utc(value: dt.datetime) -> dt.datetime:
+    # A timestamp without an offset is read as UTC so every datetime we hand on is aware.
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_assume_utc)]
+Tag = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class WireModel(BaseModel):
+    """camelCase aliases, python names accepted too, unknown fields ignored."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready body, camelCase, without fields that were never set."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class QueueTask(WireModel):
+    """One task as the remote queue lists it."""
+
+    id: str = Field(min_length=1, max_length=128)
+    title: str = Field(min_length=1, max_length=500)
+    description: str = Field("", max_length=20000)
+    category: str = Field(min_length=1, max_length=100)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    skill_level: int = Field(1, ge=1, le=5)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    max_agents: int | None = Field(None, ge=1, le=10)
+    timeout_ms: int | None = Field(None, ge=100)
+    expires_at: UtcDatetime | None = None
+    # A plain string: a status this version does not know must not reject the task.
+    status: str
+    created_at: UtcDatetime
+    result: Any = None
+    error: str | None = None
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_size(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_PAYLOAD_BYTES:
+            raise ValueError(f"larger than {MAX_PAYLOAD_BYTES} bytes as JSON")
+        return value
+
+    @property
+    def job_status(self) -> JobStatus | None:
+        """The status as a JobStatus, or None when this version does not know it."""
+        try:
+            return JobStatus(self.status)
+        except ValueError:
+            return None
+
+    def to_job_spec(self) -> JobSpec:
+        return JobSpec(
+            queue_task_id=self.id,
+            title=self.title,
+            category=self.category,
+            tags=tuple(self.tags),
+            skill_level=self.skill_level,
+            description=self.description,
+            payload=self.payload,
+            max_agents=self.max_agents,
+            timeout_ms=self.timeout_ms,
+            expires_at=self.expires_at,
+        )
+
+
+class StatusChange(WireModel):
+    """PATCH /tasks/{taskId} body: move to `status` only if still in `expected_status`."""
+
+    status: JobStatus
+    expected_status: JobStatus
+    result: Any = None
+    agent_id: str | None = None
+    error: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        # `result` goes out whenever it was given (even null); agentId/error only with a value.
+        body = super().to_wire()
+        return {k: v for k, v in body.items() if v is not None or k == "result"}
+
+
+class JobExecutionData(WireModel):
+    """POST /execute body sent to an agent."""
+
+    job_id: str
+    distribution_id: str
+    agent_id: str
+    title: str
+    description: str = ""
+    category: str
+    tags: list[str] = Field(default_factory=list)
+    skill_level: int = 1
+    payload: dict[str, Any] = Field(default_factory=dict)
+    deadline: UtcDatetime
+
+    def to_wire(self) -> dict[str, Any]:
+        # Defaults are part of the message: the agent sees every field.
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class AgentResult(WireModel):
+    """An agent's answer to /execute (200) or to a poll of /tasks/{taskId}."""
+
+    status: Literal["WORKING", "COMPLETED", "FAILED"]
+    result: Any = None
+    error: str | None = None
+    score: float | None = Field(None, ge=0, le=1)
+
+
+class Accepted(WireModel):
+    """202 from /execute: the agent works on it; poll /tasks/{taskId}."""
+
+    status: Literal["WORKING"] | None = None
+    task_id: str = Field(min_length=1, max_length=200)
+    poll_after_ms: int | None = Field(None, ge=0)
+
+
+class HealthReport(WireModel):
+    """GET /health; the contract requires no field, and a 200 means healthy."""
+
+    status: Literal["ok", "degraded"] = "ok"
+    load: float | None = Field(None, ge=0)
+    capacity: int | None = Field(None, ge=0)
+
+
+def summarize_errors(exc: ValidationError, limit: int = 5) -> str:
+    """'title: field required; skillLevel: input should be ...' on one line."""
+    parts = []
+    for err in exc.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "item"
+        msg = err["msg"]
+        parts.append(f"{where}: {msg[:1].lower()}{msg[1:]}")
+    more = exc.error_count() - limit
+    if more > 0:
+        parts.append(f"and {more} more")
+    return one_line("; ".join(parts))

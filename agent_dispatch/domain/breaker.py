@@ -1,0 +1,43 @@
+"""Per-agent circuit breaker: stop calling an agent after repeated failures, retry later."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Circuit:
+    consecutive_failures: int = 0
+    open_until: dt.datetime | None = None
+
+    def is_open(self, now: dt.datetime) -> bool:
+        """Open: calls are refused. Past open_until the breaker is half-open: one job may try."""
+        return self.open_until is not None and now < self.open_until
+
+
+def after_outcome(
+    circuit: Circuit,
+    outcome: AgentOutcome,
+    now: dt.datetime,
+    *,
+    threshold: int,
+    reset_seconds: float,
+) -> Circuit:
+    """The breaker after one finished call; cancelled losers and refusals do not count."""
+    if outcome.status is AgentRunStatus.COMPLETED:
+        return Circuit()
+    kind = outcome.failure_kind
+    if outcome.status is AgentRunStatus.CANCELLED or kind in (
+        FailureKind.CANCELLED,
+        FailureKind.BLOCKED,
+    ):
+        return circuit
+    failures = circuit.consecutive_failures + 1
+    if failures >= threshold:
+        # Half-open after a failed trial: re-open for another full period.
+        return Circuit(failures, now + dt.timedelta(seconds=reset_seconds))
+    return Circuit(failures, circuit.open_until)

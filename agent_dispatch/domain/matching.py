@@ -1,0 +1,97 @@
+"""Which agents may take a job, and why each candidate was chosen or excluded."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from agent_dispatch.domain.model import AgentProfile, JobSpec
+from agent_dispatch.domain.ranking import rank_score
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """One candidate's verdict for one job; stored so operators can read it later."""
+
+    agent_id: str
+    agent_name: str
+    eligible: bool
+    chosen: bool
+    reason: str
+    score: float | None = None
+    rank: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MatchResult:
+    chosen: tuple[AgentProfile, ...]
+    decisions: tuple[Decision, ...]
+    busy: int = 0  # agents that fit the job but are at max concurrency right now
+
+    @property
+    def summary(self) -> str:
+        if self.chosen:
+            return "chose " + ", ".join(a.name for a in self.chosen)
+        excluded = [f"{d.agent_name}: {d.reason}" for d in self.decisions]
+        return "no eligible agent" + (" (" + "; ".join(excluded) + ")" if excluded else "")
+
+
+# Protocols this build can call. An A2A client slots in beside the http-json one
+# (same execute/cancel/health shape) and its name is added here.
+SUPPORTED_PROTOCOLS = frozenset({"http-json"})
+
+
+def exclusion_reason(job: JobSpec, agent: AgentProfile, *, capacity: bool = True) -> str | None:
+    """The first rule the agent breaks for this job, or None when it is eligible."""
+    if not agent.active:
+        return "inactive"
+    if agent.protocol not in SUPPORTED_PROTOCOLS:
+        return f"protocol {agent.protocol!r} has no client in this version"
+    if agent.healthy is False:
+        return "unhealthy"
+    if agent.circuit_open:
+        return "circuit open after repeated failures"
+    if capacity and agent.in_flight >= agent.max_concurrency:
+        return f"at max concurrency ({agent.in_flight}/{agent.max_concurrency})"
+    if job.category not in agent.categories:
+        return f"category {job.category!r} not in {sorted(agent.categories)}"
+    missing = sorted(set(job.tags) - set(agent.tags))
+    if missing:
+        return "missing tags " + ", ".join(missing)
+    if agent.skill_level < job.skill_level:
+        return f"skill level {agent.skill_level} < required {job.skill_level}"
+    return None
+
+
+def _latency(agent: AgentProfile) -> float:
+    known = agent.stats.avg_latency_ms
+    return float("inf") if known is None else known
+
+
+def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResult:
+    """Filter eligible agents, rank them best first and keep the top `limit`."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    eligible: list[tuple[float, AgentProfile]] = []
+    decisions: list[Decision] = []
+    busy = 0
+    for agent in agents:
+        reason = exclusion_reason(job, agent)
+        if reason is None:
+            eligible.append((rank_score(agent.stats), agent))
+        else:
+            busy += exclusion_reason(job, agent, capacity=False) is None
+            decisions.append(Decision(agent.id, agent.name, False, False, reason))
+    # Ties break on latency (faster first), then name, so the order is deterministic.
+    eligible.sort(key=lambda sa: (-sa[0], _latency(sa[1]), sa[1].name))
+    chosen = tuple(a for _, a in eligible[:limit])
+    ranked: list[Decision] = []
+    for rank, (score, agent) in enumerate(eligible, start=1):
+        picked = rank <= limit
+        why = f"rank {rank} by score {score:.3f}"
+        why += "" if picked else f" (only top {limit} taken)"
+        ranked.append(Decision(agent.id, agent.name, True, picked, why, round(score, 4), rank))
+    return MatchResult(chosen, tuple(ranked + decisions), busy)

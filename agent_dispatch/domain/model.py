@@ -1,0 +1,93 @@
+"""Plain value objects the core reasons about; the database and wire formats map onto them."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JobSpec:
+    """What a job asks for, as far as matching and dispatch care."""
+
+    queue_task_id: str
+    title: str
+    category: str
+    tags: tuple[str, ...] = ()
+    skill_level: int = 1
+    description: str = ""
+    payload: dict[str, Any] = dataclasses.field(default_factory=dict)
+    max_agents: int | None = None
+    timeout_ms: int | None = None
+    expires_at: dt.datetime | None = None
+
+    def is_expired(self, now: dt.datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentStats:
+    """Track record used by ranking; success_rate is derived from the counts.
+
+    recent_success_rate is the time-decayed rate (older results weigh less) that the analytics
+    flow refreshes and each finished job nudges; ranking prefers it when known.
+    """
+
+    runs: int = 0
+    successes: int = 0
+    failures: int = 0
+    timeouts: int = 0
+    wins: int = 0
+    cancelled: int = 0
+    reputation: float = 0.5
+    avg_latency_ms: float | None = None
+    recent_success_rate: float | None = None
+
+    @property
+    def decided(self) -> int:
+        """Runs that ended as success or failure (cancelled losers are neither)."""
+        return self.successes + self.failures
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.decided if self.decided else None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentProfile:
+    """A registered agent as matching sees it."""
+
+    id: str
+    name: str
+    url: str
+    categories: tuple[str, ...]
+    tags: tuple[str, ...] = ()
+    skill_level: int = 1
+    max_concurrency: int = 1
+    active: bool = True
+    healthy: bool | None = None  # None: never probed
+    protocol: str = "http-json"
+    in_flight: int = 0  # agent calls currently ASSIGNED or WORKING anywhere
+    circuit_open: bool = False
+    stats: AgentStats = dataclasses.field(default_factory=AgentStats)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentOutcome:
+    """How one agent call ended."""
+
+    status: AgentRunStatus
+    result: Any = None
+    error: str | None = None
+    failure_kind: FailureKind | None = None
+    latency_ms: float | None = None
+    score: float | None = None
+    attempts: int = 1
+    answered_at: float | None = None  # monotonic clock; orders answers that land together
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is AgentRunStatus.COMPLETED

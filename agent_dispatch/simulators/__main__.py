@@ -1,0 +1,5 @@
+import sys
+
+from agent_dispatch.simulators.cli import main
+
+sys.exit(main())

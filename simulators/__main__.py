@@ -1,5 +1,0 @@
-import sys
-
-from simulators.cli import main
-
-sys.exit(main())
