@@ -8,12 +8,12 @@ import contextlib
 import time
 from pathlib import Path
 
+from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent, Job
 from agent_dispatch.report import print_summary
 from agent_dispatch.settings import Settings
 from agent_dispatch.simulators.scenarios import demo_scenario
-from agent_dispatch.wiring import Runtime, set_runtime
 
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulated queue's token, not a secret
 

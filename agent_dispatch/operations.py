@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from agent_dispatch.bootstrap import Runtime
+from agent_dispatch.bootstrap import prefect_events as events
 from agent_dispatch.clients.agent import AgentEndpoint
 from agent_dispatch.clients.errors import QueueError, TaskConflict
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, IllegalTransition, JobStatus
-from agent_dispatch.tasks import events
-from agent_dispatch.wiring import Runtime
 
 
 class OperationError(Exception):

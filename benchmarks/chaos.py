@@ -20,9 +20,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Job, JobDistributionRecord
 from agent_dispatch.settings import Settings
-from agent_dispatch.wiring import Runtime
 from benchmarks.chaos_env import World, fresh_database, get_json, kill, world
 
 TERMINAL = {"COMPLETED", "CANCELLED", "EXPIRED", "FAILED"}

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.clients.agent import AgentClient, AgentEndpoint
 from agent_dispatch.clients.errors import AgentBlocked
 from agent_dispatch.clients.netguard import check_url, make_address_guard
@@ -22,7 +23,6 @@ from agent_dispatch.domain.netpolicy import UnsafeAddress
 from agent_dispatch.settings import Settings
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.wiring import Runtime
 from benchmarks.chaos_env import BIN, World
 
 FAULTS = {

@@ -8,11 +8,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Job, JobDistributionRecord
 from agent_dispatch.settings import Settings
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.wiring import Runtime
 from benchmarks.chaos_env import BIN, World
 
 TERMINAL = {"COMPLETED", "CANCELLED", "EXPIRED", "FAILED"}

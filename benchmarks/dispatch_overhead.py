@@ -20,6 +20,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.clients.agent import AgentClient, AgentEndpoint
 from agent_dispatch.clients.retry import RetryPolicy
 from agent_dispatch.clients.wire import JobExecutionData
@@ -28,7 +29,6 @@ from agent_dispatch.db.models import Agent
 from agent_dispatch.settings import Settings
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.wiring import Runtime, set_runtime
 
 TOKEN = "bench-token"
 

@@ -1,1 +1,9 @@
-"""Persistence: SQLAlchemy 2 models, Alembic migrations and repositories."""
+"""Persistence: SQLAlchemy 2 models, Alembic migrations, repositories and the unit of work.
+
+Every SQL statement of agent-dispatch lives in this package. Importing it registers every
+table on `models.Base.metadata` (the reporting tables live in their own module).
+"""
+
+from agent_dispatch.db import models, reporting_models
+
+__all__ = ["models", "reporting_models"]

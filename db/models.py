@@ -207,6 +207,3 @@ class QueueRejection(Base):
     reason: Mapped[str] = mapped_column(Text)
     reported: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-import agent_dispatch.db.reporting_models  # noqa: E402,F401  (registers reporting tables)

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.distribution_repository import DistributionRepository
 from agent_dispatch.db.job_repository import JobRepository
+from agent_dispatch.db.sweep_repository import SweepRepository
 
 
 class UnitOfWork:
@@ -22,6 +23,7 @@ class UnitOfWork:
         self.agents = AgentRepository(self.session)
         self.jobs = JobRepository(self.session)
         self.distributions = DistributionRepository(self.session)
+        self.sweep = SweepRepository(self.session)
         return self
 
     def __exit__(

@@ -9,6 +9,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
+from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
 from agent_dispatch.domain.lease import LeaseLost
 from agent_dispatch.domain.statuses import JobStatus
@@ -28,7 +29,6 @@ from agent_dispatch.tasks.job_steps import (
     take_job,
 )
 from agent_dispatch.tasks.queue_io import Incoming, fetch_open_page, reject_items
-from agent_dispatch.wiring import get_runtime
 
 
 class DispatchParams(BaseModel):

@@ -7,6 +7,7 @@ import asyncio
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.tasks.health_tasks import (
     Health,
     Probe,
@@ -14,7 +15,6 @@ from agent_dispatch.tasks.health_tasks import (
     probe_agent,
     record_health,
 )
-from agent_dispatch.wiring import get_runtime
 
 PROBES_AT_ONCE = 20
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from prefect.client.schemas.objects import State
 
+from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.wire import JobExecutionData
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
@@ -19,7 +20,6 @@ from agent_dispatch.domain.selection import first_winner
 from agent_dispatch.tasks.agent_calls import CallContext, call_agent, forget_stop, request_stop
 from agent_dispatch.tasks.dbio import in_transaction
 from agent_dispatch.tasks.job_steps import Taken, deadline_for
-from agent_dispatch.wiring import get_runtime
 
 STOP_GRACE_SECONDS = 15.0  # a stopped call records its end and sends one bounded cancel
 

@@ -7,6 +7,7 @@ from collections import Counter
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
+from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.tasks.sweep_tasks import (
     SweepLine,
     reconcile_stale_open,
@@ -14,7 +15,6 @@ from agent_dispatch.tasks.sweep_tasks import (
     send_unreported,
     stop_abandoned,
 )
-from agent_dispatch.wiring import get_runtime
 
 
 class SweepParams(BaseModel):

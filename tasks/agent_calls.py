@@ -15,6 +15,8 @@ from prefect.client.schemas.objects import State
 from prefect.runtime import task_run
 from prefect.states import Cancelled, Failed
 
+from agent_dispatch.bootstrap import get_runtime
+from agent_dispatch.bootstrap import prefect_events as events
 from agent_dispatch.clients.agent import AgentEndpoint, AgentReply
 from agent_dispatch.clients.errors import AgentCallError
 from agent_dispatch.clients.wire import JobExecutionData
@@ -25,9 +27,7 @@ from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, IllegalTransition
-from agent_dispatch.tasks import events
 from agent_dispatch.tasks.dbio import in_transaction
-from agent_dispatch.wiring import get_runtime
 
 CANCEL_CALL_TIMEOUT = 5.0
 

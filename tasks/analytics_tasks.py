@@ -11,13 +11,13 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.reporting import compute, dashboard, feedback, store
 from agent_dispatch.reporting.compute import Overview
 from agent_dispatch.reporting.feedback import AgentFeedback
 from agent_dispatch.reporting.stats import ms, pct
 from agent_dispatch.reporting.store import Written
 from agent_dispatch.reporting.window import PeriodKind, Window
-from agent_dispatch.wiring import get_runtime
 
 LEADERBOARD_KEY = "agent-leaderboard"
 SUMMARY_KEY = "analytics-summary"

@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
+from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.db.uow import UnitOfWork
-from agent_dispatch.wiring import get_runtime
 
 T = TypeVar("T")
 

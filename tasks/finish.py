@@ -9,6 +9,8 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.bootstrap import get_runtime
+from agent_dispatch.bootstrap import prefect_events as events
 from agent_dispatch.db.agent_repository import stats_of
 from agent_dispatch.db.models import JobDistributionAgent
 from agent_dispatch.db.types import utcnow
@@ -18,11 +20,9 @@ from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.selection import verdict
 from agent_dispatch.domain.stats import apply_outcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, JobStatus
-from agent_dispatch.tasks import events
 from agent_dispatch.tasks.dbio import in_transaction
 from agent_dispatch.tasks.job_steps import Taken
 from agent_dispatch.tasks.queue_io import report_status
-from agent_dispatch.wiring import get_runtime
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -7,13 +7,13 @@ import dataclasses
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.agent import AgentEndpoint
 from agent_dispatch.clients.errors import AgentCallError
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.tasks.dbio import in_transaction
-from agent_dispatch.wiring import get_runtime
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ import enum
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.bootstrap import get_runtime
+from agent_dispatch.bootstrap import prefect_events as events
 from agent_dispatch.clients.errors import QueueError
 from agent_dispatch.db.distribution_repository import NewDistribution
 from agent_dispatch.db.job_repository import spec_of
@@ -19,10 +21,8 @@ from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.matching import Decision, match
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
-from agent_dispatch.tasks import events
 from agent_dispatch.tasks.dbio import in_transaction
 from agent_dispatch.tasks.queue_io import Incoming, report_status
-from agent_dispatch.wiring import get_runtime
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -8,13 +8,13 @@ import datetime as dt
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError, TaskConflict, TaskNotFound
 from agent_dispatch.clients.queue import RejectedItem
 from agent_dispatch.db.models import QueueRejection
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.tasks.dbio import in_transaction
-from agent_dispatch.wiring import get_runtime
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

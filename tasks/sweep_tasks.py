@@ -10,6 +10,8 @@ import datetime as dt
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from agent_dispatch.bootstrap import get_runtime
+from agent_dispatch.bootstrap import prefect_events as events
 from agent_dispatch.clients.agent import AgentEndpoint
 from agent_dispatch.clients.errors import QueueError, TaskConflict, TaskNotFound
 from agent_dispatch.db.sweep_repository import (
@@ -23,9 +25,7 @@ from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.statuses import JobStatus, can_move_job
-from agent_dispatch.tasks import events
 from agent_dispatch.tasks.dbio import in_transaction
-from agent_dispatch.wiring import get_runtime
 
 SWEEP_LEASE_SECONDS = 60  # how long a sweep holds a stale OPEN job while it asks the queue
 CANCEL_TIMEOUT = 5.0

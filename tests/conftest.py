@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.settings import Settings
-from agent_dispatch.wiring import Runtime, set_runtime
 from tests.support.postgres import DatabaseFactory, admin_url
 
 # Prefect reads its own settings from the environment; keep test runs offline and quiet.

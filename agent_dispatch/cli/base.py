@@ -9,8 +9,8 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
+from agent_dispatch.bootstrap import Runtime, get_runtime, set_runtime
 from agent_dispatch.settings import Settings
-from agent_dispatch.wiring import Runtime, get_runtime, set_runtime
 
 
 class CLIError(Exception):

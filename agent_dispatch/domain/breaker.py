@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 
 from agent_dispatch.domain.model import AgentOutcome
-from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
+from agent_dispatch.domain.statuses import AgentRunStatus
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,11 +30,7 @@ def after_outcome(
     """The breaker after one finished call; cancelled losers and refusals do not count."""
     if outcome.status is AgentRunStatus.COMPLETED:
         return Circuit()
-    kind = outcome.failure_kind
-    if outcome.status is AgentRunStatus.CANCELLED or kind in (
-        FailureKind.CANCELLED,
-        FailureKind.BLOCKED,
-    ):
+    if not outcome.judges_agent:
         return circuit
     failures = circuit.consecutive_failures + 1
     if failures >= threshold:

@@ -91,3 +91,14 @@ class AgentOutcome:
     @property
     def succeeded(self) -> bool:
         return self.status is AgentRunStatus.COMPLETED
+
+    @property
+    def judges_agent(self) -> bool:
+        """Whether this call says anything about the agent's quality.
+
+        A loser cancelled after another agent won, or a call refused before it was made, is
+        neither a success nor a failure of the agent (statistics, breaker and analytics agree).
+        """
+        if self.status is AgentRunStatus.CANCELLED:
+            return False
+        return self.failure_kind is None or self.failure_kind.counts_as_failure

@@ -17,12 +17,9 @@ def apply_outcome(stats: AgentStats, outcome: AgentOutcome, *, won: bool) -> Age
     An agent cancelled because it lost the race (or because the job was cancelled) is counted
     as a run and as cancelled, never as a failure, and its reputation does not move.
     """
-    kind = outcome.failure_kind
-    cancelled = outcome.status is AgentRunStatus.CANCELLED or kind is FailureKind.CANCELLED
-    blocked = kind is FailureKind.BLOCKED
-    if blocked:
-        return stats  # refused before any call: says nothing about the agent's work
-    if cancelled:
+    if outcome.failure_kind is FailureKind.BLOCKED:
+        return stats  # refused before any call: not even a run of the agent
+    if not outcome.judges_agent:
         return dataclasses.replace(stats, runs=stats.runs + 1, cancelled=stats.cancelled + 1)
     success = outcome.status is AgentRunStatus.COMPLETED
     latency = stats.avg_latency_ms

@@ -56,7 +56,23 @@ class FailureKind(enum.StrEnum):
 
     @property
     def counts_as_failure(self) -> bool:
-        return self not in (FailureKind.CANCELLED, FailureKind.BLOCKED)
+        """The one spelling of "cancelled or blocked is not the agent's failure"."""
+        return self not in NOT_AGENT_FAULT
+
+
+class DistributionStatus(enum.StrEnum):
+    """One dispatch attempt of a job (a distribution record)."""
+
+    RUNNING = "RUNNING"  # agents are being called
+    COMPLETED = "COMPLETED"  # an agent's result was selected
+    FAILED = "FAILED"  # every agent failed
+    CANCELLED = "CANCELLED"  # the job was cancelled while it ran
+    EXPIRED = "EXPIRED"  # the job expired while it ran
+    ABANDONED = "ABANDONED"  # its worker was lost; the sweep closed it
+
+
+# Failure kinds that say nothing about the agent's quality (a loser, a refused call).
+NOT_AGENT_FAULT = frozenset({FailureKind.CANCELLED, FailureKind.BLOCKED})
 
 
 JOB_TERMINAL = frozenset(
@@ -70,6 +86,11 @@ AGENT_TERMINAL = frozenset(
         AgentRunStatus.TIMEOUT,
     }
 )
+
+# Taken on the queue and not finished: the statuses a leased worker drives.
+JOB_ACTIVE = frozenset({JobStatus.DISTRIBUTED, JobStatus.IN_PROGRESS})
+# Agent calls that are not over yet: they hold a slot of the agent's max concurrency.
+AGENT_OPEN = frozenset({AgentRunStatus.ASSIGNED, AgentRunStatus.WORKING})
 
 _ENDINGS = {JobStatus.CANCELLED, JobStatus.EXPIRED}
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {

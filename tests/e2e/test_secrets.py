@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 
+from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.cli.main import main
 from agent_dispatch.db.models import Agent
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.wiring import Runtime, set_runtime
 from tests.conftest import make_settings
 
 pytestmark = [pytest.mark.flow]

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.models import Agent
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.wiring import Runtime, set_runtime
 from tests.conftest import make_settings
 
 TOKEN = "flow-test-token"
@@ -61,7 +61,7 @@ def rt(make_runtime: Callable[..., Runtime]) -> Runtime:
 @pytest.fixture
 def add_agent(farm: AgentFarm) -> Callable[..., str]:
     """Start a simulated agent and register it; returns its agent id."""
-    from agent_dispatch.wiring import get_runtime
+    from agent_dispatch.bootstrap import get_runtime
 
     def add(
         name: str,

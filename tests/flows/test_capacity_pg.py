@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.flows.dispatch import DispatchParams, DispatchSummary, dispatch_flow
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.wiring import Runtime
 
 pytestmark = [pytest.mark.flow, pytest.mark.postgres, pytest.mark.slow]
 

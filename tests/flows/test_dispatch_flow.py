@@ -10,12 +10,12 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, QueueRejection
 from agent_dispatch.flows.dispatch import DispatchParams, DispatchSummary, dispatch_flow
 from agent_dispatch.operations import cancel_job
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.wiring import Runtime
 
 pytestmark = [pytest.mark.flow]
 

@@ -11,10 +11,10 @@ from prefect.events.clients import AssertingEventsClient
 from prefect.events.schemas.events import Event
 from prefect.events.worker import EventsWorker
 
+from agent_dispatch.bootstrap import Runtime
+from agent_dispatch.bootstrap import prefect_events as events
 from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.tasks import events
-from agent_dispatch.wiring import Runtime
 
 pytestmark = [pytest.mark.flow]
 

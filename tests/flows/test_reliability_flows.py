@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Agent, Job, JobDistributionAgent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
@@ -17,7 +18,6 @@ from agent_dispatch.flows.sweep import SweepParams, sweep_flow
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
 from agent_dispatch.tasks.sweep_tasks import rescue_expired
-from agent_dispatch.wiring import Runtime
 from tests.support.reliability import age_lease, claim, store
 
 pytestmark = [pytest.mark.flow]

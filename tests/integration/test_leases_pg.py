@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import event, select, update
 
+from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.distribution_repository import DistributionRepository
 from agent_dispatch.db.models import Agent, Job, JobDistributionRecord
 from agent_dispatch.db.types import utcnow
@@ -19,7 +20,6 @@ from agent_dispatch.simulators.queue import SimulatedQueue
 from agent_dispatch.tasks.finish import finish_job
 from agent_dispatch.tasks.job_steps import Claim, Plan, PlanKind, Taken, end_job, take_job
 from agent_dispatch.tasks.sweep_tasks import reconcile_stale_open, rescue_expired
-from agent_dispatch.wiring import Runtime, set_runtime
 from tests.conftest import make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
 

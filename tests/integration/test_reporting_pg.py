@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 from sqlalchemy.orm import Session
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.cli.main import main
 from agent_dispatch.db.engine import make_engine
 from agent_dispatch.db.migrate import upgrade
@@ -24,7 +25,6 @@ from agent_dispatch.db.models import Agent
 from agent_dispatch.db.reporting_models import ReportAgentPeriod, ReportJobPeriod
 from agent_dispatch.reporting import compute, feedback, store
 from agent_dispatch.reporting.window import KINDS, Window
-from agent_dispatch.wiring import Runtime
 from tests.support.reporting_history import C, Dist, JobSpec, add_job, seed_history
 
 pytestmark = [pytest.mark.postgres]

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, utcnow
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.matching import Decision
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import AgentRunStatus, IllegalTransition, JobStatus
 from agent_dispatch.settings import Settings
-from agent_dispatch.wiring import Runtime
 from tests.conftest import make_settings
 
 pytestmark = [pytest.mark.postgres]

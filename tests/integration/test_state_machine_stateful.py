@@ -20,6 +20,7 @@ from hypothesis.stateful import (
 from sqlalchemy import text, update
 from sqlalchemy.exc import DBAPIError
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Job
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.lease import Lease, LeaseLost
@@ -31,7 +32,6 @@ from agent_dispatch.domain.statuses import (
     JobStatus,
     can_move_job,
 )
-from agent_dispatch.wiring import Runtime
 from tests.support.reliability import add_agent, decisions
 
 pytestmark = [pytest.mark.postgres]

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select, update
 
+from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.statuses import AgentRunStatus, JobStatus
@@ -20,7 +21,6 @@ from agent_dispatch.tasks.sweep_tasks import (
     send_unreported,
     stop_abandoned,
 )
-from agent_dispatch.wiring import Runtime, set_runtime
 from tests.conftest import make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
 

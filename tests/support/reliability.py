@@ -6,12 +6,12 @@ import datetime as dt
 
 from sqlalchemy import update
 
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Agent, Job
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.lease import Lease
 from agent_dispatch.domain.matching import Decision
 from agent_dispatch.domain.model import JobSpec
-from agent_dispatch.wiring import Runtime
 
 
 def add_agent(

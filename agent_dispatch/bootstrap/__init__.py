@@ -1,4 +1,6 @@
-"""The one place that wires settings, the database engine and the HTTP clients."""
+"""The one place that wires settings, the database engine, the HTTP clients and the event
+sink into the `Deps` that services take. Entry points, flows and tasks resolve their
+dependencies here; services never do."""
 
 from __future__ import annotations
 
@@ -11,12 +13,14 @@ import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent_dispatch.bootstrap.prefect_events import PrefectEvents
 from agent_dispatch.clients import AddressGuard
 from agent_dispatch.clients.agent import AgentClient
 from agent_dispatch.clients.queue import RemoteQueueClient
 from agent_dispatch.clients.retry import RetryPolicy
 from agent_dispatch.db.engine import make_engine, make_session_factory
 from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.services.deps import EventSink
 from agent_dispatch.settings import Settings, get_settings
 
 
@@ -43,6 +47,7 @@ class Runtime:
             weakref.WeakKeyDictionary()
         )
         self.worker_name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
+        self.events: EventSink = PrefectEvents()
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)

@@ -1,4 +1,4 @@
-"""Prefect events for every job and agent status change (the live status feed)."""
+"""The production event sink: Prefect events for every job and agent status change."""
 
 from __future__ import annotations
 
@@ -69,3 +69,21 @@ def _emit(
         emit_event(event, resource=resource, related=related, payload=payload)
     except Exception:  # events are a feed, never a reason to fail a job
         log.warning("could not emit %s", event, exc_info=True)
+
+
+class PrefectEvents:
+    """`EventSink` that emits Prefect events (related to the current flow and task run)."""
+
+    def job_changed(self, job_id: str, queue_task_id: str, status: str, **detail: Any) -> None:
+        job_status_changed(job_id, queue_task_id, status, **detail)
+
+    def agent_changed(
+        self,
+        job_id: str,
+        queue_task_id: str,
+        agent_id: str | None,
+        agent_name: str,
+        status: str,
+        **detail: Any,
+    ) -> None:
+        agent_status_changed(job_id, queue_task_id, agent_id, agent_name, status, **detail)

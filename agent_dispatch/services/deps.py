@@ -1,0 +1,92 @@
+"""What every service needs, as one explicit argument.
+
+Services take a `Deps` and import neither Prefect nor a process-wide runtime: the bootstrap
+(agent_dispatch.bootstrap.Runtime) builds the real one; tests build fakes or real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.queue import RemoteQueueClient
+from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.settings import Settings
+
+T = TypeVar("T")
+
+
+class EventSink(Protocol):
+    """Where status changes are announced (Prefect events in production, a list in tests).
+
+    A sink never raises: events are a feed, never a reason to fail a job.
+    """
+
+    def job_changed(self, job_id: str, queue_task_id: str, status: str, **detail: Any) -> None: ...
+
+    def agent_changed(
+        self,
+        job_id: str,
+        queue_task_id: str,
+        agent_id: str | None,
+        agent_name: str,
+        status: str,
+        **detail: Any,
+    ) -> None: ...
+
+
+class Deps(Protocol):
+    """Settings, a unit of work per transaction, the HTTP clients and the event sink."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def worker_name(self) -> str: ...
+
+    @property
+    def events(self) -> EventSink: ...
+
+    def uow(self) -> UnitOfWork: ...
+
+    def queue(self) -> RemoteQueueClient: ...
+
+    def agents(self) -> AgentClient: ...
+
+    def agent_token(self, token_ref: str | None) -> str | None: ...
+
+
+async def in_transaction(deps: Deps, work: Callable[[UnitOfWork], T]) -> T:
+    """Run `work(uow)` in a worker thread inside one committed transaction.
+
+    Database calls are blocking; running them off the event loop keeps concurrent agent
+    calls moving while a transaction waits on a lock or a disk.
+    """
+
+    def run() -> T:
+        with deps.uow() as uow:
+            result = work(uow)
+            uow.commit()
+            return result
+
+    return await asyncio.to_thread(run)
+
+
+class NullEvents:
+    """An event sink that drops everything (tools and tests that do not watch events)."""
+
+    def job_changed(self, job_id: str, queue_task_id: str, status: str, **detail: Any) -> None:
+        return None
+
+    def agent_changed(
+        self,
+        job_id: str,
+        queue_task_id: str,
+        agent_id: str | None,
+        agent_name: str,
+        status: str,
+        **detail: Any,
+    ) -> None:
+        return None
