@@ -13,10 +13,17 @@ from sqlalchemy.orm import Session
 from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
 from agent_dispatch.domain.lease import Lease, LeaseLost
+from agent_dispatch.domain.lifecycle import idempotency_key
 from agent_dispatch.domain.matching import Decision
-from agent_dispatch.domain.statuses import AgentRunStatus, IllegalTransition, check_agent_move
+from agent_dispatch.domain.statuses import (
+    AGENT_OPEN,
+    AgentRunStatus,
+    DistributionStatus,
+    IllegalTransition,
+    check_agent_move,
+)
 
-OPEN_AGENT = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
+OPEN_AGENT = tuple(s.value for s in AGENT_OPEN)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,7 +79,7 @@ class DistributionRepository:
         record = JobDistributionRecord(
             job_id=job.id,
             attempt=job.attempts,
-            status="RUNNING",
+            status=DistributionStatus.RUNNING.value,
             flow_run_id=flow_run_id,
             decisions=[d.as_dict() for d in decisions],
             started_at=now,
@@ -85,7 +92,7 @@ class DistributionRepository:
             if agent is None or counts.get(agent.id, 0) >= agent.max_concurrency:
                 dropped.append(decision.agent_name)
                 continue
-            key = f"{record.id}:{agent.id}"
+            key = idempotency_key(record.id, agent.id)
             row = JobDistributionAgent(
                 distribution_id=record.id,
                 agent_id=agent.id,
@@ -132,7 +139,7 @@ class DistributionRepository:
         self,
         lease: Lease | None,
         distribution_id: str,
-        status: str,
+        status: DistributionStatus,
         now: dt.datetime,
         winner_agent_id: str | None = None,
         error: str | None = None,
@@ -140,7 +147,7 @@ class DistributionRepository:
     ) -> None:
         cond = [
             JobDistributionRecord.id == distribution_id,
-            JobDistributionRecord.status == "RUNNING",
+            JobDistributionRecord.status == DistributionStatus.RUNNING.value,
         ]
         if lease is not None:
             cond.append(self._lease_holds(lease))
@@ -148,7 +155,7 @@ class DistributionRepository:
             update(JobDistributionRecord)
             .where(and_(*cond))
             .values(
-                status=status,
+                status=status.value,
                 finished_at=now,
                 winner_agent_id=winner_agent_id,
                 error=error,
@@ -158,14 +165,31 @@ class DistributionRepository:
         if res.rowcount != 1 and lease is not None:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
 
-    def discard(self, distribution_id: str) -> None:
-        """Delete an attempt that never started (its agent rows first), freeing the agents."""
+    def discard(self, lease: Lease, distribution_id: str) -> None:
+        """Undo an attempt that never started: its rows go, the agents are free again and the
+        job's attempt count goes back (only while the lease holds)."""
+        if not self._holds(lease):
+            raise LeaseLost(lease.job_id)
         record = self.session.get(JobDistributionRecord, distribution_id)
         if record is None:
             return
         for row in record.agents:
             self.session.delete(row)
         self.session.delete(record)
+        self.session.execute(
+            update(Job)
+            .where(Job.id == lease.job_id, Job.lease_token == lease.token, Job.attempts > 0)
+            .values(attempts=Job.attempts - 1)
+        )
+
+    def set_remote_task_id(self, lease: Lease, row_id: str, remote_task_id: str) -> bool:
+        """Remember the agent's task id (for polling and cancel), fenced by the lease."""
+        res = self.session.execute(
+            update(JobDistributionAgent)
+            .where(JobDistributionAgent.id == row_id, self._lease_holds(lease))
+            .values(remote_task_id=remote_task_id)
+        )
+        return bool(res.rowcount)  # type: ignore[attr-defined]
 
     def open_rows(self, job_id: str) -> Sequence[JobDistributionAgent]:
         """Agent rows still ASSIGNED or WORKING for a job (any attempt)."""
@@ -180,7 +204,8 @@ class DistributionRepository:
 
     def running(self, job_id: str) -> Sequence[JobDistributionRecord]:
         stmt = select(JobDistributionRecord).where(
-            JobDistributionRecord.job_id == job_id, JobDistributionRecord.status == "RUNNING"
+            JobDistributionRecord.job_id == job_id,
+            JobDistributionRecord.status == DistributionStatus.RUNNING.value,
         )
         return self.session.scalars(stmt).all()
 

@@ -10,12 +10,12 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from agent_dispatch.db.models import Job, new_id
+from agent_dispatch.db.models import Job, QueueRejection, new_id
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec
-from agent_dispatch.domain.statuses import IllegalTransition, JobStatus, check_job_move
+from agent_dispatch.domain.statuses import JOB_ACTIVE, IllegalTransition, JobStatus, check_job_move
 
-ACTIVE = (JobStatus.DISTRIBUTED.value, JobStatus.IN_PROGRESS.value)
+ACTIVE = tuple(s.value for s in JOB_ACTIVE)
 
 
 def spec_of(job: Job) -> JobSpec:
@@ -134,12 +134,18 @@ class JobRepository:
         found = self.session.scalars(select(Job.id).where(self._fenced(lease))).one_or_none()
         return found is not None
 
-    def release(self, lease: Lease) -> None:
-        """Give the lease back without changing the job's status."""
+    def release(self, lease: Lease, **fields: Any) -> None:
+        """Give the lease back without changing the job's status (with `fields`, e.g. why)."""
         self.session.execute(
             update(Job)
             .where(self._fenced(lease))
-            .values(lease_token=None, lease_owner=None, lease_expires_at=None)
+            .values(lease_token=None, lease_owner=None, lease_expires_at=None, **fields)
+        )
+
+    def note_plan(self, lease: Lease, summary: str, now: dt.datetime) -> None:
+        """Record why agents were chosen or excluded (while the lease holds)."""
+        self.session.execute(
+            update(Job).where(self._fenced(lease)).values(match_summary=summary, updated_at=now)
         )
 
     def expire_lease(self, lease: Lease, now: dt.datetime) -> None:
@@ -207,6 +213,20 @@ class JobRepository:
         if target.terminal:
             values.setdefault("finished_at", now)
         return values
+
+    # -- queue items that could not become jobs ------------------------------------------------
+
+    def record_rejections(self, items: Sequence[tuple[str | None, str]]) -> list[int]:
+        """Keep each rejected queue item (its id when usable, and why); returns the row ids."""
+        rows = [QueueRejection(queue_task_id=task_id, reason=reason) for task_id, reason in items]
+        self.session.add_all(rows)
+        self.session.flush()
+        return [r.id for r in rows]
+
+    def rejection_reported(self, row_id: int) -> None:
+        self.session.execute(
+            update(QueueRejection).where(QueueRejection.id == row_id).values(reported=True)
+        )
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
-"""The dispatch flow: queue -> match -> agents in parallel -> result -> stats."""
+"""The dispatch flow: queue pages -> store and lease -> a bounded pool of jobs, each driven
+plan -> take -> race -> finish by `dispatch_one` with every step a Prefect task run."""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
+from collections.abc import AsyncIterator
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -11,24 +11,13 @@ from pydantic import BaseModel, Field
 
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
-from agent_dispatch.domain.lease import LeaseLost
-from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.flows.progress import Progress
-from agent_dispatch.flows.race import race
-from agent_dispatch.tasks.finish import JobEnd, finish_job
-from agent_dispatch.tasks.job_steps import (
-    CAPACITY_GONE,
-    Claim,
-    PlanKind,
-    Taken,
-    claim_rescued,
-    end_job,
-    intake_jobs,
-    plan_job,
-    release_job,
-    take_job,
-)
-from agent_dispatch.tasks.queue_io import Incoming, fetch_open_page, reject_items
+from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, dispatch_one
+from agent_dispatch.services.intake import Claim
+from agent_dispatch.services.job_pool import JobPool
+from agent_dispatch.services.queue_io import Page
+from agent_dispatch.tasks.job_steps import TracedSteps, lease_rescued, store_and_lease
+from agent_dispatch.tasks.queue_io import fetch_open_page, reject_items
 
 
 class DispatchParams(BaseModel):
@@ -36,15 +25,6 @@ class DispatchParams(BaseModel):
 
     max_jobs: int | None = Field(default=None, ge=1, description="Stop after taking this many")
     page_size: int | None = Field(default=None, ge=1, le=500, description="Queue page size")
-
-
-class JobLine(BaseModel):
-    queue_task_id: str
-    job_id: str | None = None
-    outcome: str  # a JobStatus, or UNSERVED / CONFLICT / LEASE_LOST
-    winner: str | None = None
-    winner_latency_ms: float | None = None
-    detail: str | None = None
 
 
 class DispatchSummary(BaseModel):
@@ -57,156 +37,66 @@ class DispatchSummary(BaseModel):
         return sum(1 for j in self.jobs if j.outcome == outcome)
 
 
-async def dispatch_one(claim: Claim, flow_run_id: str | None, capacity_wait: float) -> JobLine:
-    """Plan, take, race and finish one leased job (composition only)."""
-    qid = claim.spec.queue_task_id
-    waited, round_no = 0.0, 1
+async def open_pages(page_size: int) -> AsyncIterator[Page]:
+    """Pages of OPEN tasks, one task run each; raises QueueError when the queue fails."""
+    cursor, page_no = None, 0
     while True:
-        plan = await plan_job(claim, round_no)
-        if plan.kind is PlanKind.DISPATCH:
-            taken = await take_job(claim, plan, flow_run_id)
-            if taken != CAPACITY_GONE:
-                break
-            plan = dataclasses.replace(plan, kind=PlanKind.UNSERVED, busy=1)
-        # Agents that fit but are busy free up within the run: wait for them, briefly.
-        if plan.kind is not PlanKind.UNSERVED or not plan.busy or waited >= capacity_wait:
-            break
-        pause = min(0.2 * 2 ** (round_no - 1), 2.0, capacity_wait - waited)
-        await asyncio.sleep(pause)
-        waited, round_no = waited + pause, round_no + 1
-    if plan.kind is PlanKind.UNSERVED:
-        await release_job(claim, plan.summary)
-        return JobLine(
-            queue_task_id=qid, job_id=claim.job_id, outcome="UNSERVED", detail=plan.summary
-        )
-    if plan.kind in (PlanKind.EXPIRED, PlanKind.SPENT):
-        status = JobStatus.EXPIRED if plan.kind is PlanKind.EXPIRED else JobStatus.FAILED
-        await end_job(claim, status, plan.summary)
-        return JobLine(
-            queue_task_id=qid, job_id=claim.job_id, outcome=status.value, detail=plan.summary
-        )
-    if not isinstance(taken, Taken):
-        return JobLine(queue_task_id=qid, job_id=None, outcome="CONFLICT", detail=taken)
-    result = await race(taken)
-    if result.lease_lost:
-        return JobLine(
-            queue_task_id=qid,
-            job_id=claim.job_id,
-            outcome="LEASE_LOST",
-            detail="job cancelled or rescued while agents worked; this run stopped writing it",
-        )
-    end: JobEnd = await finish_job(taken, result.winner_row_id, result.first_result_at)
-    return JobLine(
-        queue_task_id=qid,
-        job_id=claim.job_id,
-        outcome=end.status.value,
-        winner=end.winner,
-        winner_latency_ms=end.winner_latency_ms,
-        detail=end.error or end.report_problem,
-    )
+        page_no += 1
+        page = await fetch_open_page(cursor, page_size, page_no)
+        if page.error is not None:
+            raise QueueError(page.error)
+        yield page
+        if not page.next_cursor:
+            return
+        cursor = page.next_cursor
 
 
-NOT_TAKEN = ("UNSERVED", "CONFLICT")
+async def take_from_queue(
+    pool: JobPool, params: DispatchParams, page_size: int, summary: DispatchSummary
+) -> None:
+    """Feed the pool from the queue, page by page, as fast as it has room; stop at max_jobs."""
+    async for page in open_pages(page_size):
+        if page.rejected:
+            summary.rejected += len(page.rejected)
+            await reject_items(page.rejected)
+        backlog = list(page.tasks)
+        while backlog:
+            room = await pool.room(params.max_jobs)
+            if room == 0:
+                return
+            batch, backlog = backlog[:room], backlog[room:]
+            pool.start(await store_and_lease(tuple(batch), len(batch)))
 
 
 @flow(name="dispatch", log_prints=True)
 async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary:
-    """Take OPEN queue tasks page after page and drive every taken job to a terminal status.
+    """Take OPEN queue tasks and drive every taken job to a terminal status.
 
     Jobs are leased only as fast as they can be worked on (JOB_CONCURRENCY at once): a run
     never sits on leases it is not renewing, and concurrent workers share the queue.
     """
     params = params or DispatchParams()
     rt = get_runtime()
+    s = rt.settings
     logger = get_run_logger()
-    page_size = params.page_size or rt.settings.queue_page_size
-    concurrency = rt.settings.job_concurrency
-    summary = DispatchSummary()
-    active: set[asyncio.Task[JobLine]] = set()
-    lines: list[JobLine] = []
     progress = await Progress.start()
-    run_id = str(flow_run.id) if flow_run.id else None
+    steps = TracedSteps(str(flow_run.id) if flow_run.id else None)
 
-    async def guarded(claim: Claim) -> JobLine:
-        try:
-            line = await dispatch_one(claim, run_id, rt.settings.capacity_wait_seconds)
-        except LeaseLost as exc:
-            line = JobLine(
-                queue_task_id=claim.spec.queue_task_id,
-                job_id=claim.job_id,
-                outcome="LEASE_LOST",
-                detail=str(exc),
-            )
-        except Exception as exc:  # one job's crash must not sink the run; the sweep rescues it
-            logger.exception("job %s crashed", claim.spec.queue_task_id)
-            line = JobLine(
-                queue_task_id=claim.spec.queue_task_id,
-                job_id=claim.job_id,
-                outcome="CRASHED",
-                detail=str(exc),
-            )
-        await progress.job_done(line.outcome)
-        return line
+    async def run(claim: Claim) -> JobLine:
+        return await dispatch_one(steps, claim, s.capacity_wait_seconds)
 
-    def start(claims: list[Claim]) -> None:
-        active.update(asyncio.create_task(guarded(c)) for c in claims)
-        progress.add(len(claims))
-
-    async def settle(block: bool) -> None:
-        """Collect finished jobs; with block, wait until at least one finishes."""
-        if not active:
-            return
-        done, _ = await asyncio.wait(
-            active, timeout=None if block else 0, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task_ in done:
-            active.discard(task_)
-            lines.append(task_.result())
-
-    def budget_left() -> int | None:
-        if params.max_jobs is None:
-            return None
-        taken = len(active) + sum(1 for j in lines if j.outcome not in NOT_TAKEN)
-        return params.max_jobs - taken
-
+    pool = JobPool(s.job_concurrency, run, progress)
+    summary = DispatchSummary()
     try:
-        start(await claim_rescued(min(concurrency, params.max_jobs or concurrency)))
-        backlog: list[Incoming] = []
-        cursor, page_no, exhausted = None, 0, False
-        while True:
-            await settle(block=False)
-            left = budget_left()
-            if left is not None and left <= 0:
-                break
-            free = concurrency - len(active)
-            if free <= 0:
-                await settle(block=True)
-                continue
-            if not backlog:
-                if exhausted:
-                    break
-                page_no += 1
-                page = await fetch_open_page(cursor, page_size, page_no)
-                if page.error is not None:
-                    raise QueueError(page.error)
-                if page.rejected:
-                    summary.rejected += len(page.rejected)
-                    await reject_items(page.rejected)
-                backlog.extend(page.tasks)
-                cursor, exhausted = page.next_cursor, not page.next_cursor
-                continue
-            want = free if left is None else min(free, left)
-            batch, backlog = backlog[:want], backlog[want:]
-            start(await intake_jobs(tuple(batch), len(batch)))
+        pool.start(await lease_rescued(await pool.room(params.max_jobs)))
+        await take_from_queue(pool, params, params.page_size or s.queue_page_size, summary)
     except QueueError as exc:
         summary.stopped_reason = f"remote queue: {exc}"
         logger.error("stopped taking jobs: %s (jobs already taken will finish)", exc)
     finally:
-        while active:
-            await settle(block=True)
+        summary.jobs = await pool.drain()
         await progress.finish()
         await rt.aclose_clients()
-    summary.jobs = sorted(lines, key=lambda j: j.queue_task_id)
     summary.taken = sum(1 for j in summary.jobs if j.outcome not in NOT_TAKEN)
     for line in summary.jobs:
         logger.info(

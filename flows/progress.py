@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
+from agent_dispatch.services.dispatching import JobLine
+
 PROGRESS_KEY = "dispatch-progress"
 
 
@@ -75,9 +77,9 @@ class Progress:
     def describe(self) -> str:
         return self.snapshot().describe()
 
-    async def job_done(self, outcome: str) -> None:
+    async def job_done(self, line: JobLine) -> None:
         self.done += 1
-        self.by_outcome[outcome] = self.by_outcome.get(outcome, 0) + 1
+        self.by_outcome[line.outcome] = self.by_outcome.get(line.outcome, 0) + 1
         await self._publish()
 
     async def finish(self) -> None:

@@ -14,11 +14,14 @@ from agent_dispatch.db.distribution_repository import DistributionRepository
 from agent_dispatch.db.models import Agent, Job, JobDistributionRecord
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.lease import LeaseLost
+from agent_dispatch.domain.lifecycle import PlanKind
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import AgentRunStatus, JobStatus
+from agent_dispatch.services.finishing import end_unstarted, finish_job
+from agent_dispatch.services.intake import Claim
+from agent_dispatch.services.planning import Plan
+from agent_dispatch.services.taking import Taken, take_job
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.tasks.finish import finish_job
-from agent_dispatch.tasks.job_steps import Claim, Plan, PlanKind, Taken, end_job, take_job
 from agent_dispatch.tasks.sweep_tasks import reconcile_stale_open, rescue_expired
 from tests.conftest import make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
@@ -138,7 +141,7 @@ def _taken_job(rt: Runtime, queue: SimulatedQueue) -> tuple[Taken, str, str]:
         )
         uow.commit()
     claim_ = Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN)
-    return Taken(claim_, dist, "IN_PROGRESS"), row, aid
+    return Taken(claim_, dist, JobStatus.IN_PROGRESS), row, aid
 
 
 async def test_stale_worker_cannot_finish_update_stats_or_patch_the_queue(
@@ -154,7 +157,7 @@ async def test_stale_worker_cannot_finish_update_stats_or_patch_the_queue(
     assert len(new_owner) == 1
 
     with pytest.raises(LeaseLost):
-        await finish_job.fn(taken, row, utcnow())
+        await finish_job(rt, taken, row, utcnow())
 
     assert queue.patches == []
     after = job(rt, taken.claim.job_id)
@@ -176,8 +179,11 @@ async def test_stale_worker_cannot_end_an_unstarted_job_on_the_queue(
     claim(rt, task["id"], "w2")
 
     with pytest.raises(LeaseLost):
-        await end_job.fn(
-            Claim(stale, job_id, spec_of(task["id"]), JobStatus.OPEN), JobStatus.EXPIRED, "too late"
+        await end_unstarted(
+            rt,
+            Claim(stale, job_id, spec_of(task["id"]), JobStatus.OPEN),
+            JobStatus.EXPIRED,
+            "too late",
         )
 
     assert queue.patches == []
@@ -207,7 +213,7 @@ async def test_lease_lost_between_reserving_agents_and_taking_means_no_take_on_t
     monkeypatch.setattr(DistributionRepository, "create", create_then_lose_lease)
     plan = Plan(PlanKind.DISPATCH, tuple(decisions((aid, "a1"))))
     with pytest.raises(LeaseLost):
-        await take_job(Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN), plan, None)
+        await take_job(rt, Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN), plan, None)
     assert queue.patches == []
     assert queue.task(task["id"])["status"] == "OPEN"
 
@@ -224,7 +230,7 @@ async def test_queue_error_during_take_leaves_the_job_for_the_sweep_not_released
     queue.fail_next(10, 503, retry_after=0, method="PATCH")
     plan = Plan(PlanKind.DISPATCH, tuple(decisions((aid, "a1"))))
     with pytest.raises(QueueUnavailable):
-        await take_job(Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN), plan, None)
+        await take_job(rt, Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN), plan, None)
     after = job(rt, job_id)
     # Kept leased but expired: the take may have reached the queue, so the sweep must look.
     assert after.status == "OPEN" and after.lease_token == lease.token
@@ -244,7 +250,9 @@ async def test_task_taken_elsewhere_frees_the_agents_and_leaves_the_job_to_the_s
     queue.set_status(task["id"], "DISTRIBUTED")  # a take landed first (perhaps a dead worker's)
     plan = Plan(PlanKind.DISPATCH, tuple(decisions((aid, "a1"))))
 
-    taken = await take_job(Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN), plan, None)
+    taken = await take_job(
+        rt, Claim(lease, job_id, spec_of(task["id"]), JobStatus.OPEN), plan, None
+    )
 
     assert taken == "taken by another consumer (409)"
     after = job(rt, job_id)  # kept, never deleted: deleting could lose a job we own

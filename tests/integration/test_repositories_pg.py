@@ -18,7 +18,12 @@ from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, utcnow
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.matching import Decision
 from agent_dispatch.domain.model import JobSpec
-from agent_dispatch.domain.statuses import AgentRunStatus, IllegalTransition, JobStatus
+from agent_dispatch.domain.statuses import (
+    AgentRunStatus,
+    DistributionStatus,
+    IllegalTransition,
+    JobStatus,
+)
 from agent_dispatch.settings import Settings
 from tests.conftest import make_settings
 
@@ -308,7 +313,7 @@ def test_stale_lease_token_cannot_write(runtime: Runtime) -> None:
     with runtime.uow() as uow, pytest.raises(LeaseLost):
         uow.distributions.create(bad, [chosen(solo, "solo")], utcnow())
     with runtime.uow() as uow, pytest.raises(LeaseLost):
-        uow.distributions.finish(bad, created.distribution_id, "FAILED", utcnow())
+        uow.distributions.finish(bad, created.distribution_id, DistributionStatus.FAILED, utcnow())
     with runtime.uow() as uow:
         assert uow.jobs.holds(bad) is False
         uow.jobs.release(bad)  # a no-op for a stale token
@@ -564,7 +569,7 @@ def test_second_attempt_gets_attempt_two(runtime: Runtime) -> None:
     first = distribute(runtime, lease, [chosen(solo, "solo")])
     with runtime.uow() as uow:
         uow.distributions.move_agent(lease, first.assignments[0].row_id, AgentRunStatus.FAILED)
-        uow.distributions.finish(lease, first.distribution_id, "FAILED", utcnow())
+        uow.distributions.finish(lease, first.distribution_id, DistributionStatus.FAILED, utcnow())
         uow.commit()
     second = distribute(runtime, lease, [chosen(solo, "solo")])
     assert second.attempt == 2

@@ -1,28 +1,34 @@
-"""Finish a distribution: pick the result, end the job, update agent stats, tell the queue."""
+"""Finishing: pick the result, end the job, update agent statistics, tell the queue."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
-from agent_dispatch.bootstrap import get_runtime
-from agent_dispatch.bootstrap import prefect_events as events
 from agent_dispatch.db.agent_repository import stats_of
 from agent_dispatch.db.models import JobDistributionAgent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.breaker import Circuit, after_outcome
+from agent_dispatch.domain.lifecycle import final_status
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.selection import verdict
 from agent_dispatch.domain.stats import apply_outcome
-from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, JobStatus
-from agent_dispatch.tasks.dbio import in_transaction
-from agent_dispatch.tasks.job_steps import Taken
-from agent_dispatch.tasks.queue_io import report_status
+from agent_dispatch.domain.statuses import (
+    AGENT_OPEN,
+    AgentRunStatus,
+    DistributionStatus,
+    FailureKind,
+    JobStatus,
+)
+from agent_dispatch.services.deps import Deps, in_transaction
+from agent_dispatch.services.intake import Claim
+from agent_dispatch.services.queue_io import report_status
+from agent_dispatch.services.taking import Taken
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,10 +39,10 @@ class JobEnd:
     winner: str | None = None
     winner_latency_ms: float | None = None
     error: str | None = None
-    report_problem: str | None = None
+    report_problem: str | None = None  # the queue was not told yet: the sweep resends
 
 
-def _outcome(row: JobDistributionAgent) -> AgentOutcome:
+def outcome_of(row: JobDistributionAgent) -> AgentOutcome:
     kind = FailureKind(row.failure_kind) if row.failure_kind else None
     return AgentOutcome(
         AgentRunStatus(row.status),
@@ -49,12 +55,11 @@ def _outcome(row: JobDistributionAgent) -> AgentOutcome:
     )
 
 
-@task(name="finish", cache_policy=NO_CACHE, task_run_name="finish {taken.claim.spec.queue_task_id}")
 async def finish_job(
-    taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None
+    deps: Deps, taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None
 ) -> JobEnd:
-    rt = get_runtime()
-    s = rt.settings
+    """End the job, its attempt and its agents' statistics in one transaction, then report."""
+    s = deps.settings
     claim, dist = taken.claim, taken.distribution
     qid = claim.spec.queue_task_id
 
@@ -65,8 +70,7 @@ async def finish_job(
         # with another finish of the same agent holding its own key-share.
         locked = uow.agents.lock(a.agent_id for a in dist.assignments)
         for row in uow.distributions.rows(dist.distribution_id):
-            if row.status in (AgentRunStatus.ASSIGNED, AgentRunStatus.WORKING):
-                # A call cancelled before it could record its own end.
+            if AgentRunStatus(row.status) in AGENT_OPEN:  # cancelled before it recorded its end
                 uow.distributions.move_agent(
                     claim.lease,
                     row.id,
@@ -77,7 +81,7 @@ async def finish_job(
                 )
         uow.session.expire_all()
         rows = list(uow.distributions.rows(dist.distribution_id))
-        outcomes = {r.agent_id or r.agent_name: _outcome(r) for r in rows}
+        outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
         names = {r.agent_id or r.agent_name: r.agent_name for r in rows}
         winner = next((r for r in rows if r.id == winner_row_id), None)
         if winner is not None and winner.status == AgentRunStatus.COMPLETED:
@@ -86,16 +90,11 @@ async def finish_job(
         else:
             winner = None
             v = verdict(outcomes, names)
-            status, error = v.status, v.error
-            if status is JobStatus.FAILED and claim.spec.is_expired(now):
-                status, error = (
-                    JobStatus.EXPIRED,
-                    "expired before any agent answered; " + (error or ""),
-                )
+            status, error = final_status(v.status, v.error, claim.spec, now)
         uow.distributions.finish(
             claim.lease,
             dist.distribution_id,
-            status.value,
+            DistributionStatus(status.value),
             now,
             winner_agent_id=winner.agent_id if winner else None,
             error=error,
@@ -110,13 +109,12 @@ async def finish_job(
             error=error,
         )
         # Statistics and circuit state move in the same transaction as the job's end.
-        # One row per agent in a distribution (a unique constraint), so a lookup is enough.
-        row_of = {r.agent_id: r for r in rows}
+        row_of = {r.agent_id: r for r in rows}  # one row per agent per distribution
         for agent in locked:
             r = row_of.get(agent.id)
             if r is None:
                 continue
-            out = _outcome(r)
+            out = outcome_of(r)
             uow.agents.save_stats(agent, apply_outcome(stats_of(agent), out, won=r.won), now)
             c = after_outcome(
                 Circuit(agent.consecutive_failures, agent.circuit_open_until),
@@ -139,8 +137,8 @@ async def finish_job(
         )
         return end, (winner.result if winner else None), (winner.agent_id if winner else None)
 
-    end, result, agent_id = await in_transaction(decide)
-    events.job_status_changed(
+    end, result, agent_id = await in_transaction(deps, decide)
+    deps.events.job_changed(
         claim.job_id,
         qid,
         end.status.value,
@@ -149,11 +147,36 @@ async def finish_job(
         error=end.error,
     )
     problem = await report_status(
-        qid, end.status.value, taken.queue_status, result=result, agent_id=agent_id, error=end.error
+        deps,
+        qid,
+        end.status,
+        taken.queue_status.value,
+        result=result,
+        agent_id=agent_id,
+        error=end.error,
     )
-
     if problem is None:
-        await in_transaction(lambda uow: uow.jobs.mark_queue_status(claim.job_id, end.status))
+        await in_transaction(deps, lambda uow: uow.jobs.mark_queue_status(claim.job_id, end.status))
     else:
-        get_run_logger().warning("queue not told %s for %s yet: %s", end.status, qid, problem)
+        log.warning("queue not told %s for %s yet: %s", end.status, qid, problem)
     return dataclasses.replace(end, report_problem=problem)
+
+
+async def end_unstarted(deps: Deps, claim: Claim, status: JobStatus, reason: str) -> JobEnd:
+    """End a job that no agent will work on (EXPIRED, or FAILED when attempts are spent)."""
+    qid = claim.spec.queue_task_id
+
+    def finish(uow: UnitOfWork) -> str:
+        job = uow.jobs.get_leased(claim.lease)
+        expected = job.queue_status or job.status
+        # The fenced local ending comes first: a worker that lost its lease fails here and
+        # never reaches the queue; if the report below fails, the sweep's outbox resends it.
+        uow.jobs.transition(claim.lease, status, utcnow(), error=reason, queue_status=expected)
+        return expected
+
+    expected = await in_transaction(deps, finish)
+    deps.events.job_changed(claim.job_id, qid, status.value, error=reason)
+    problem = await report_status(deps, qid, status, expected, error=reason)
+    if problem is None:
+        await in_transaction(deps, lambda uow: uow.jobs.mark_queue_status(claim.job_id, status))
+    return JobEnd(qid, claim.job_id, status, error=reason, report_problem=problem)

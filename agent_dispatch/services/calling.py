@@ -1,0 +1,237 @@
+"""One agent call: WORKING -> COMPLETED | FAILED | TIMEOUT | CANCELLED, every write fenced."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import time
+from typing import Any
+
+from agent_dispatch.clients.agent import AgentEndpoint, AgentReply
+from agent_dispatch.clients.errors import AgentCallError
+from agent_dispatch.clients.wire import JobExecutionData
+from agent_dispatch.db.distribution_repository import Assignment
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.domain.lease import Lease, LeaseLost
+from agent_dispatch.domain.lifecycle import deadline_for
+from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, IllegalTransition
+from agent_dispatch.services.deps import Deps, in_transaction
+from agent_dispatch.services.taking import Taken
+
+log = logging.getLogger(__name__)
+
+CANCEL_CALL_TIMEOUT = 5.0
+LOST_RACE = "cancelled: another agent answered first or the job was stopped"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallContext:
+    """What one agent call needs; plain data, safe to hand to a Prefect task."""
+
+    lease: Lease
+    job_id: str
+    queue_task_id: str
+    distribution_id: str
+    assignment: Assignment
+    request: JobExecutionData
+    deadline: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallEnd:
+    """How a call ended: `outcome` is None when the job was no longer held by this run."""
+
+    outcome: AgentOutcome | None
+    message: str
+
+
+def call_contexts(deps: Deps, taken: Taken) -> list[CallContext]:
+    """One context per assigned agent, all with the same deadline."""
+    claim, dist = taken.claim, taken.distribution
+    spec = claim.spec
+    deadline = deadline_for(spec, deps.settings.default_agent_timeout, utcnow())
+    return [
+        CallContext(
+            lease=claim.lease,
+            job_id=claim.job_id,
+            queue_task_id=spec.queue_task_id,
+            distribution_id=dist.distribution_id,
+            assignment=a,
+            request=JobExecutionData(
+                job_id=spec.queue_task_id,
+                distribution_id=dist.distribution_id,
+                agent_id=a.agent_id,
+                title=spec.title,
+                description=spec.description,
+                category=spec.category,
+                tags=list(spec.tags),
+                skill_level=spec.skill_level,
+                payload=spec.payload,
+                deadline=deadline,
+            ),
+            deadline=deadline,
+        )
+        for a in dist.assignments
+    ]
+
+
+async def call_agent(
+    deps: Deps, ctx: CallContext, stop: asyncio.Event, task_run_id: str | None = None
+) -> CallEnd:
+    """Call one agent until it answers, fails, times out, or `stop` is set."""
+    a = ctx.assignment
+    endpoint = AgentEndpoint(a.agent_id, a.agent_name, a.url, deps.agent_token(a.token_ref))
+    started = time.monotonic()
+    if stop.is_set():
+        return await _stopped(deps, ctx, endpoint, started, None)
+    if not await _write(
+        deps, ctx, AgentRunStatus.WORKING, started_at=utcnow(), task_run_id=task_run_id
+    ):
+        return CallEnd(None, f"{a.agent_name}: job no longer held by this run")
+    remote_task_id: str | None = None
+
+    async def accepted(task_id: str) -> None:
+        nonlocal remote_task_id
+        remote_task_id = task_id
+        await in_transaction(
+            deps, lambda uow: uow.distributions.set_remote_task_id(ctx.lease, a.row_id, task_id)
+        )
+
+    remaining = (ctx.deadline - utcnow()).total_seconds()
+    call = asyncio.ensure_future(
+        deps.agents().execute(
+            endpoint, ctx.request, deadline=time.monotonic() + remaining, on_accepted=accepted
+        )
+    )
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({call, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        stop.set()  # the run itself is being cancelled: stop the agent too
+    finally:
+        waiter.cancel()
+    if not call.done():
+        return await _stopped(deps, ctx, endpoint, started, remote_task_id, call)
+    return await _settle(deps, ctx, call, started)
+
+
+async def _write(deps: Deps, ctx: CallContext, target: AgentRunStatus, **fields: Any) -> bool:
+    """Fenced row update; False when the lease is gone or the row already ended elsewhere."""
+    try:
+        await in_transaction(
+            deps,
+            lambda uow: uow.distributions.move_agent(
+                ctx.lease, ctx.assignment.row_id, target, **fields
+            ),
+        )
+    except (LeaseLost, IllegalTransition):
+        return False
+    deps.events.agent_changed(
+        ctx.job_id,
+        ctx.queue_task_id,
+        ctx.assignment.agent_id,
+        ctx.assignment.agent_name,
+        target.value,
+        distribution_id=ctx.distribution_id,
+        latency_ms=fields.get("latency_ms"),
+        error=fields.get("error"),
+    )
+    return True
+
+
+async def _stopped(
+    deps: Deps,
+    ctx: CallContext,
+    endpoint: AgentEndpoint,
+    started: float,
+    remote_task_id: str | None,
+    call: asyncio.Future[Any] | None = None,
+) -> CallEnd:
+    """Tell the agent to stop (best effort, bounded), end our request, record CANCELLED."""
+    latency = (time.monotonic() - started) * 1000
+    # The contract's POST /cancel is for work "answered synchronously (the request is still
+    # open)": send it before our own request is torn down.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            deps.agents().cancel(
+                endpoint,
+                job_id=ctx.queue_task_id,
+                distribution_id=ctx.distribution_id,
+                remote_task_id=remote_task_id,
+            ),
+            CANCEL_CALL_TIMEOUT,
+        )
+    if call is not None:
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+    outcome = AgentOutcome(
+        AgentRunStatus.CANCELLED,
+        error=LOST_RACE,
+        failure_kind=FailureKind.CANCELLED,
+        latency_ms=latency,
+    )
+    await _write(
+        deps,
+        ctx,
+        AgentRunStatus.CANCELLED,
+        finished_at=utcnow(),
+        latency_ms=latency,
+        failure_kind=FailureKind.CANCELLED.value,
+        error=LOST_RACE,
+    )
+    return CallEnd(outcome, f"{endpoint.name} cancelled after {latency:.0f} ms")
+
+
+async def _settle(
+    deps: Deps, ctx: CallContext, call: asyncio.Future[AgentReply], started: float
+) -> CallEnd:
+    """Turn the finished call into the row's end state."""
+    a = ctx.assignment
+    answered = time.monotonic()
+    latency = (answered - started) * 1000
+    exc = call.exception()
+    if isinstance(exc, AgentCallError):
+        status = (
+            AgentRunStatus.TIMEOUT if exc.kind is FailureKind.TIMEOUT else AgentRunStatus.FAILED
+        )
+        outcome = AgentOutcome(
+            status, error=str(exc), failure_kind=exc.kind, latency_ms=latency, attempts=exc.attempts
+        )
+        await _write(
+            deps,
+            ctx,
+            status,
+            finished_at=utcnow(),
+            latency_ms=latency,
+            error=outcome.error,
+            failure_kind=exc.kind.value,
+            attempts=exc.attempts,
+        )
+        return CallEnd(outcome, f"{a.agent_name} {status.value} after {latency:.0f} ms: {exc}")
+    if exc is not None:
+        raise exc  # a bug, not an agent fault: let the caller (and Prefect) show it
+    reply = call.result()
+    outcome = AgentOutcome(
+        AgentRunStatus.COMPLETED,
+        result=reply.result,
+        latency_ms=latency,
+        score=reply.score,
+        attempts=reply.attempts,
+        answered_at=answered,
+    )
+    if not await _write(
+        deps,
+        ctx,
+        AgentRunStatus.COMPLETED,
+        finished_at=utcnow(),
+        latency_ms=latency,
+        result=reply.result,
+        score=reply.score,
+        attempts=reply.attempts,
+    ):
+        return CallEnd(None, f"{a.agent_name}: answered, but the job was no longer held")
+    return CallEnd(outcome, f"{a.agent_name} COMPLETED in {latency:.0f} ms")

@@ -1,0 +1,144 @@
+"""The dispatch lifecycle as plain services (no Prefect): SQLite, loopback queue and agents."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+
+from agent_dispatch.bootstrap import Runtime
+from agent_dispatch.db.models import Agent, Job
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.domain.statuses import JobStatus
+from agent_dispatch.services.dispatching import NotFinished, PlainSteps, dispatch_one
+from agent_dispatch.services.intake import Claim, store_and_lease
+from agent_dispatch.services.queue_io import fetch_open_page
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.services.conftest import RecordingEvents
+
+
+async def _claim_all(deps: Runtime) -> list[Claim]:
+    page = await fetch_open_page(deps, None, 50)
+    return await store_and_lease(deps, page.tasks, len(page.tasks))
+
+
+async def _dispatch(deps: Runtime) -> list[tuple[str, str, str | None]]:
+    lines = [
+        await dispatch_one(PlainSteps(deps), c, capacity_wait=0) for c in await _claim_all(deps)
+    ]
+    return [(line.queue_task_id, str(line.outcome), line.winner) for line in lines]
+
+
+def _job(deps: Runtime, qid: str) -> Job:
+    with deps.uow() as uow:
+        job = uow.jobs.find(qid)
+        assert job is not None
+        return job
+
+
+async def test_first_good_answer_wins_and_the_queue_and_stats_are_told(
+    deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
+) -> None:
+    add_agent("quick")
+    add_agent("broken", "failing")
+    task = queue.add_task(title="Summarise", category="general")
+
+    assert await _dispatch(deps) == [(task["id"], "COMPLETED", "quick")]
+
+    assert queue.task(task["id"])["status"] == "COMPLETED"
+    assert queue.task(task["id"])["result"] is not None
+    job = _job(deps, task["id"])
+    assert job.status == "COMPLETED" and job.queue_status == "COMPLETED"
+    with deps.uow() as uow:
+        agents = {a.name: a for a in uow.session.query(Agent)}
+    assert agents["quick"].wins == 1 and agents["quick"].successes == 1
+    assert agents["broken"].failures == 1
+    events = deps.events
+    assert isinstance(events, RecordingEvents)
+    assert events.statuses("job", task["id"]) == ["DISTRIBUTED", "IN_PROGRESS", "COMPLETED"]
+    assert events.statuses("agent", "quick") == ["ASSIGNED", "WORKING", "COMPLETED"]
+    assert events.statuses("agent", "broken") == ["ASSIGNED", "WORKING", "FAILED"]
+
+
+async def test_a_job_no_agent_serves_is_released_with_the_reason_and_stays_open(
+    deps: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
+) -> None:
+    add_agent("coder", categories=("code",))
+    task = queue.add_task(title="Translate", category="legal")
+
+    assert await _dispatch(deps) == [(task["id"], NotFinished.UNSERVED, None)]
+
+    job = _job(deps, task["id"])
+    assert job.status == "OPEN" and job.lease_token is None
+    assert "category 'legal' not in" in (job.match_summary or "")
+    assert queue.task(task["id"])["status"] == "OPEN"
+
+
+async def test_an_expired_job_ends_expired_without_calling_any_agent(
+    deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
+) -> None:
+    add_agent("quick")
+    past = utcnow() - dt.timedelta(minutes=1)
+    task = queue.add_task(title="Late", category="general", expires_at=past)
+
+    assert await _dispatch(deps) == [(task["id"], "EXPIRED", None)]
+
+    assert farm.calls == []
+    assert queue.task(task["id"])["status"] == "EXPIRED"
+
+
+async def test_when_every_agent_fails_the_job_fails_naming_each_failure(
+    deps: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
+) -> None:
+    add_agent("broken", "failing")
+    add_agent("erring", "error500")
+    task = queue.add_task(title="Doomed", category="general")
+
+    assert await _dispatch(deps) == [(task["id"], "FAILED", None)]
+
+    error = queue.task(task["id"])["error"]
+    assert "broken: FAILED" in error and "erring: FAILED" in error
+
+
+async def test_a_task_another_consumer_took_is_left_alone_and_no_agent_is_called(
+    deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
+) -> None:
+    add_agent("quick")
+    task = queue.add_task(title="Contested", category="general")
+    claims = await _claim_all(deps)
+    queue.set_status(task["id"], "DISTRIBUTED")  # someone else's take landed first
+
+    line = await dispatch_one(PlainSteps(deps), claims[0], capacity_wait=0)
+
+    assert line.outcome == NotFinished.CONFLICT
+    assert farm.calls == []
+    with deps.uow() as uow:
+        assert uow.agents.in_flight_counts() == {}
+
+
+async def test_an_operator_revoking_the_lease_mid_race_stops_the_agents(
+    make_deps: Callable[..., Runtime],
+    queue: SimulatedQueue,
+    farm: AgentFarm,
+    add_agent: Callable[..., str],
+) -> None:
+    deps = make_deps(lease_check_seconds=0.05)
+    add_agent("slowpoke", "slow")
+    task = queue.add_task(title="Long", category="general")
+    claims = await _claim_all(deps)
+
+    async def revoke_soon() -> None:
+        while not farm.calls:
+            await asyncio.sleep(0.02)
+        with deps.uow() as uow:
+            uow.jobs.transition_unleased(claims[0].job_id, JobStatus.CANCELLED, utcnow())
+            uow.commit()
+
+    revoker = asyncio.create_task(revoke_soon())
+    line = await dispatch_one(PlainSteps(deps), claims[0], capacity_wait=0)
+    await revoker
+
+    assert line.outcome == NotFinished.LEASE_LOST
+    assert [c.agent for c in farm.cancels] == ["slowpoke"]
+    assert _job(deps, task["id"]).status == "CANCELLED"
