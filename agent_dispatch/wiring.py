@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent_dispatch.settings import Settings, get_settings
-from clients import AddressGuard
 from clients.agent import AgentClient
+from clients.netguard import NetGuard
 from clients.queue import RemoteQueueClient
 from clients.retry import RetryPolicy
 from db.engine import make_engine, make_session_factory
@@ -71,18 +71,16 @@ class Runtime:
                 transport=self._agent_transport,
                 max_response_bytes=s.agent_max_response_bytes,
                 retry=RetryPolicy(attempts=s.execution_retry_count),
-                address_guard=self.address_guard(),
+                net_guard=self.net_guard(),
             )
             self._agents[loop] = client
         return client
 
-    def address_guard(self) -> AddressGuard | None:
-        """SSRF guard for agent URLs; None when private networks are allowed."""
+    def net_guard(self) -> NetGuard | None:
+        """SSRF guard for agent calls (checked, pinned addresses); None allows private ones."""
         if self.settings.agent_allow_private_networks:
             return None
-        from clients.netguard import make_address_guard
-
-        return make_address_guard()
+        return NetGuard()
 
     def agent_token(self, token_ref: str | None) -> str | None:
         if not token_ref:
