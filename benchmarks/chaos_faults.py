@@ -14,9 +14,9 @@ import httpx
 import psycopg
 
 from agent_dispatch.bootstrap import Runtime
-from agent_dispatch.clients.agent import AgentClient, AgentEndpoint
-from agent_dispatch.clients.errors import AgentBlocked
-from agent_dispatch.clients.netguard import check_url, make_address_guard
+from agent_dispatch.clients.agent import AgentEndpoint
+from agent_dispatch.clients.errors import AgentBlocked, AgentConnectionError
+from agent_dispatch.clients.netguard import check_url
 from agent_dispatch.clients.wire import JobExecutionData
 from agent_dispatch.db.models import Job
 from agent_dispatch.domain.netpolicy import UnsafeAddress
@@ -109,68 +109,88 @@ def print_faults(f: dict[str, Any]) -> None:
     )
 
 
+# (form, URL, the call-time refusal the product owes it): the address guard refuses with
+# AgentBlocked; a URL httpx cannot use (not http(s), an unparsable host) never reaches the
+# guard and is refused as unusable, without a retry.
+BLOCKED, UNUSABLE = "blocked", "blocked: unusable URL"
 SSRF_FORMS = [
-    ("loopback", "http://127.0.0.1/"),
-    ("localhost name", "http://localhost/"),
-    ("loopback 127.1 short form", "http://127.1/"),
-    ("decimal 2130706433", "http://2130706433/"),
-    ("octal 0177.0.0.1", "http://0177.0.0.1/"),
-    ("hex 0x7f.0.0.1", "http://0x7f.0.0.1/"),
-    ("hex 0x7f000001", "http://0x7f000001/"),
-    ("unspecified 0.0.0.0", "http://0.0.0.0/"),
-    ("private 10.0.0.1", "http://10.0.0.1/"),
-    ("private 172.16.0.1", "http://172.16.0.1/"),
-    ("private 192.168.1.1", "http://192.168.1.1/"),
-    ("link-local metadata 169.254.169.254", "http://169.254.169.254/latest/meta-data/"),
-    ("decimal metadata 2852039166", "http://2852039166/"),
-    ("CGNAT 100.64.0.1", "http://100.64.0.1/"),
-    ("IPv6 loopback [::1]", "http://[::1]/"),
-    ("IPv6 unspecified [::]", "http://[::]/"),
-    ("IPv6 ULA [fc00::1]", "http://[fc00::1]/"),
-    ("IPv6 link-local [fe80::1]", "http://[fe80::1]/"),
-    ("IPv4-mapped [::ffff:127.0.0.1]", "http://[::ffff:127.0.0.1]/"),
-    ("IPv4-mapped [::ffff:169.254.169.254]", "http://[::ffff:a9fe:a9fe]/"),
-    ("IPv4-compatible [::127.0.0.1]", "http://[::127.0.0.1]/"),
-    ("NAT64 [64:ff9b::a9fe:a9fe]", "http://[64:ff9b::a9fe:a9fe]/"),
-    ("6to4 [2002:7f00:1::]", "http://[2002:7f00:1::]/"),
-    ("scheme file://", "file:///etc/passwd"),
-    ("scheme ftp://", "ftp://198.51.100.7/"),
-    ("credentials in URL", "http://user:pw@127.0.0.1/"),
+    ("loopback", "http://127.0.0.1/", BLOCKED),
+    ("localhost name", "http://localhost/", BLOCKED),
+    ("loopback 127.1 short form", "http://127.1/", BLOCKED),
+    ("decimal 2130706433", "http://2130706433/", BLOCKED),
+    ("octal 0177.0.0.1", "http://0177.0.0.1/", UNUSABLE),  # httpx cannot parse this host
+    ("hex 0x7f.0.0.1", "http://0x7f.0.0.1/", BLOCKED),
+    ("hex 0x7f000001", "http://0x7f000001/", BLOCKED),
+    ("unspecified 0.0.0.0", "http://0.0.0.0/", BLOCKED),
+    ("private 10.0.0.1", "http://10.0.0.1/", BLOCKED),
+    ("private 172.16.0.1", "http://172.16.0.1/", BLOCKED),
+    ("private 192.168.1.1", "http://192.168.1.1/", BLOCKED),
+    ("link-local metadata 169.254.169.254", "http://169.254.169.254/latest/meta-data/", BLOCKED),
+    ("decimal metadata 2852039166", "http://2852039166/", BLOCKED),
+    ("CGNAT 100.64.0.1", "http://100.64.0.1/", BLOCKED),
+    ("IPv6 loopback [::1]", "http://[::1]/", BLOCKED),
+    ("IPv6 unspecified [::]", "http://[::]/", BLOCKED),
+    ("IPv6 ULA [fc00::1]", "http://[fc00::1]/", BLOCKED),
+    ("IPv6 link-local [fe80::1]", "http://[fe80::1]/", BLOCKED),
+    ("IPv4-mapped [::ffff:127.0.0.1]", "http://[::ffff:127.0.0.1]/", BLOCKED),
+    ("IPv4-mapped [::ffff:169.254.169.254]", "http://[::ffff:a9fe:a9fe]/", BLOCKED),
+    ("IPv4-compatible [::127.0.0.1]", "http://[::127.0.0.1]/", BLOCKED),
+    ("NAT64 [64:ff9b::a9fe:a9fe]", "http://[64:ff9b::a9fe:a9fe]/", BLOCKED),
+    ("6to4 [2002:7f00:1::]", "http://[2002:7f00:1::]/", BLOCKED),
+    ("scheme file://", "file:///etc/passwd", UNUSABLE),
+    ("scheme ftp://", "ftp://198.51.100.7/", UNUSABLE),
+    ("credentials in URL", "http://user:pw@127.0.0.1/", BLOCKED),
 ]
 
 
+def _call_verdict(exc: Exception | None) -> str:
+    """How one call ended, in the table's words; only the owed refusal is worded as one."""
+    if exc is None:
+        return "ALLOWED"
+    if isinstance(exc, AgentBlocked):
+        return BLOCKED
+    if isinstance(exc, AgentConnectionError) and "unusable URL" in str(exc):
+        return UNUSABLE
+    return f"NOT REFUSED: {type(exc).__name__}"
+
+
 def ssrf_table() -> list[tuple[str, str, str, bool]]:
-    """(form, registration verdict, call-time verdict, request reached the network)."""
+    """(form, registration verdict, call-time verdict, request reached the network).
+
+    The calls go through the product's own wiring: a Runtime that refuses private networks,
+    as deployed, builds the agent client and its guard; only the network is a stand-in that
+    records what reaches it.
+    """
     reached: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         reached.append(str(request.url))
         return httpx.Response(200, json={"status": "COMPLETED", "result": 1})
 
+    settings = Settings(database_url="sqlite:///:memory:", agent_allow_private_networks=False)
+    rt = Runtime(settings, agent_transport=httpx.MockTransport(handler))
+    data = JobExecutionData(
+        job_id="j",
+        distribution_id="d",
+        agent_id="a",
+        title="t",
+        category="c",
+        deadline=dt.datetime.now(dt.UTC),
+    )
+
     async def at_call_time(url: str) -> str:
-        client = AgentClient(
-            transport=httpx.MockTransport(handler), address_guard=make_address_guard()
-        )
-        data = JobExecutionData(
-            job_id="j",
-            distribution_id="d",
-            agent_id="a",
-            title="t",
-            category="c",
-            deadline=dt.datetime.now(dt.UTC),
-        )
         try:
-            await client.execute(AgentEndpoint("a", "a", url), data, deadline=time.monotonic() + 5)
-            return "ALLOWED"
-        except AgentBlocked:
-            return "blocked"
-        except Exception as exc:  # refused another way (unusable URL) - still no request
-            return f"blocked ({type(exc).__name__})"
+            await rt.agents().execute(
+                AgentEndpoint("a", "a", url), data, deadline=time.monotonic() + 5
+            )
+        except Exception as exc:
+            return _call_verdict(exc)
         finally:
-            await client.aclose()
+            await rt.aclose_clients()
+        return _call_verdict(None)
 
     out = []
-    for form, url in SSRF_FORMS:
+    for form, url, owed in SSRF_FORMS:
         before = len(reached)
         try:
             check_url(url)
@@ -178,15 +198,19 @@ def ssrf_table() -> list[tuple[str, str, str, bool]]:
         except UnsafeAddress as exc:
             at_registration = f"blocked: {str(exc)[:58]}"
         verdict = asyncio.run(at_call_time(url))
+        if verdict != owed and verdict.startswith("blocked"):
+            verdict = f"NOT THE OWED REFUSAL: {verdict}"
         out.append((form, at_registration, verdict, len(reached) > before))
+    rt.dispose()
     return out
 
 
 def print_ssrf(rows: list[tuple[str, str, str, bool]]) -> None:
-    print("\n== 4. SSRF: agent URLs refused at registration and at call time ==")
+    print("\n== 4. SSRF: agent URLs refused at registration and at call time (runtime wiring) ==")
     print(f"{'address form':<38}{'call time':<34}{'registration'}")
     for form, reg, call, sent in rows:
         print(f"{form:<38}{call + (' SENT' if sent else ''):<34}{reg}")
+    # ssrf_table words a call "blocked" only when it ended in the refusal owed to its form.
     blocked = sum(
         1
         for _, reg, call, sent in rows

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent_dispatch.bootstrap.prefect_events import PrefectEvents
-from agent_dispatch.clients import AddressGuard
 from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.queue import RemoteQueueClient
 from agent_dispatch.clients.retry import RetryPolicy
 from agent_dispatch.db.engine import make_engine, make_session_factory
@@ -76,18 +76,16 @@ class Runtime:
                 transport=self._agent_transport,
                 max_response_bytes=s.agent_max_response_bytes,
                 retry=RetryPolicy(attempts=s.execution_retry_count),
-                address_guard=self.address_guard(),
+                net_guard=self.net_guard(),
             )
             self._agents[loop] = client
         return client
 
-    def address_guard(self) -> AddressGuard | None:
-        """SSRF guard for agent URLs; None when private networks are allowed."""
+    def net_guard(self) -> NetGuard | None:
+        """SSRF guard for agent calls (checked, pinned addresses); None allows private ones."""
         if self.settings.agent_allow_private_networks:
             return None
-        from agent_dispatch.clients.netguard import make_address_guard
-
-        return make_address_guard()
+        return NetGuard()
 
     def agent_token(self, token_ref: str | None) -> str | None:
         if not token_ref:

@@ -19,6 +19,7 @@ from agent_dispatch.clients.errors import (
     TaskNotFound,
 )
 from agent_dispatch.clients.exchange import AddressGuard
+from agent_dispatch.clients.netguard import NetGuard, PinnedBackend, Resolver
 from agent_dispatch.clients.queue import UNSET, RejectedItem, RemoteQueueClient, TaskPage
 from agent_dispatch.clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from agent_dispatch.clients.wire import (
@@ -51,7 +52,9 @@ __all__ = [
     "HealthReport",
     "IllegalQueueTransition",
     "JobExecutionData",
+    "NetGuard",
     "OnAccepted",
+    "PinnedBackend",
     "QueueError",
     "QueueProtocolError",
     "QueueTask",
@@ -59,6 +62,7 @@ __all__ = [
     "QueueUnavailable",
     "RejectedItem",
     "RemoteQueueClient",
+    "Resolver",
     "RetryPolicy",
     "Sleep",
     "StatusChange",

@@ -21,6 +21,7 @@ from agent_dispatch.clients.exchange import (
     bounded,
     loop_time,
 )
+from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from agent_dispatch.clients.wire import Accepted, AgentResult, HealthReport, JobExecutionData
 
@@ -29,6 +30,8 @@ OnAccepted = Callable[[str], Awaitable[None]]
 _RETRYABLE_STATUSES: Final = frozenset({429, 503})
 DEFAULT_POLL_INTERVAL: Final = 0.5
 MAX_POLL_INTERVAL: Final = 5.0
+# httpx's own defaults; size them to the dispatch concurrency.
+DEFAULT_LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -70,9 +73,18 @@ class AgentClient(AsyncClosing):
         sleep: Sleep = asyncio.sleep,
         address_guard: AddressGuard | None = None,
         limits: httpx.Limits | None = None,
+        net_guard: NetGuard | None = None,
     ) -> None:
+        """`net_guard` refuses non-public agents early and pins every connection to an
+        address it checked; an injected `transport` (tests) keeps only the early refusal."""
         self._retry = retry
         self._sleep = sleep
+        limits = limits or DEFAULT_LIMITS
+        if net_guard is not None:
+            address_guard = address_guard or net_guard.check
+            if transport is None:
+                # httpx ignores the client's limits once it is given a transport: set them here.
+                transport = net_guard.transport(limits=limits)
         self._http = BoundedHttp(
             transport=transport,
             max_response_bytes=max_response_bytes,

@@ -6,6 +6,7 @@ import io
 
 from agent_dispatch.cli.run_cmd import ProgressBar, progress_bar
 from agent_dispatch.flows.progress import Progress, Snapshot
+from agent_dispatch.services.dispatching import JobLine
 
 
 class Terminal(io.StringIO):
@@ -16,8 +17,8 @@ class Terminal(io.StringIO):
 async def drive(progress: Progress) -> None:
     progress.add(0)  # no rescued jobs
     progress.add(4)
-    await progress.job_done("COMPLETED")
-    await progress.job_done("FAILED")
+    await progress.job_done(JobLine(queue_task_id="t1", outcome="COMPLETED"))
+    await progress.job_done(JobLine(queue_task_id="t2", outcome="FAILED"))
     await progress.finish()
 
 
