@@ -12,14 +12,22 @@ from urllib.parse import quote
 import httpx
 
 from clients.closing import AsyncClosing
-from clients.errors import AgentHTTPError, AgentReportedFailure, AgentTimeout
-from clients.exchange import AddressGuard, Answer, BoundedHttp, Exchange, bounded, loop_time
+from clients.errors import AgentReportedFailure, AgentTimeout
+from clients.exchange import (
+    RETRYABLE_STATUSES,
+    AddressGuard,
+    Answer,
+    BoundedHttp,
+    Exchange,
+    bounded,
+    loop_time,
+    post_with_retries,
+)
 from clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from clients.wire import Accepted, AgentResult, HealthReport, JobExecutionData
 
 OnAccepted = Callable[[str], Awaitable[None]]
 
-_RETRYABLE_STATUSES: Final = frozenset({429, 503})
 DEFAULT_POLL_INTERVAL: Final = 0.5
 MAX_POLL_INTERVAL: Final = 5.0
 
@@ -147,32 +155,12 @@ class AgentClient(AsyncClosing):
         body: dict[str, Any],
         on_accepted: OnAccepted | None,
     ) -> AgentReply:
-        """POST /execute, retrying 429/503/connection errors while the deadline allows."""
+        """POST /execute (retried as `post_with_retries` says), then settle the answer."""
         url = endpoint.url("execute")
-        for attempt in range(1, self._retry.tries + 1):
-            retry_after: float | None = None
-            try:
-                answer = await self._http.request(exchange, "POST", url, body=body, count=True)
-            except httpx.TransportError as exc:
-                failure = exchange.transport_error(exc)
-                if isinstance(failure, AgentTimeout):
-                    raise failure from None
-            else:
-                code = answer.status_code
-                if code not in _RETRYABLE_STATUSES:
-                    return await self._settle(endpoint, exchange, answer, on_accepted)
-                failure = AgentHTTPError(
-                    f"agent {endpoint.name} answered {code} after {attempt} attempts",
-                    status_code=code,
-                )
-                retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-            if attempt == self._retry.tries:
-                raise failure
-            delay = self._retry.delay(attempt, retry_after)
-            if delay >= exchange.remaining():
-                raise failure  # waiting for the retry would pass the deadline
-            await self._sleep(delay)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        answer = await post_with_retries(
+            self._http, exchange, url, body, retry=self._retry, sleep=self._sleep
+        )
+        return await self._settle(endpoint, exchange, answer, on_accepted)
 
     async def _settle(
         self,
@@ -216,7 +204,7 @@ class AgentClient(AsyncClosing):
                     raise failure from None
                 continue  # a dropped poll is not a failed job: poll again later
             code = answer.status_code
-            if code in _RETRYABLE_STATUSES:
+            if code in RETRYABLE_STATUSES:
                 retry_after = parse_retry_after(answer.headers.get("Retry-After"))
                 if retry_after is not None:
                     wait = min(retry_after, self._retry.max_retry_after)
