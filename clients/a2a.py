@@ -34,7 +34,7 @@ from clients.a2a_wire import (
     task_result,
     task_score,
 )
-from clients.agent import AgentEndpoint, AgentReply, OnAccepted
+from clients.agent import AgentEndpoint, AgentReply, OnAccepted, new_exchange
 from clients.closing import AsyncClosing
 from clients.errors import (
     AgentCallError,
@@ -129,7 +129,7 @@ class A2AClient(AsyncClosing):
         """
         label = name or httpx.URL(base_url).host or "agent"
         endpoint = AgentEndpoint("", label, base_url, token)
-        exchange = _exchange(endpoint, None, loop_time(time.monotonic() + timeout), "agent card")
+        exchange = new_exchange(endpoint, None, loop_time(time.monotonic() + timeout), "agent card")
         async with bounded(exchange):
             info = await read_card(self._http, exchange, base_url)
             self.remember_card(base_url, info)
@@ -162,7 +162,9 @@ class A2AClient(AsyncClosing):
 
         Raises an AgentCallError subclass when there is no completed result.
         """
-        exchange = _exchange(endpoint, idempotency_key(data), loop_time(deadline), "final answer")
+        exchange = new_exchange(
+            endpoint, idempotency_key(data), loop_time(deadline), "final answer"
+        )
         if exchange.remaining() <= 0:
             raise exchange.timeout_error()
         async with bounded(exchange):
@@ -206,7 +208,7 @@ class A2AClient(AsyncClosing):
         if not remote_task_id:
             return False
         key = f"{distribution_id}:{endpoint.agent_id}"
-        exchange = _exchange(endpoint, key, loop_time(time.monotonic() + timeout), "answer")
+        exchange = new_exchange(endpoint, key, loop_time(time.monotonic() + timeout), "answer")
         try:
             async with bounded(exchange):
                 info = await self._card(endpoint, exchange)
@@ -231,7 +233,7 @@ class A2AClient(AsyncClosing):
 
         Each probe reads the card afresh and refreshes the one used for calls.
         """
-        exchange = _exchange(endpoint, None, loop_time(time.monotonic() + timeout), "agent card")
+        exchange = new_exchange(endpoint, None, loop_time(time.monotonic() + timeout), "agent card")
         async with bounded(exchange):
             info = await read_card(self._http, exchange, endpoint.base_url)
             self.remember_card(endpoint.base_url, info)
@@ -261,7 +263,9 @@ class A2AClient(AsyncClosing):
                 if retry_after is not None:
                     wait = min(retry_after, self._retry.max_retry_after)
                 continue
-            task = _decode(exchange, dialect.task_result, self._result(exchange, answer, "GetTask"))
+            task = _decode(
+                exchange, dialect.task_result, self._result(exchange, answer, dialect.get_method)
+            )
             if run_status(task) is not AgentRunStatus.WORKING:
                 return task
 
@@ -279,17 +283,6 @@ class A2AClient(AsyncClosing):
 
     def _rpc_id(self) -> str:
         return f"ad-{next(self._ids)}"
-
-
-def _exchange(
-    endpoint: AgentEndpoint, idempotency_key: str | None, loop_deadline: float, awaited: str
-) -> Exchange:
-    headers = {}
-    if idempotency_key is not None:
-        headers["Idempotency-Key"] = idempotency_key
-    if endpoint.token:
-        headers["Authorization"] = f"Bearer {endpoint.token}"
-    return Exchange(endpoint.name, headers, loop_deadline, awaited)
 
 
 def _decode(exchange: Exchange, decode: Callable[[Any], T], result: Any) -> T:

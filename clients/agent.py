@@ -98,7 +98,7 @@ class AgentClient(AsyncClosing):
         Raises an AgentCallError subclass when there is no COMPLETED result.
         """
         key = f"{data.distribution_id}:{data.agent_id}"
-        exchange = _exchange(endpoint, key, loop_time(deadline), "final answer")
+        exchange = new_exchange(endpoint, key, loop_time(deadline), "final answer")
         if exchange.remaining() <= 0:
             raise exchange.timeout_error()
         async with bounded(exchange):
@@ -116,7 +116,7 @@ class AgentClient(AsyncClosing):
     ) -> bool:
         """Best effort: True if the agent confirmed; False otherwise (404/405 included)."""
         key = f"{distribution_id}:{endpoint.agent_id}"
-        exchange = _exchange(endpoint, key, loop_time(time.monotonic() + timeout), "answer")
+        exchange = new_exchange(endpoint, key, loop_time(time.monotonic() + timeout), "answer")
         if remote_task_id:
             url, body = endpoint.url("tasks", remote_task_id, "cancel"), None
         else:
@@ -136,7 +136,7 @@ class AgentClient(AsyncClosing):
     ) -> HealthReport:
         """Probe GET /health; any non-200, invalid body or timeout raises AgentCallError."""
         deadline = loop_time(time.monotonic() + timeout)
-        exchange = _exchange(endpoint, None, deadline, "health report")
+        exchange = new_exchange(endpoint, None, deadline, "health report")
         async with bounded(exchange):
             try:
                 url = endpoint.url("health")
@@ -216,9 +216,10 @@ class AgentClient(AsyncClosing):
                 return _final(exchange, result, code)
 
 
-def _exchange(
+def new_exchange(
     endpoint: AgentEndpoint, idempotency_key: str | None, loop_deadline: float, awaited: str
 ) -> Exchange:
+    """One call's Exchange: Idempotency-Key and bearer token headers (also used by clients.a2a)."""
     headers = {}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
