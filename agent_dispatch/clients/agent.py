@@ -12,14 +12,16 @@ from urllib.parse import quote
 import httpx
 
 from agent_dispatch.clients.closing import AsyncClosing
-from agent_dispatch.clients.errors import AgentHTTPError, AgentReportedFailure, AgentTimeout
+from agent_dispatch.clients.errors import AgentReportedFailure, AgentTimeout
 from agent_dispatch.clients.exchange import (
+    RETRYABLE_STATUSES,
     AddressGuard,
     Answer,
     BoundedHttp,
     Exchange,
     bounded,
     loop_time,
+    post_with_retries,
 )
 from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
@@ -27,7 +29,6 @@ from agent_dispatch.clients.wire import Accepted, AgentResult, HealthReport, Job
 
 OnAccepted = Callable[[str], Awaitable[None]]
 
-_RETRYABLE_STATUSES: Final = frozenset({429, 503})
 DEFAULT_POLL_INTERVAL: Final = 0.5
 MAX_POLL_INTERVAL: Final = 5.0
 # httpx's own defaults; size them to the dispatch concurrency.
@@ -109,7 +110,7 @@ class AgentClient(AsyncClosing):
         Raises an AgentCallError subclass when there is no COMPLETED result.
         """
         key = f"{data.distribution_id}:{data.agent_id}"
-        exchange = _exchange(endpoint, key, loop_time(deadline), "final answer")
+        exchange = new_exchange(endpoint, key, loop_time(deadline), "final answer")
         if exchange.remaining() <= 0:
             raise exchange.timeout_error()
         async with bounded(exchange):
@@ -127,7 +128,7 @@ class AgentClient(AsyncClosing):
     ) -> bool:
         """Best effort: True if the agent confirmed; False otherwise (404/405 included)."""
         key = f"{distribution_id}:{endpoint.agent_id}"
-        exchange = _exchange(endpoint, key, loop_time(time.monotonic() + timeout), "answer")
+        exchange = new_exchange(endpoint, key, loop_time(time.monotonic() + timeout), "answer")
         if remote_task_id:
             url, body = endpoint.url("tasks", remote_task_id, "cancel"), None
         else:
@@ -147,7 +148,7 @@ class AgentClient(AsyncClosing):
     ) -> HealthReport:
         """Probe GET /health; any non-200, invalid body or timeout raises AgentCallError."""
         deadline = loop_time(time.monotonic() + timeout)
-        exchange = _exchange(endpoint, None, deadline, "health report")
+        exchange = new_exchange(endpoint, None, deadline, "health report")
         async with bounded(exchange):
             try:
                 url = endpoint.url("health")
@@ -166,32 +167,12 @@ class AgentClient(AsyncClosing):
         body: dict[str, Any],
         on_accepted: OnAccepted | None,
     ) -> AgentReply:
-        """POST /execute, retrying 429/503/connection errors while the deadline allows."""
+        """POST /execute (retried as `post_with_retries` says), then settle the answer."""
         url = endpoint.url("execute")
-        for attempt in range(1, self._retry.tries + 1):
-            retry_after: float | None = None
-            try:
-                answer = await self._http.request(exchange, "POST", url, body=body, count=True)
-            except httpx.TransportError as exc:
-                failure = exchange.transport_error(exc)
-                if isinstance(failure, AgentTimeout):
-                    raise failure from None
-            else:
-                code = answer.status_code
-                if code not in _RETRYABLE_STATUSES:
-                    return await self._settle(endpoint, exchange, answer, on_accepted)
-                failure = AgentHTTPError(
-                    f"agent {endpoint.name} answered {code} after {attempt} attempts",
-                    status_code=code,
-                )
-                retry_after = parse_retry_after(answer.headers.get("Retry-After"))
-            if attempt == self._retry.tries:
-                raise failure
-            delay = self._retry.delay(attempt, retry_after)
-            if delay >= exchange.remaining():
-                raise failure  # waiting for the retry would pass the deadline
-            await self._sleep(delay)
-        raise AssertionError("unreachable")  # the loop returns or raises
+        answer = await post_with_retries(
+            self._http, exchange, url, body, retry=self._retry, sleep=self._sleep
+        )
+        return await self._settle(endpoint, exchange, answer, on_accepted)
 
     async def _settle(
         self,
@@ -235,7 +216,7 @@ class AgentClient(AsyncClosing):
                     raise failure from None
                 continue  # a dropped poll is not a failed job: poll again later
             code = answer.status_code
-            if code in _RETRYABLE_STATUSES:
+            if code in RETRYABLE_STATUSES:
                 retry_after = parse_retry_after(answer.headers.get("Retry-After"))
                 if retry_after is not None:
                     wait = min(retry_after, self._retry.max_retry_after)
@@ -247,9 +228,10 @@ class AgentClient(AsyncClosing):
                 return _final(exchange, result, code)
 
 
-def _exchange(
+def new_exchange(
     endpoint: AgentEndpoint, idempotency_key: str | None, loop_deadline: float, awaited: str
 ) -> Exchange:
+    """One call's Exchange: Idempotency-Key and bearer token headers (also used by clients.a2a)."""
     headers = {}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key

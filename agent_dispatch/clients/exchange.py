@@ -8,7 +8,7 @@ import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -20,10 +20,13 @@ from agent_dispatch.clients.errors import (
     AgentInvalidAnswer,
     AgentTimeout,
 )
+from agent_dispatch.clients.retry import RetryPolicy, Sleep, parse_retry_after
 from agent_dispatch.clients.wire import summarize_errors
 
 AddressGuard = Callable[[str], Awaitable[None]]
 Model = TypeVar("Model", bound=BaseModel)
+
+RETRYABLE_STATUSES: Final = frozenset({429, 503})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -190,3 +193,43 @@ def _usable_url(url: str) -> bool:
     except httpx.InvalidURL:
         return False
     return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+async def post_with_retries(
+    http: BoundedHttp,
+    exchange: Exchange,
+    url: str,
+    body: dict[str, Any],
+    *,
+    retry: RetryPolicy,
+    sleep: Sleep,
+) -> Answer:
+    """POST the job, retrying 429/503/connection errors while the deadline allows.
+
+    Returns the first answer that is not 429/503; raises the last failure otherwise.
+    Each POST counts as one attempt.
+    """
+    for attempt in range(1, retry.tries + 1):
+        retry_after: float | None = None
+        try:
+            answer = await http.request(exchange, "POST", url, body=body, count=True)
+        except httpx.TransportError as exc:
+            failure = exchange.transport_error(exc)
+            if isinstance(failure, AgentTimeout):
+                raise failure from None
+        else:
+            code = answer.status_code
+            if code not in RETRYABLE_STATUSES:
+                return answer
+            failure = AgentHTTPError(
+                f"agent {exchange.agent} answered {code} after {attempt} attempts",
+                status_code=code,
+            )
+            retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+        if attempt == retry.tries:
+            raise failure
+        delay = retry.delay(attempt, retry_after)
+        if delay >= exchange.remaining():
+            raise failure  # waiting for the retry would pass the deadline
+        await sleep(delay)
+    raise AssertionError("unreachable")  # the loop returns or raises
