@@ -3,7 +3,6 @@ against a simulated queue and simulated agents on loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent, Job
+from agent_dispatch.prefect_api import prefect_api, run_dispatch
 from agent_dispatch.report import print_summary
 from agent_dispatch.settings import Settings
 from agent_dispatch.simulators.scenarios import demo_scenario
@@ -95,14 +95,15 @@ def run_demo(db_path: Path, verbose: bool = False) -> int:
             + ", ".join(f"{a.name} ({a.behaviour.kind})" for a in scenario.agents)
         )
         print("starting the dispatch flow (Prefect starts a temporary local server)...\n")
-        from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
+        from agent_dispatch.flows.dispatch import DispatchParams
 
         if not verbose:
             quiet_prefect_console()
 
-        started = time.monotonic()
-        summary = asyncio.run(dispatch_flow(DispatchParams()))
-        elapsed = time.monotonic() - started
+        with prefect_api() as session:
+            started = time.monotonic()
+            summary = run_dispatch(session, DispatchParams())
+            elapsed = time.monotonic() - started
         print()
         print_summary(summary)
         explain(rt)

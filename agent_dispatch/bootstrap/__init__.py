@@ -10,6 +10,7 @@ import socket
 import weakref
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -108,10 +109,25 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
+class ConfigurationError(Exception):
+    """A setting is missing or invalid; the message is one line naming it."""
+
+
 def get_runtime() -> Runtime:
+    """The process runtime, built from the environment on first use.
+
+    Bad settings raise ConfigurationError with one line, so a misconfigured worker's flow run
+    fails with that line rather than a validation dump.
+    """
     global _runtime
     if _runtime is None:
-        _runtime = Runtime(get_settings())
+        try:
+            settings = get_settings()
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]).upper()
+            raise ConfigurationError(f"invalid setting {field}: {first['msg']}") from None
+        _runtime = Runtime(settings)
     return _runtime
 
 

@@ -7,9 +7,7 @@ import json
 import sys
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
-
-from agent_dispatch.bootstrap import Runtime, get_runtime, set_runtime
+from agent_dispatch.bootstrap import ConfigurationError, Runtime, get_runtime, set_runtime
 from agent_dispatch.settings import Settings
 
 
@@ -28,10 +26,8 @@ def runtime() -> Runtime:
     """The process runtime; bad settings become a one-line CLIError."""
     try:
         return get_runtime()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]).upper()
-        raise CLIError(f"invalid setting {field}: {first['msg']}") from None
+    except ConfigurationError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def install(settings: Settings) -> Runtime:

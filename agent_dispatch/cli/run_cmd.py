@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import shutil
 import sys
@@ -13,6 +12,7 @@ from typing import TextIO
 from agent_dispatch.cli.base import CLIError, positive_int, runtime
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.flows.progress import Snapshot, watching
+from agent_dispatch.prefect_api import prefect_api, run_dispatch
 from agent_dispatch.report import print_summary
 
 
@@ -65,12 +65,12 @@ def progress_bar(stdout: TextIO, stderr: TextIO) -> Iterator[None]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
+    from agent_dispatch.flows.dispatch import DispatchParams
 
     rt = runtime()
     upgrade(rt.engine)  # a no-op when current; saves a 3 a.m. "no such table"
-    with progress_bar(sys.stdout, sys.stderr):
-        summary = asyncio.run(dispatch_flow(DispatchParams(max_jobs=args.max_jobs)))
+    with prefect_api() as session, progress_bar(sys.stdout, sys.stderr):
+        summary = run_dispatch(session, DispatchParams(max_jobs=args.max_jobs))
     if args.json:
         print(summary.model_dump_json(indent=2))
     else:
