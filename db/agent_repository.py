@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.models import Agent, JobDistributionAgent
+from agent_dispatch.domain.breaker import Circuit
 from agent_dispatch.domain.model import AgentProfile, AgentStats
 from agent_dispatch.domain.statuses import AgentRunStatus
 
@@ -49,7 +50,7 @@ def profile_of(agent: Agent, in_flight: int, now: dt.datetime) -> AgentProfile:
         healthy=agent.healthy,
         protocol=agent.protocol,
         in_flight=in_flight,
-        circuit_open=agent.circuit_open_until is not None and agent.circuit_open_until > now,
+        circuit=Circuit(agent.consecutive_failures, agent.circuit_open_until).state(now).value,
         stats=stats_of(agent),
     )
 

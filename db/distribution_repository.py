@@ -11,7 +11,8 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.agent_repository import AgentRepository
-from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.domain.breaker import Circuit, CircuitState
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.lifecycle import idempotency_key
 from agent_dispatch.domain.matching import Decision
@@ -45,6 +46,12 @@ class NewDistribution:
     attempt: int
     assignments: tuple[Assignment, ...]
     dropped: tuple[str, ...]  # agents that filled up between matching and assignment
+
+
+def _slots(agent: Agent, now: dt.datetime) -> int:
+    """Calls the agent may have at once: one trial call while its circuit is half-open."""
+    circuit = Circuit(agent.consecutive_failures, agent.circuit_open_until)
+    return 1 if circuit.state(now) is CircuitState.HALF_OPEN else agent.max_concurrency
 
 
 class DistributionRepository:
@@ -89,7 +96,7 @@ class DistributionRepository:
         assignments, dropped = [], []
         for decision in chosen:
             agent = locked.get(decision.agent_id)
-            if agent is None or counts.get(agent.id, 0) >= agent.max_concurrency:
+            if agent is None or counts.get(agent.id, 0) >= _slots(agent, now):
                 dropped.append(decision.agent_name)
                 continue
             key = idempotency_key(record.id, agent.id)

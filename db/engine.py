@@ -18,6 +18,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
@@ -25,6 +26,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The driver would begin a transaction only at the first write, so a read-check-write
+    # (capacity, leases) could see a stale count; we begin every transaction ourselves.
+    dbapi_conn.isolation_level = None
     # WAL lets readers (CLI, analytics) work while a run writes; foreign keys are off by default.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -35,3 +39,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def _begin_immediate(conn: Any) -> None:
+    # Take SQLite's write lock when the transaction starts: transactions are serialised whole,
+    # which is what FOR UPDATE gives on PostgreSQL (busy_timeout makes the others wait).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

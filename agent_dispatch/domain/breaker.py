@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.statuses import AgentRunStatus
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"  # calls flow
+    OPEN = "open"  # calls are refused until open_until
+    HALF_OPEN = "half-open"  # past open_until: one trial call at a time decides
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -14,9 +21,13 @@ class Circuit:
     consecutive_failures: int = 0
     open_until: dt.datetime | None = None
 
+    def state(self, now: dt.datetime) -> CircuitState:
+        if self.open_until is None:
+            return CircuitState.CLOSED
+        return CircuitState.OPEN if now < self.open_until else CircuitState.HALF_OPEN
+
     def is_open(self, now: dt.datetime) -> bool:
-        """Open: calls are refused. Past open_until the breaker is half-open: one job may try."""
-        return self.open_until is not None and now < self.open_until
+        return self.state(now) is CircuitState.OPEN
 
 
 def after_outcome(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from agent_dispatch.domain.breaker import CircuitState
 from agent_dispatch.domain.model import AgentProfile, JobSpec
 from agent_dispatch.domain.ranking import rank_score
 
@@ -52,8 +53,10 @@ def exclusion_reason(job: JobSpec, agent: AgentProfile, *, capacity: bool = True
         return f"protocol {agent.protocol!r} has no client in this version"
     if agent.healthy is False:
         return "unhealthy"
-    if agent.circuit_open:
+    if agent.circuit == CircuitState.OPEN:
         return "circuit open after repeated failures"
+    if agent.circuit == CircuitState.HALF_OPEN and agent.in_flight >= 1:
+        return "circuit half-open: its one trial call is under way"
     if capacity and agent.in_flight >= agent.max_concurrency:
         return f"at max concurrency ({agent.in_flight}/{agent.max_concurrency})"
     if job.category not in agent.categories:

@@ -71,7 +71,7 @@ class AgentProfile:
     healthy: bool | None = None  # None: never probed
     protocol: str = "http-json"
     in_flight: int = 0  # agent calls currently ASSIGNED or WORKING anywhere
-    circuit_open: bool = False
+    circuit: str = "closed"  # a breaker.CircuitState: closed, open or half-open
     stats: AgentStats = dataclasses.field(default_factory=AgentStats)
 
 
