@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -67,20 +67,65 @@ def world(
         set_runtime(previous)
 
 
+PAGE = 200
+EVENTS_PAGE = 50  # the most the events endpoint serves per page
+
+
+async def _every(read: Callable[..., Awaitable[list[Any]]]) -> list[Any]:
+    """Every record a Prefect list endpoint has, page after page (not just the first page)."""
+    found: list[Any] = []
+    while True:
+        page = await read(limit=PAGE, offset=len(found))
+        found.extend(page)
+        if len(page) < PAGE:
+            return found
+
+
+async def _every_event(client: Any) -> list[str]:
+    bodies = []
+    answer = await client._client.post("/events/filter", json={"limit": EVENTS_PAGE})
+    while True:
+        answer.raise_for_status()
+        bodies.append(answer.text)
+        next_page = answer.json().get("next_page")
+        if not next_page:
+            return bodies
+        answer = await client._client.get(next_page)
+
+
 async def _prefect_records() -> dict[str, str]:
     async with get_client() as client:
-        logs = await client.read_logs()
-        artifacts = await client.read_artifacts()
-        flow_runs = await client.read_flow_runs()
-        task_runs = await client.read_task_runs()
-        events = await client._client.post("/events/filter", json={"limit": 50})
+        logs = await _every(client.read_logs)
+        artifacts = await _every(client.read_artifacts)
+        flow_runs = await _every(client.read_flow_runs)
+        task_runs = await _every(client.read_task_runs)
+        events = await _every_event(client)
     return {
         "logs": json.dumps([log.message for log in logs]),
         "artifacts": json.dumps([a.model_dump(mode="json") for a in artifacts]),
         "flow runs": json.dumps([r.model_dump(mode="json") for r in flow_runs]),
         "task runs": json.dumps([r.model_dump(mode="json") for r in task_runs]),
-        "events": events.text,
+        "events": "\n".join(events),
     }
+
+
+@pytest.fixture
+def prefect_debug_logs() -> Iterator[None]:
+    """Run logs at DEBUG for this test: a secret logged at INFO or DEBUG must be caught too."""
+    changed = []
+    for name in ["prefect", *logging.root.manager.loggerDict]:
+        if name == "prefect" or name.startswith("prefect."):
+            logger = logging.getLogger(name)
+            changed.append((logger, logger.level))
+            logger.setLevel(logging.DEBUG)
+            for handler in logger.handlers:
+                changed.append((handler, handler.level))
+                handler.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        for thing, level in changed:
+            thing.setLevel(level)
 
 
 def _rows(rt: Runtime) -> str:
@@ -100,6 +145,7 @@ def _rows(rt: Runtime) -> str:
 
 def test_canary_tokens_are_used_but_never_written_anywhere(
     world: tuple[Runtime, SimulatedQueue, AgentFarm],
+    prefect_debug_logs: None,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
