@@ -3,6 +3,7 @@ agent, task run and flow run (the live status feed)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -93,10 +94,25 @@ async def test_a_race_emits_job_and_agent_events_linked_to_the_run(
     assert failed.payload["latency_ms"] > 0
 
 
-def test_an_emit_failure_never_reaches_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*_: Any, **__: Any) -> None:
+def test_an_emit_failure_never_reaches_the_caller(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    tried: list[str] = []
+
+    def broken(event: str, *_: Any, **__: Any) -> None:
+        tried.append(event)
         raise RuntimeError("events backend down")
 
     monkeypatch.setattr(events, "emit_event", broken)
+    caplog.set_level(logging.WARNING, logger=events.__name__)
+
     events.job_status_changed("j1", "task-1", "FAILED", error="x")
     events.agent_status_changed("j1", "task-1", "a1", "agent", "FAILED")
+
+    # Both were really attempted, neither raised, and each failure left a warning behind.
+    assert tried == ["agent-dispatch.job.failed", "agent-dispatch.agent.failed"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "could not emit agent-dispatch.job.failed",
+        "could not emit agent-dispatch.agent.failed",
+    ]

@@ -152,11 +152,11 @@ def test_open_job_cannot_fail_without_agents() -> None:
         check_job_move(J.OPEN, J.FAILED)
 
 
-def test_unknown_job_status_string_is_a_value_error() -> None:
-    with pytest.raises(ValueError):
-        check_job_move("OPEN", "BOGUS")
-    with pytest.raises(ValueError):
-        check_job_move("BOGUS", "OPEN")
+def test_unknown_job_status_string_is_a_value_error_not_an_illegal_move() -> None:
+    for current, target in (("OPEN", "BOGUS"), ("BOGUS", "OPEN")):
+        with pytest.raises(ValueError, match="'BOGUS' is not a valid JobStatus") as raised:
+            check_job_move(current, target)
+        assert not isinstance(raised.value, IllegalTransition)
 
 
 @pytest.mark.parametrize("target", list(JobStatus), ids=str)
