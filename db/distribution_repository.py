@@ -14,9 +14,12 @@ from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.matching import Decision
-from agent_dispatch.domain.statuses import AgentRunStatus, IllegalTransition, check_agent_move
-
-OPEN_AGENT = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
+from agent_dispatch.domain.statuses import (
+    AgentRunStatus,
+    DistributionStatus,
+    IllegalTransition,
+    check_agent_move,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,7 +75,7 @@ class DistributionRepository:
         record = JobDistributionRecord(
             job_id=job.id,
             attempt=job.attempts,
-            status="RUNNING",
+            status=DistributionStatus.RUNNING.value,
             flow_run_id=flow_run_id,
             decisions=[d.as_dict() for d in decisions],
             started_at=now,
@@ -140,7 +143,7 @@ class DistributionRepository:
     ) -> None:
         cond = [
             JobDistributionRecord.id == distribution_id,
-            JobDistributionRecord.status == "RUNNING",
+            JobDistributionRecord.status == DistributionStatus.RUNNING.value,
         ]
         if lease is not None:
             cond.append(self._lease_holds(lease))
@@ -166,23 +169,6 @@ class DistributionRepository:
         for row in record.agents:
             self.session.delete(row)
         self.session.delete(record)
-
-    def open_rows(self, job_id: str) -> Sequence[JobDistributionAgent]:
-        """Agent rows still ASSIGNED or WORKING for a job (any attempt)."""
-        stmt = (
-            select(JobDistributionAgent)
-            .join(JobDistributionRecord)
-            .where(
-                JobDistributionRecord.job_id == job_id, JobDistributionAgent.status.in_(OPEN_AGENT)
-            )
-        )
-        return self.session.scalars(stmt).all()
-
-    def running(self, job_id: str) -> Sequence[JobDistributionRecord]:
-        stmt = select(JobDistributionRecord).where(
-            JobDistributionRecord.job_id == job_id, JobDistributionRecord.status == "RUNNING"
-        )
-        return self.session.scalars(stmt).all()
 
     def rows(self, distribution_id: str) -> Sequence[JobDistributionAgent]:
         stmt = select(JobDistributionAgent).where(
