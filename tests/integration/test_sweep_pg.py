@@ -10,15 +10,23 @@ import pytest
 from sqlalchemy import select, update
 
 from agent_dispatch.bootstrap import Runtime, set_runtime
-from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.models import Job, JobDistributionRecord
 from agent_dispatch.db.types import utcnow
-from agent_dispatch.domain.statuses import AgentRunStatus, JobStatus
 from agent_dispatch.services.outbox import send_unreported
 from agent_dispatch.services.sweep import reconcile_stale_open, rescue_expired, stop_abandoned
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
 from tests.conftest import make_settings
-from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
+from tests.support.reliability import (
+    add_agent,
+    age_lease,
+    claim,
+    decisions,
+    in_progress,
+    job,
+    rows,
+    store,
+)
 
 pytestmark = [pytest.mark.postgres]
 TOKEN = "sweep-test-token"
@@ -46,49 +54,6 @@ def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
     yield runtime
     runtime.dispose()
     set_runtime(previous)
-
-
-def in_progress(
-    rt: Runtime,
-    queue: SimulatedQueue,
-    *,
-    attempts: int = 1,
-    agent_url: str = "http://127.0.0.1:9/agents/x",
-    **spec: object,
-) -> tuple[str, str]:
-    """A job IN_PROGRESS on both sides whose worker died: one WORKING and one ASSIGNED row."""
-    task = queue.add_task(title="t", category="general")
-    a1 = add_agent(rt, f"a1-{task['id']}", agent_url)
-    a2 = add_agent(rt, f"a2-{task['id']}")
-    queue.set_status(task["id"], "IN_PROGRESS")
-    job_id = store(rt, task["id"], **spec)
-    lease = claim(rt, task["id"])
-    with rt.uow() as uow:
-        dist = uow.distributions.create(lease, decisions((a1, "a1"), (a2, "a2")), utcnow())
-        uow.jobs.transition(lease, JobStatus.DISTRIBUTED, utcnow(), queue_status="DISTRIBUTED")
-        uow.jobs.transition(lease, JobStatus.IN_PROGRESS, utcnow(), queue_status="IN_PROGRESS")
-        uow.distributions.move_agent(
-            lease,
-            dist.assignments[0].row_id,
-            AgentRunStatus.WORKING,
-            started_at=utcnow() - dt.timedelta(seconds=3600),
-        )
-        uow.session.execute(update(Job).where(Job.id == job_id).values(attempts=attempts))
-        uow.commit()
-    age_lease(rt, job_id)
-    return job_id, task["id"]
-
-
-def rows(rt: Runtime, job_id: str) -> list[JobDistributionAgent]:
-    with rt.uow() as uow:
-        return list(
-            uow.session.scalars(
-                select(JobDistributionAgent)
-                .join(JobDistributionRecord)
-                .where(JobDistributionRecord.job_id == job_id)
-                .order_by(JobDistributionAgent.rank)
-            ).all()
-        )
 
 
 async def test_expired_lease_closes_rows_and_hands_the_job_back(
