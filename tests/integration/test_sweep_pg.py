@@ -27,6 +27,7 @@ from tests.support.reliability import (
     rows,
     store,
 )
+from tests.support.service_deps import RecordingEvents
 
 pytestmark = [pytest.mark.postgres]
 TOKEN = "sweep-test-token"
@@ -50,6 +51,7 @@ def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
             execution_retry_count=0,
         )
     )
+    runtime.events = RecordingEvents()  # what is announced, without Prefect's event worker
     previous = set_runtime(runtime)
     yield runtime
     runtime.dispose()
@@ -193,3 +195,39 @@ async def test_outbox_follows_a_queue_that_moved_on_and_respects_a_foreign_endin
     assert queue.task(moved_qid)["status"] == "FAILED"
     assert queue.task(foreign_qid)["status"] == "CANCELLED"
     assert job(rt, foreign).queue_status == "CANCELLED"  # recorded, so it is not resent
+
+
+async def test_an_ending_one_sweep_is_sending_is_skipped_by_another(
+    rt: Runtime, queue: SimulatedQueue
+) -> None:
+    job_id, qid = in_progress(rt, queue, attempts=3)
+    await rescue_expired(rt, 100)
+    with rt.uow() as first:  # the first sweep holds the ending while its PATCH is out
+        assert first.sweep.claim_unreported(job_id) is not None
+
+        assert await send_unreported(rt, (job_id,), 0, 100) == []
+
+        assert queue.patches == []
+    lines = await send_unreported(rt, (job_id,), 0, 100)  # once it let go, it is sent once
+    assert [x.action for x in lines] == ["reported"]
+    assert [p.task_id for p in queue.patches] == [qid]
+
+
+async def test_two_whole_sweeps_at_once_end_and_report_each_job_once(
+    rt: Runtime, queue: SimulatedQueue
+) -> None:
+    jobs = [in_progress(rt, queue, attempts=3) for _ in range(4)]
+
+    async def one_sweep() -> list[str]:
+        rescued = await rescue_expired(rt, 100)
+        told = await send_unreported(rt, rescued.ended_job_ids, 0, 100)
+        return [x.action for x in (*rescued.lines, *told)]
+
+    a, b = await asyncio.gather(one_sweep(), one_sweep())
+
+    assert sorted(a + b) == ["FAILED"] * 4 + ["reported"] * 4
+    assert isinstance(rt.events, RecordingEvents)
+    assert sorted(rt.events.jobs()) == sorted((qid, "FAILED") for _, qid in jobs)
+    patched = [p.task_id for p in queue.patches]
+    assert sorted(patched) == sorted(qid for _, qid in jobs)  # one PATCH each, no 409s
+    assert all(queue.finished_count(qid) == 1 for _, qid in jobs)
