@@ -13,9 +13,7 @@ from sqlalchemy.orm import Session
 from agent_dispatch.db.models import Agent, JobDistributionAgent
 from agent_dispatch.domain.breaker import Circuit
 from agent_dispatch.domain.model import AgentProfile, AgentStats
-from agent_dispatch.domain.statuses import AgentRunStatus
-
-IN_FLIGHT = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
+from agent_dispatch.domain.statuses import AGENT_OPEN
 
 
 class DuplicateAgent(ValueError):
@@ -88,7 +86,7 @@ class AgentRepository:
     def in_flight_counts(self, agent_ids: Iterable[str] | None = None) -> dict[str, int]:
         stmt = (
             select(JobDistributionAgent.agent_id, func.count())
-            .where(JobDistributionAgent.status.in_(IN_FLIGHT))
+            .where(JobDistributionAgent.status.in_(AGENT_OPEN))
             .group_by(JobDistributionAgent.agent_id)
         )
         if agent_ids is not None:

@@ -17,14 +17,11 @@ from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.lifecycle import idempotency_key
 from agent_dispatch.domain.matching import Decision
 from agent_dispatch.domain.statuses import (
-    AGENT_OPEN,
     AgentRunStatus,
     DistributionStatus,
     IllegalTransition,
     check_agent_move,
 )
-
-OPEN_AGENT = tuple(s.value for s in AGENT_OPEN)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -197,24 +194,6 @@ class DistributionRepository:
             .values(remote_task_id=remote_task_id)
         )
         return bool(res.rowcount)  # type: ignore[attr-defined]
-
-    def open_rows(self, job_id: str) -> Sequence[JobDistributionAgent]:
-        """Agent rows still ASSIGNED or WORKING for a job (any attempt)."""
-        stmt = (
-            select(JobDistributionAgent)
-            .join(JobDistributionRecord)
-            .where(
-                JobDistributionRecord.job_id == job_id, JobDistributionAgent.status.in_(OPEN_AGENT)
-            )
-        )
-        return self.session.scalars(stmt).all()
-
-    def running(self, job_id: str) -> Sequence[JobDistributionRecord]:
-        stmt = select(JobDistributionRecord).where(
-            JobDistributionRecord.job_id == job_id,
-            JobDistributionRecord.status == DistributionStatus.RUNNING.value,
-        )
-        return self.session.scalars(stmt).all()
 
     def rows(self, distribution_id: str) -> Sequence[JobDistributionAgent]:
         stmt = select(JobDistributionAgent).where(

@@ -13,9 +13,12 @@ from sqlalchemy.orm import Session
 from agent_dispatch.db.models import Job, QueueRejection, new_id
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec
-from agent_dispatch.domain.statuses import JOB_ACTIVE, IllegalTransition, JobStatus, check_job_move
-
-ACTIVE = tuple(s.value for s in JOB_ACTIVE)
+from agent_dispatch.domain.statuses import (
+    JOB_ACTIVE,
+    IllegalTransition,
+    JobStatus,
+    check_job_move,
+)
 
 
 def spec_of(job: Job) -> JobSpec:
@@ -113,7 +116,7 @@ class JobRepository:
 
     def claim_rescued(self, owner: str, seconds: int, now: dt.datetime, limit: int) -> list[Lease]:
         """Lease taken jobs that the sweep handed back (no lease, not finished)."""
-        where = and_(Job.status.in_(ACTIVE), Job.lease_token.is_(None))
+        where = and_(Job.status.in_(JOB_ACTIVE), Job.lease_token.is_(None))
         return self._claim(where, owner, seconds, now, limit)
 
     # -- fenced writes -------------------------------------------------------------------------

@@ -21,7 +21,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from agent_dispatch.db.types import JSONDoc, UTCDateTime, utcnow
-from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, JobStatus
+from agent_dispatch.domain.statuses import (
+    AgentRunStatus,
+    DistributionStatus,
+    FailureKind,
+    JobStatus,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -135,16 +140,13 @@ class JobDistributionRecord(Base):
     __tablename__ = "job_distributions"
     __table_args__ = (
         UniqueConstraint("job_id", "attempt", name="uq_job_distributions_job_attempt"),
-        CheckConstraint(
-            "status IN ('RUNNING', 'COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED', 'ABANDONED')",
-            name="status",
-        ),
+        CheckConstraint(_in("status", DistributionStatus), name="status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20), default="RUNNING")
+    status: Mapped[str] = mapped_column(String(20), default=DistributionStatus.RUNNING.value)
     flow_run_id: Mapped[str | None] = mapped_column(String(36))
     decisions: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
     winner_agent_id: Mapped[str | None] = mapped_column(String(36))

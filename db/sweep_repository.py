@@ -13,11 +13,15 @@ from sqlalchemy.orm import Session
 from agent_dispatch.db.job_repository import JobRepository
 from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
 from agent_dispatch.domain.lease import Lease
-from agent_dispatch.domain.statuses import JOB_TERMINAL, AgentRunStatus, FailureKind, JobStatus
-
-ACTIVE = (JobStatus.DISTRIBUTED.value, JobStatus.IN_PROGRESS.value)
-OPEN_ROWS = (AgentRunStatus.ASSIGNED.value, AgentRunStatus.WORKING.value)
-TERMINAL = tuple(s.value for s in JOB_TERMINAL)
+from agent_dispatch.domain.statuses import (
+    AGENT_OPEN,
+    JOB_ACTIVE,
+    JOB_TERMINAL,
+    AgentRunStatus,
+    DistributionStatus,
+    FailureKind,
+    JobStatus,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,15 +50,6 @@ class Unreported:
     error: str | None
 
 
-def rescue_verdict(job: Job, now: dt.datetime, max_attempts: int) -> JobStatus | None:
-    """How a job with an expired lease ends now, or None when it goes back to work."""
-    if job.expires_at is not None and job.expires_at <= now:
-        return JobStatus.EXPIRED
-    if job.attempts >= max_attempts:
-        return JobStatus.FAILED
-    return None
-
-
 class SweepRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -64,7 +59,7 @@ class SweepRepository:
         stmt = (
             select(Job)
             .where(
-                Job.status.in_(ACTIVE),
+                Job.status.in_(JOB_ACTIVE),
                 Job.lease_token.is_not(None),
                 Job.lease_expires_at < now,
             )
@@ -91,21 +86,20 @@ class SweepRepository:
         ).all()
         return JobRepository(self.session).grant_leases(ids, owner, seconds, now)
 
-    def expire_lease(self, lease: Lease, now: dt.datetime) -> None:
-        """Let the next sweep retry this job (a queue look-up failed)."""
-        self.session.execute(
-            update(Job)
-            .where(Job.id == lease.job_id, Job.lease_token == lease.token)
-            .values(lease_expires_at=now)
-        )
-
     def close_open_rows(
-        self, job_id: str, now: dt.datetime, default_timeout_ms: int, reason: str
+        self,
+        job_id: str,
+        now: dt.datetime,
+        default_timeout_ms: int,
+        reason: str,
+        attempt_status: DistributionStatus = DistributionStatus.ABANDONED,
     ) -> list[AbandonedCall]:
         """End the job's ASSIGNED/WORKING agent rows and its RUNNING attempts.
 
-        A WORKING call past its time limit ends TIMEOUT; every other one ends CANCELLED,
-        which statistics do not count against the agent (the worker died, not the agent).
+        The one way open agent work is closed from outside a race (the sweep after a lost
+        worker, an operator's cancel). A WORKING call past its time limit ends TIMEOUT; every
+        other one ends CANCELLED, which statistics do not count against the agent. Returns the
+        calls still running at an agent, so the caller can tell each agent to stop.
         """
         job = self.session.get(Job, job_id)
         limit = dt.timedelta(milliseconds=(job.timeout_ms if job else None) or default_timeout_ms)
@@ -114,7 +108,7 @@ class SweepRepository:
             .join(JobDistributionRecord)
             .where(
                 JobDistributionRecord.job_id == job_id,
-                JobDistributionAgent.status.in_(OPEN_ROWS),
+                JobDistributionAgent.status.in_(AGENT_OPEN),
             )
             .with_for_update(of=JobDistributionAgent)
         ).all()
@@ -149,9 +143,10 @@ class SweepRepository:
         self.session.execute(
             update(JobDistributionRecord)
             .where(
-                JobDistributionRecord.job_id == job_id, JobDistributionRecord.status == "RUNNING"
+                JobDistributionRecord.job_id == job_id,
+                JobDistributionRecord.status == DistributionStatus.RUNNING.value,
             )
-            .values(status="ABANDONED", finished_at=now, error=reason)
+            .values(status=attempt_status.value, finished_at=now, error=reason)
         )
         return calls
 
@@ -166,8 +161,8 @@ class SweepRepository:
 
     def unreported(
         self, settled_before: dt.datetime, limit: int, job_ids: Sequence[str] = ()
-    ) -> list[Unreported]:
-        """Finished jobs the queue still has in a non-final status, oldest first.
+    ) -> list[str]:
+        """Ids of finished jobs the queue still has in a non-final status, oldest first.
 
         `settled_before` leaves a just-finished job to the worker that is reporting it now
         (sending twice is harmless, the PATCH is conditional, but noisy); `job_ids` are
@@ -176,33 +171,45 @@ class SweepRepository:
         recent = Job.updated_at < settled_before
         if job_ids:
             recent = recent | Job.id.in_(list(job_ids))
-        jobs = self.session.scalars(
+        return list(
+            self.session.scalars(
+                select(Job.id)
+                .where(Job.status.in_(JOB_TERMINAL), _untold(), recent)
+                .order_by(Job.updated_at)
+                .limit(limit)
+            ).all()
+        )
+
+    def claim_unreported(self, job_id: str) -> Unreported | None:
+        """Lock one untold ending for as long as this transaction lasts; None when it was told
+        meanwhile or another sweep holds it now (SKIP LOCKED), so two sweeps never both send it.
+        """
+        j = self.session.scalars(
             select(Job)
-            .where(
-                Job.status.in_(TERMINAL),
-                (Job.queue_status.is_(None)) | (Job.queue_status.not_in(TERMINAL)),
-                recent,
-            )
-            .order_by(Job.updated_at)
-            .limit(limit)
-        ).all()
-        return [
-            Unreported(
-                j.id,
-                j.queue_task_id,
-                j.status,
-                j.queue_status or JobStatus.OPEN.value,
-                j.result,
-                j.selected_agent_id,
-                j.error,
-            )
-            for j in jobs
-        ]
+            .where(Job.id == job_id, Job.status.in_(JOB_TERMINAL), _untold())
+            .with_for_update(skip_locked=True)
+        ).one_or_none()
+        if j is None:
+            return None
+        return Unreported(
+            j.id,
+            j.queue_task_id,
+            j.status,
+            j.queue_status or JobStatus.OPEN.value,
+            j.result,
+            j.selected_agent_id,
+            j.error,
+        )
 
     def mark_reported(self, job_id: str, queue_status: str) -> None:
         """Record what the queue now holds; only for a finished job (never moves its status)."""
         self.session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status.in_(TERMINAL))
+            .where(Job.id == job_id, Job.status.in_(JOB_TERMINAL))
             .values(queue_status=queue_status)
         )
+
+
+def _untold() -> Any:
+    """The queue has not accepted an ending for this job yet."""
+    return Job.queue_status.is_(None) | Job.queue_status.not_in(JOB_TERMINAL)

@@ -8,15 +8,8 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from agent_dispatch.bootstrap import get_runtime
-from agent_dispatch.tasks.health_tasks import (
-    Health,
-    Probe,
-    agents_to_probe,
-    probe_agent,
-    record_health,
-)
-
-PROBES_AT_ONCE = 20
+from agent_dispatch.services.health import PROBES_AT_ONCE, Health, Probe
+from agent_dispatch.tasks.health_tasks import agents_to_probe, probe_agent, record_health
 
 
 class HealthSummary(BaseModel):

@@ -8,8 +8,8 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from agent_dispatch.bootstrap import get_runtime
+from agent_dispatch.services.sweep import SweepLine
 from agent_dispatch.tasks.sweep_tasks import (
-    SweepLine,
     reconcile_stale_open,
     rescue_expired,
     send_unreported,
@@ -41,7 +41,12 @@ class SweepSummary(BaseModel):
 
 def _as_dicts(lines: list[SweepLine]) -> list[dict[str, str]]:
     return [
-        {"queueTaskId": x.queue_task_id, "jobId": x.job_id, "action": x.action, "detail": x.detail}
+        {
+            "queueTaskId": x.queue_task_id,
+            "jobId": x.job_id,
+            "action": x.action.value,
+            "detail": x.detail,
+        }
         for x in lines
     ]
 

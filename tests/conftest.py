@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.settings import Settings
 from tests.support.postgres import DatabaseFactory, admin_url
+
+if TYPE_CHECKING:  # the bootstrap imports Prefect: seconds that service and unit tests skip
+    from agent_dispatch.bootstrap import Runtime
 
 # Prefect reads its own settings from the environment; keep test runs offline and quiet.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -31,6 +34,8 @@ def pg_factory() -> Iterator[DatabaseFactory]:
 @pytest.fixture
 def database_url(pg_factory: DatabaseFactory) -> Iterator[str]:
     """A plain postgresql:// URL to a fresh, migrated database of its own."""
+    from agent_dispatch.bootstrap import set_runtime
+
     url = pg_factory.new()
     try:
         yield url
@@ -55,6 +60,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
 
 @pytest.fixture
 def runtime(database_url: str) -> Iterator[Runtime]:
+    from agent_dispatch.bootstrap import Runtime, set_runtime
+
     rt = Runtime(make_settings(database_url))
     previous = set_runtime(rt)
     try:

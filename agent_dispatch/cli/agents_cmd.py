@@ -1,15 +1,19 @@
-"""`agent-dispatch agents add|list|remove`."""
+"""`agent-dispatch agents add|update|list|remove`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, skill, table
-from agent_dispatch.db.agent_repository import DuplicateAgent
-from agent_dispatch.db.models import Agent
-from agent_dispatch.domain.netpolicy import UnsafeAddress, check_url_shape
-
-PROTOCOLS = ("http-json", "a2a")
+from agent_dispatch.services.agents import (
+    PROTOCOLS,
+    AgentView,
+    list_agents,
+    register_agent,
+    remove_agent,
+    update_agent,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,6 +29,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--max-concurrency", type=positive_int, default=1)
     add.add_argument("--token-ref", default=None, help="name of its token in AGENT_TOKENS")
     add.set_defaults(handler=cmd_add)
+    up = asub.add_parser("update", help="change an agent's profile, or take it out of matching")
+    up.add_argument("name")
+    up.add_argument(
+        "--active",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--no-active keeps it out of matching (its history and statistics stay)",
+    )
+    up.add_argument("--category", action="append", default=None, dest="categories")
+    up.add_argument("--tag", action="append", default=None, dest="tags")
+    up.add_argument("--skill-level", type=skill, default=None)
+    up.add_argument("--max-concurrency", type=positive_int, default=None)
+    up.set_defaults(handler=cmd_update)
     ls = asub.add_parser("list", help="list agents with health and statistics")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=cmd_list)
@@ -34,48 +51,54 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    rt = runtime()
-    if not args.categories:
+    if not args.categories:  # said in the option's own words; the service checks it too
         raise CLIError("give at least one --category the agent can work on")
-    try:
-        check_url_shape(args.url)
-        if not rt.settings.agent_allow_private_networks:
-            from agent_dispatch.clients.netguard import check_url
-
-            check_url(args.url)
-    except UnsafeAddress as exc:
-        raise CLIError(f"agent URL refused: {exc}") from None
-    if args.token_ref and args.token_ref not in rt.settings.agent_tokens:
-        raise CLIError(f"--token-ref {args.token_ref!r} is not a key of AGENT_TOKENS")
-    with rt.uow() as uow:
-        try:
-            uow.agents.add(
-                Agent(
-                    name=args.name,
-                    url=args.url.rstrip("/"),
-                    protocol=args.protocol,
-                    categories=sorted(set(args.categories)),
-                    tags=sorted(set(args.tags)),
-                    skill_level=args.skill_level,
-                    max_concurrency=args.max_concurrency,
-                    token_ref=args.token_ref,
-                )
-            )
-        except DuplicateAgent as exc:
-            raise CLIError(str(exc)) from None
-        uow.commit()
-    print(f"added agent {args.name} ({args.url})")
+    registered = asyncio.run(
+        register_agent(
+            runtime(),
+            args.name,
+            args.url,
+            categories=args.categories,
+            tags=args.tags,
+            protocol=args.protocol,
+            skill_level=args.skill_level,
+            max_concurrency=args.max_concurrency,
+            token_ref=args.token_ref,
+        )
+    )
+    print(f"added agent {registered.name} ({args.url})")
     return 0
 
 
-def agent_dict(a: Agent) -> dict[str, object]:
+def cmd_update(args: argparse.Namespace) -> int:
+    changed = asyncio.run(
+        update_agent(
+            runtime(),
+            args.name,
+            active=args.active,
+            categories=args.categories,
+            tags=args.tags,
+            skill_level=args.skill_level,
+            max_concurrency=args.max_concurrency,
+        )
+    )
+    state = "active" if changed.active else "inactive"
+    print(
+        f"updated agent {changed.name}: {state}, categories {','.join(changed.categories)}, "
+        f"tags {','.join(changed.tags) or '-'}, skill {changed.skill_level}, "
+        f"max {changed.max_concurrency}"
+    )
+    return 0
+
+
+def agent_dict(a: AgentView) -> dict[str, object]:
     return {
         "id": a.id,
         "name": a.name,
         "url": a.url,
         "protocol": a.protocol,
-        "categories": a.categories,
-        "tags": a.tags,
+        "categories": list(a.categories),
+        "tags": list(a.tags),
         "skillLevel": a.skill_level,
         "maxConcurrency": a.max_concurrency,
         "active": a.active,
@@ -93,54 +116,50 @@ def agent_dict(a: Agent) -> dict[str, object]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with runtime().uow() as uow:
-        agents = list(uow.agents.list())
-        if args.json:
-            emit_json([agent_dict(a) for a in agents])
-            return 0
-        if not agents:
-            print("no agents registered; add one with:")
-            print("  agent-dispatch agents add NAME URL --category C")
-            return 0
-        rows = [
-            [
-                a.name,
-                ",".join(a.categories),
-                ",".join(a.tags) or "-",
-                str(a.skill_level),
-                str(a.max_concurrency),
-                {True: "ok", False: "DOWN", None: "?"}[a.healthy],
-                f"{a.success_rate:.0%}" if a.success_rate is not None else "-",
-                str(a.wins),
-                f"{a.avg_latency_ms:.0f}" if a.avg_latency_ms is not None else "-",
-                a.url,
-            ]
-            for a in agents
+    agents = asyncio.run(list_agents(runtime()))
+    if args.json:
+        emit_json([agent_dict(a) for a in agents])
+        return 0
+    if not agents:
+        print("no agents registered; add one with:")
+        print("  agent-dispatch agents add NAME URL --category C")
+        return 0
+    rows = [
+        [
+            a.name,
+            ",".join(a.categories),
+            ",".join(a.tags) or "-",
+            str(a.skill_level),
+            str(a.max_concurrency),
+            {True: "ok", False: "DOWN", None: "?"}[a.healthy],
+            f"{a.success_rate:.0%}" if a.success_rate is not None else "-",
+            str(a.wins),
+            f"{a.avg_latency_ms:.0f}" if a.avg_latency_ms is not None else "-",
+            a.url,
         ]
-        print(
-            table(
-                rows,
-                [
-                    "NAME",
-                    "CATEGORIES",
-                    "TAGS",
-                    "SKILL",
-                    "MAX",
-                    "HEALTH",
-                    "SUCCESS",
-                    "WINS",
-                    "AVG MS",
-                    "URL",
-                ],
-            )
+        for a in agents
+    ]
+    print(
+        table(
+            rows,
+            [
+                "NAME",
+                "CATEGORIES",
+                "TAGS",
+                "SKILL",
+                "MAX",
+                "HEALTH",
+                "SUCCESS",
+                "WINS",
+                "AVG MS",
+                "URL",
+            ],
         )
+    )
     return 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    with runtime().uow() as uow:
-        if not uow.agents.remove(args.name):
-            raise CLIError(f"no agent named {args.name!r}")
-        uow.commit()
+    asyncio.run(remove_agent(runtime(), args.name))
     print(f"removed agent {args.name}")
     return 0

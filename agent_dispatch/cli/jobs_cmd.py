@@ -9,7 +9,7 @@ from typing import Any
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, table
 from agent_dispatch.db.models import Job
 from agent_dispatch.domain.statuses import JobStatus
-from agent_dispatch.operations import cancel_job
+from agent_dispatch.services.cancel import cancel_job
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -175,6 +175,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     rt = runtime()
-    message = asyncio.run(cancel_job(rt, args.id))
-    print(message)
+
+    async def cancel() -> str:
+        try:
+            return (await cancel_job(rt, args.id)).message()
+        finally:
+            await rt.aclose_clients()  # before asyncio.run closes the loop they belong to
+
+    print(asyncio.run(cancel()))
     return 0

@@ -19,7 +19,7 @@ from agent_dispatch.cli import (
     run_cmd,
 )
 from agent_dispatch.cli.base import CLIError, Parser
-from agent_dispatch.operations import OperationError
+from agent_dispatch.services.errors import Refused
 
 COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd, ops_cmd, analytics_cmd, demo_cmd]
 
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.handler(args)
-    except (CLIError, OperationError) as exc:
+    except (CLIError, Refused) as exc:
         print(f"agent-dispatch: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

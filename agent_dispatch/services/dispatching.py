@@ -100,19 +100,16 @@ async def _plan_waiting_for_capacity(
     waited, round_no = 0.0, 1
     while True:
         plan = await steps.plan(claim, round_no)
-        taken: Taken | NotTaken | None = None
-        busy = plan.busy
+        busy, why = plan.busy, plan.summary
         if plan.kind is PlanKind.DISPATCH:
             taken = await steps.take(claim, plan)
             if taken is not NotTaken.CAPACITY_GONE:
                 return plan, taken
-            busy = 1
+            busy, why = 1, f"{NotTaken.CAPACITY_GONE} ({plan.summary})"
         elif plan.kind is not PlanKind.UNSERVED:
             return plan, None
         if not busy or waited >= capacity_wait:
-            return Plan(
-                PlanKind.UNSERVED, summary=plan.summary or str(NotTaken.CAPACITY_GONE)
-            ), None
+            return Plan(PlanKind.UNSERVED, summary=why), None
         pause = min(0.2 * 2 ** (round_no - 1), 2.0, capacity_wait - waited)
         await asyncio.sleep(pause)
         waited, round_no = waited + pause, round_no + 1

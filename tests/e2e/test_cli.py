@@ -177,6 +177,7 @@ def _cases(db: str) -> dict[str, tuple[tuple[str, ...], dict[str, str]]]:
         ),
         "add-without-category": (("agents", "add", "n", "http://127.0.0.1:9/"), private),
         "jobs-show-unknown": (("jobs", "show", "nope"), plain),
+        "jobs-cancel-unknown": (("jobs", "cancel", "nope"), plain),
         "jobs-list-empty": (("jobs", "list"), plain),
         "jobs-list-empty-json": (("jobs", "list", "--json"), plain),
         "agents-list-empty-json": (("agents", "list", "--json"), plain),
@@ -274,6 +275,11 @@ def test_refused_adds_stored_nothing(
 
 def test_jobs_show_unknown(batch: dict[str, subprocess.CompletedProcess[str]]) -> None:
     line = assert_one_line_error(batch["jobs-show-unknown"], 1)
+    assert line == "agent-dispatch: no job 'nope'"
+
+
+def test_jobs_cancel_unknown(batch: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    line = assert_one_line_error(batch["jobs-cancel-unknown"], 1)
     assert line == "agent-dispatch: no job 'nope'"
 
 
@@ -383,6 +389,14 @@ def test_agents_add_list_remove(database_url: str, prefect_home: Path) -> None:
     with psycopg.connect(database_url) as conn:
         row = conn.execute("SELECT id, name, skill_level, max_concurrency FROM agents").fetchall()
     assert row == [(agent_id, "alpha", 3, 2)]
+
+    updated = run("agents", "update", "alpha", "--no-active", "--max-concurrency", "4")
+    assert assert_ok(updated) == (
+        "updated agent alpha: inactive, categories code,text, tags en, skill 3, max 4\n"
+    )
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT active, max_concurrency FROM agents").fetchall()
+    assert row == [(False, 4)]
 
     duplicate = run("agents", "add", "alpha", "http://127.0.0.1:10/", "--category", "text")
     line = assert_one_line_error(duplicate, 1)

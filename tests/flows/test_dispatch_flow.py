@@ -13,7 +13,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, QueueRejection
 from agent_dispatch.flows.dispatch import DispatchParams, DispatchSummary, dispatch_flow
-from agent_dispatch.operations import cancel_job
+from agent_dispatch.services.cancel import cancel_job
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
 
@@ -296,7 +296,7 @@ async def test_operator_cancel_stops_agents_and_tells_the_queue(
             break
     else:
         pytest.fail("agents never started working")
-    message = await cancel_job(rt, task["id"])
+    message = (await cancel_job(rt, task["id"])).message()
     summary = await asyncio.wait_for(run, 30)
 
     assert "cancelled job" in message and "queue told" in message

@@ -15,9 +15,9 @@ from agent_dispatch.db.types import utcnow
 from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 from agent_dispatch.flows.health import health_flow
 from agent_dispatch.flows.sweep import SweepParams, sweep_flow
+from agent_dispatch.services.sweep import rescue_expired
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.tasks.sweep_tasks import rescue_expired
 from tests.support.reliability import age_lease, claim, store
 
 pytestmark = [pytest.mark.flow]
@@ -98,7 +98,7 @@ async def test_stale_worker_that_loses_its_lease_mid_race_stops_and_never_report
 
     job_id = await asyncio.wait_for(working(), 30)
     age_lease(rt, job_id)  # as if the worker had paused past its lease ...
-    await rescue_expired.fn(100)  # ... and the sweep handed the job to someone else
+    await rescue_expired(rt, 100)  # ... and the sweep handed the job to someone else
     summary = await run
 
     assert [j.outcome for j in summary.jobs] == ["LEASE_LOST"]

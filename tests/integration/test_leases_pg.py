@@ -20,9 +20,9 @@ from agent_dispatch.domain.statuses import AgentRunStatus, JobStatus
 from agent_dispatch.services.finishing import end_unstarted, finish_job
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.planning import Plan
+from agent_dispatch.services.sweep import reconcile_stale_open, rescue_expired
 from agent_dispatch.services.taking import Taken, take_job
 from agent_dispatch.simulators.queue import SimulatedQueue
-from agent_dispatch.tasks.sweep_tasks import reconcile_stale_open, rescue_expired
 from tests.conftest import make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
 
@@ -149,7 +149,7 @@ async def test_stale_worker_cannot_finish_update_stats_or_patch_the_queue(
 ) -> None:
     taken, row, aid = _taken_job(rt, queue)
     age_lease(rt, taken.claim.job_id)
-    rescued = await rescue_expired.fn(100)  # the sweep hands the job back
+    rescued = await rescue_expired(rt, 100)  # the sweep hands the job back
     assert [x.action for x in rescued.lines] == ["requeued"]
     with rt.uow() as uow:
         new_owner = uow.jobs.claim_rescued("w2", 300, utcnow(), 10)
@@ -260,5 +260,5 @@ async def test_task_taken_elsewhere_frees_the_agents_and_leaves_the_job_to_the_s
     assert after.lease_expires_at <= utcnow()
     with rt.uow() as uow:
         assert uow.agents.in_flight_counts() == {}
-    lines = await reconcile_stale_open.fn(10)
+    lines = await reconcile_stale_open(rt, 10)
     assert [x.action for x in lines] == ["rescued"]

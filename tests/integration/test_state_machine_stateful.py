@@ -106,12 +106,10 @@ class JobMachine(RuleBasedStateMachine):
 
     @rule(job=jobs)
     def sweep_hands_back(self, job: str) -> None:
-        from agent_dispatch.db.sweep_repository import SweepRepository
-
         with self.rt.uow() as uow:
-            for found in SweepRepository(uow.session).lock_expired_active(utcnow(), 1000):
+            for found in uow.sweep.lock_expired_active(utcnow(), 1000):
                 if found.id == job:
-                    SweepRepository(uow.session).hand_back(job, found.lease_token or "")
+                    uow.sweep.hand_back(job, found.lease_token or "")
                     self.holder[job] = None
                     self.expired.discard(job)
             uow.commit()

@@ -1,64 +1,33 @@
-"""The fast tier: services on SQLite (a migrated template file copied per test), real loopback
-simulators, no Prefect. PostgreSQL stays for locking, leases and concurrency."""
+"""Service-test fixtures: no Prefect. Each test gets its own SQLite file, copied from one
+migrated template (a file copy, not a migration run), and loopback simulators when it asks."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
 
-from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
 from tests.conftest import make_settings
+from tests.support.service_deps import TestDeps
 
-TOKEN = "services-test-token"
-
-
-class RecordingEvents:
-    """An event sink that keeps every event as (kind, name, status, detail)."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, str, dict[str, Any]]] = []
-
-    def job_changed(self, job_id: str, queue_task_id: str, status: str, **detail: Any) -> None:
-        self.seen.append(("job", queue_task_id, status, detail))
-
-    def agent_changed(
-        self,
-        job_id: str,
-        queue_task_id: str,
-        agent_id: str | None,
-        agent_name: str,
-        status: str,
-        **detail: Any,
-    ) -> None:
-        self.seen.append(("agent", agent_name, status, detail))
-
-    def statuses(self, kind: str, name: str) -> list[str]:
-        return [s for k, n, s, _ in self.seen if k == kind and n == name]
+TOKEN = "service-test-token"
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    path = tmp_path_factory.mktemp("template") / "migrated.sqlite"
     engine = create_engine(f"sqlite:///{path}")
     upgrade(engine)
-    engine.dispose()
+    engine.dispose()  # the last connection closing folds the WAL into the file we copy
     return path
-
-
-@pytest.fixture
-def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
-    path = tmp_path / "test.db"
-    shutil.copy(sqlite_template, path)
-    return f"sqlite:///{path}"
 
 
 @pytest.fixture
@@ -76,31 +45,38 @@ def farm() -> Iterator[AgentFarm]:
 
 
 @pytest.fixture
-def make_deps(sqlite_url: str, queue: SimulatedQueue) -> Iterator[Callable[..., Runtime]]:
-    """Real dependencies on SQLite and the loopback queue; overrides go to Settings."""
-    made: list[Runtime] = []
+async def make_deps(
+    sqlite_template: Path, tmp_path: Path
+) -> AsyncIterator[Callable[..., TestDeps]]:
+    """Build deps on this test's database; keyword arguments override settings."""
+    db = tmp_path / "db.sqlite"
+    shutil.copyfile(sqlite_template, db)
+    made: list[TestDeps] = []
 
-    def build(**overrides: Any) -> Runtime:
-        settings = make_settings(
-            sqlite_url, **{"remote_queue_url": queue.url, "remote_queue_token": TOKEN, **overrides}
-        )
-        rt = Runtime(settings)
-        rt.events = RecordingEvents()
-        made.append(rt)
-        return rt
+    def build(**overrides: Any) -> TestDeps:
+        base: dict[str, Any] = {
+            "remote_queue_url": "http://127.0.0.1:9",  # nothing listens: tests that talk
+            "remote_queue_token": TOKEN,  # to a queue ask for the `queue` fixture
+            "execution_retry_count": 0,
+            "job_max_attempts": 3,
+        }
+        deps = TestDeps(make_settings(f"sqlite:///{db}", **{**base, **overrides}))
+        made.append(deps)
+        return deps
 
     yield build
-    for rt in made:
-        rt.dispose()
+    for deps in made:
+        await deps.aclose()
 
 
 @pytest.fixture
-def deps(make_deps: Callable[..., Runtime]) -> Runtime:
-    return make_deps()
+def deps(make_deps: Callable[..., TestDeps], queue: SimulatedQueue) -> TestDeps:
+    """Deps talking to the loopback queue (agents are reached by the URLs they register)."""
+    return make_deps(remote_queue_url=queue.url)
 
 
 @pytest.fixture
-def add_agent(deps: Runtime, farm: AgentFarm) -> Callable[..., str]:
+def add_agent(deps: TestDeps, farm: AgentFarm) -> Callable[..., str]:
     """Start a simulated agent and register it; returns its agent id."""
 
     def add(

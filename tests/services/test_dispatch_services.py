@@ -6,7 +6,8 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 
-from agent_dispatch.bootstrap import Runtime
+import pytest
+
 from agent_dispatch.db.models import Agent, Job
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.statuses import JobStatus
@@ -15,22 +16,24 @@ from agent_dispatch.services.intake import Claim, store_and_lease
 from agent_dispatch.services.queue_io import fetch_open_page
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.services.conftest import RecordingEvents
+from tests.support.service_deps import RecordingEvents, TestDeps
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")  # clients close on the loop that made them
 
 
-async def _claim_all(deps: Runtime) -> list[Claim]:
+async def _claim_all(deps: TestDeps) -> list[Claim]:
     page = await fetch_open_page(deps, None, 50)
     return await store_and_lease(deps, page.tasks, len(page.tasks))
 
 
-async def _dispatch(deps: Runtime) -> list[tuple[str, str, str | None]]:
+async def _dispatch(deps: TestDeps) -> list[tuple[str, str, str | None]]:
     lines = [
         await dispatch_one(PlainSteps(deps), c, capacity_wait=0) for c in await _claim_all(deps)
     ]
     return [(line.queue_task_id, str(line.outcome), line.winner) for line in lines]
 
 
-def _job(deps: Runtime, qid: str) -> Job:
+def _job(deps: TestDeps, qid: str) -> Job:
     with deps.uow() as uow:
         job = uow.jobs.find(qid)
         assert job is not None
@@ -38,7 +41,7 @@ def _job(deps: Runtime, qid: str) -> Job:
 
 
 async def test_first_good_answer_wins_and_the_queue_and_stats_are_told(
-    deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
+    deps: TestDeps, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
 ) -> None:
     add_agent("quick")
     add_agent("broken", "failing")
@@ -62,7 +65,7 @@ async def test_first_good_answer_wins_and_the_queue_and_stats_are_told(
 
 
 async def test_a_job_no_agent_serves_is_released_with_the_reason_and_stays_open(
-    deps: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
+    deps: TestDeps, queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
     add_agent("coder", categories=("code",))
     task = queue.add_task(title="Translate", category="legal")
@@ -76,7 +79,7 @@ async def test_a_job_no_agent_serves_is_released_with_the_reason_and_stays_open(
 
 
 async def test_an_expired_job_ends_expired_without_calling_any_agent(
-    deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
+    deps: TestDeps, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
 ) -> None:
     add_agent("quick")
     past = utcnow() - dt.timedelta(minutes=1)
@@ -89,7 +92,7 @@ async def test_an_expired_job_ends_expired_without_calling_any_agent(
 
 
 async def test_when_every_agent_fails_the_job_fails_naming_each_failure(
-    deps: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
+    deps: TestDeps, queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
     add_agent("broken", "failing")
     add_agent("erring", "error500")
@@ -102,7 +105,7 @@ async def test_when_every_agent_fails_the_job_fails_naming_each_failure(
 
 
 async def test_a_task_another_consumer_took_is_left_alone_and_no_agent_is_called(
-    deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
+    deps: TestDeps, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
 ) -> None:
     add_agent("quick")
     task = queue.add_task(title="Contested", category="general")
@@ -118,12 +121,12 @@ async def test_a_task_another_consumer_took_is_left_alone_and_no_agent_is_called
 
 
 async def test_an_operator_revoking_the_lease_mid_race_stops_the_agents(
-    make_deps: Callable[..., Runtime],
+    make_deps: Callable[..., TestDeps],
     queue: SimulatedQueue,
     farm: AgentFarm,
     add_agent: Callable[..., str],
 ) -> None:
-    deps = make_deps(lease_check_seconds=0.05)
+    deps = make_deps(remote_queue_url=queue.url, lease_check_seconds=0.05)
     add_agent("slowpoke", "slow")
     task = queue.add_task(title="Long", category="general")
     claims = await _claim_all(deps)

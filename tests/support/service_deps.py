@@ -1,0 +1,107 @@
+"""The `Deps` that services take, built for tests without Prefect: a database URL, clients
+pointed at loopback simulators, and an event sink that records what it is told."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.queue import RemoteQueueClient
+from agent_dispatch.clients.retry import RetryPolicy
+from agent_dispatch.db.engine import make_engine, make_session_factory
+from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Announced:
+    kind: str  # "job" or "agent"
+    job_id: str
+    queue_task_id: str
+    status: str
+    agent_name: str | None
+    detail: dict[str, Any]
+
+
+class RecordingEvents:
+    """An `EventSink` that keeps every announcement, in order."""
+
+    def __init__(self) -> None:
+        self.seen: list[Announced] = []
+
+    def job_changed(self, job_id: str, queue_task_id: str, status: str, **detail: Any) -> None:
+        self.seen.append(Announced("job", job_id, queue_task_id, str(status), None, detail))
+
+    def agent_changed(
+        self,
+        job_id: str,
+        queue_task_id: str,
+        agent_id: str | None,
+        agent_name: str,
+        status: str,
+        **detail: Any,
+    ) -> None:
+        self.seen.append(Announced("agent", job_id, queue_task_id, str(status), agent_name, detail))
+
+    def statuses(self, kind: str, name: str) -> list[str]:
+        """Statuses announced for one job (by queue task id) or one agent (by name)."""
+        return [
+            a.status
+            for a in self.seen
+            if a.kind == kind and (a.queue_task_id if kind == "job" else a.agent_name) == name
+        ]
+
+    def jobs(self) -> list[tuple[str, str]]:
+        """(queue task id, status) of every job announcement."""
+        return [(a.queue_task_id, a.status) for a in self.seen if a.kind == "job"]
+
+
+class TestDeps:
+    """Settings, a unit of work per transaction, HTTP clients made on first use, and events.
+
+    The clients belong to the event loop that first used them: `aclose()` on that loop.
+    """
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self, settings: Settings, worker_name: str = "svc-test") -> None:
+        self.settings = settings
+        self.worker_name = worker_name
+        self.events = RecordingEvents()
+        self.engine = make_engine(settings.effective_database_url)
+        self._factory = make_session_factory(self.engine)
+        self._queue: RemoteQueueClient | None = None
+        self._agents: AgentClient | None = None
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self._factory)
+
+    def queue(self) -> RemoteQueueClient:
+        if self._queue is None:
+            s = self.settings
+            self._queue = RemoteQueueClient(
+                s.remote_queue_url,
+                s.remote_queue_token.get_secret_value(),
+                timeout=s.queue_timeout_seconds,
+                retry=RetryPolicy(attempts=s.execution_retry_count + 2),
+            )
+        return self._queue
+
+    def agents(self) -> AgentClient:
+        if self._agents is None:
+            self._agents = AgentClient(
+                retry=RetryPolicy(attempts=self.settings.execution_retry_count)
+            )
+        return self._agents
+
+    def agent_token(self, token_ref: str | None) -> str | None:
+        secret = self.settings.agent_tokens.get(token_ref or "")
+        return secret.get_secret_value() if secret else None
+
+    async def aclose(self) -> None:
+        for client in (self._queue, self._agents):
+            if client is not None:
+                await client.aclose()
+        self._queue = self._agents = None
+        self.engine.dispose()
