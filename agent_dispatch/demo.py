@@ -3,6 +3,7 @@ against a simulated queue and simulated agents on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from pathlib import Path
@@ -12,10 +13,37 @@ from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent, Job
 from agent_dispatch.prefect_api import prefect_api, run_dispatch
 from agent_dispatch.report import print_summary
+from agent_dispatch.services.agents import register_agent
 from agent_dispatch.settings import Settings
+from agent_dispatch.simulators.a2a_agents import A2AAgentFarm, a2a_behaviour
 from agent_dispatch.simulators.scenarios import demo_scenario
 
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulated queue's token, not a secret
+
+
+A2A_AGENT = "a2a-writer"
+
+
+def demo_a2a_farm() -> A2AAgentFarm:
+    """One A2A agent (a2a-sdk's own server parts) beside the http-json ones."""
+    return A2AAgentFarm({A2A_AGENT: a2a_behaviour("fast", delay=0.25)})
+
+
+async def register_a2a_agent(rt: Runtime, farm: A2AAgentFarm) -> None:
+    """Registered as a user would: from its card (skills' tags), categories given."""
+    try:
+        await register_agent(
+            rt,
+            A2A_AGENT,
+            farm.url_for(A2A_AGENT),
+            categories=["summarize"],
+            tags=["en"],
+            protocol="a2a",
+            skill_level=4,
+            max_concurrency=2,
+        )
+    finally:
+        await rt.aclose_clients()
 
 
 def register_agents(rt: Runtime, scenario_agents: tuple, url_for) -> None:  # type: ignore[type-arg,no-untyped-def]
@@ -73,7 +101,8 @@ def run_demo(db_path: Path, verbose: bool = False) -> int:
         with contextlib.suppress(FileNotFoundError):
             Path(f"{db_path}{suffix}").unlink()
     scenario = demo_scenario(token=DEMO_TOKEN)
-    with scenario.queue.serve() as queue_srv, scenario.farm.serve():
+    a2a = demo_a2a_farm()
+    with scenario.queue.serve() as queue_srv, scenario.farm.serve(), a2a.serve():
         settings = Settings.model_validate(
             {
                 "database_url": f"sqlite:///{db_path}",
@@ -89,10 +118,12 @@ def run_demo(db_path: Path, verbose: bool = False) -> int:
         set_runtime(rt)
         upgrade(rt.engine)
         register_agents(rt, scenario.agents, scenario.farm.url_for)
+        asyncio.run(register_a2a_agent(rt, a2a))
         print(
             f"simulated queue at {queue_srv.url} with {len(scenario.tasks)} tasks; "
             f"{len(scenario.agents)} simulated agents: "
             + ", ".join(f"{a.name} ({a.behaviour.kind})" for a in scenario.agents)
+            + f", and {A2A_AGENT} (an A2A agent registered from its Agent Card)"
         )
         print("starting the dispatch flow (Prefect starts a temporary local server)...\n")
         from agent_dispatch.flows.dispatch import DispatchParams

@@ -35,6 +35,7 @@ class Assignment:
     token_ref: str | None
     rank: int
     idempotency_key: str
+    protocol: str = "http-json"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -108,7 +109,16 @@ class DistributionRepository:
             self.session.add(row)
             self.session.flush()
             assignments.append(
-                Assignment(row.id, agent.id, agent.name, agent.url, agent.token_ref, row.rank, key)
+                Assignment(
+                    row.id,
+                    agent.id,
+                    agent.name,
+                    agent.url,
+                    agent.token_ref,
+                    row.rank,
+                    key,
+                    agent.protocol,
+                )
             )
         return NewDistribution(record.id, record.attempt, tuple(assignments), tuple(dropped))
 

@@ -35,6 +35,7 @@ class AbandonedCall:
     queue_task_id: str
     distribution_id: str
     remote_task_id: str | None
+    protocol: str = "http-json"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ class SweepRepository:
                         job.queue_task_id if job else "",
                         row.distribution_id,
                         row.remote_task_id,
+                        agent.protocol,
                     )
                 )
         self.session.execute(

@@ -8,6 +8,7 @@ import asyncio
 import os
 import socket
 import weakref
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import ValidationError
@@ -17,12 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent_dispatch.bootstrap.prefect_events import PrefectEvents
 from agent_dispatch.clients.agent import AgentClient
 from agent_dispatch.clients.netguard import NetGuard
+from agent_dispatch.clients.protocols import AgentClients
 from agent_dispatch.clients.queue import RemoteQueueClient
 from agent_dispatch.clients.retry import RetryPolicy
 from agent_dispatch.db.engine import make_engine, make_session_factory
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.services.deps import EventSink
 from agent_dispatch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from agent_dispatch.clients.a2a import A2AClient
 
 
 class Runtime:
@@ -44,7 +49,7 @@ class Runtime:
         self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RemoteQueueClient] = (
             weakref.WeakKeyDictionary()
         )
-        self._agents: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AgentClient] = (
+        self._agents: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AgentClients] = (
             weakref.WeakKeyDictionary()
         )
         self.worker_name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
@@ -68,17 +73,25 @@ class Runtime:
             self._queues[loop] = client
         return client
 
-    def agents(self) -> AgentClient:
+    def agents(self) -> AgentClients:
+        """This loop's agent client, for every protocol (A2A made on first use)."""
         loop = asyncio.get_running_loop()
         client = self._agents.get(loop)
         if client is None:
             s = self.settings
-            client = AgentClient(
-                transport=self._agent_transport,
-                max_response_bytes=s.agent_max_response_bytes,
-                retry=RetryPolicy(attempts=s.execution_retry_count),
-                net_guard=self.net_guard(),
-            )
+            common: dict[str, Any] = {
+                "transport": self._agent_transport,
+                "max_response_bytes": s.agent_max_response_bytes,
+                "retry": RetryPolicy(attempts=s.execution_retry_count),
+                "net_guard": self.net_guard(),
+            }
+
+            def make_a2a() -> A2AClient:
+                from agent_dispatch.clients.a2a import A2AClient
+
+                return A2AClient(**common)
+
+            client = AgentClients(AgentClient(**common), make_a2a)
             self._agents[loop] = client
         return client
 

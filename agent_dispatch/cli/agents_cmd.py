@@ -6,8 +6,8 @@ import argparse
 import asyncio
 
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, skill, table
+from agent_dispatch.clients.protocols import A2A, PROTOCOLS
 from agent_dispatch.services.agents import (
-    PROTOCOLS,
     AgentView,
     list_agents,
     register_agent,
@@ -51,21 +51,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    if not args.categories:  # said in the option's own words; the service checks it too
+    # Said in the option's own words; the service checks it too. An A2A agent's categories
+    # may come from its card's skills instead.
+    if not args.categories and args.protocol != A2A:
         raise CLIError("give at least one --category the agent can work on")
-    registered = asyncio.run(
-        register_agent(
-            runtime(),
-            args.name,
-            args.url,
-            categories=args.categories,
-            tags=args.tags,
-            protocol=args.protocol,
-            skill_level=args.skill_level,
-            max_concurrency=args.max_concurrency,
-            token_ref=args.token_ref,
-        )
-    )
+    rt = runtime()
+
+    async def add() -> AgentView:
+        try:
+            return await register_agent(
+                rt,
+                args.name,
+                args.url,
+                categories=args.categories,
+                tags=args.tags,
+                protocol=args.protocol,
+                skill_level=args.skill_level,
+                max_concurrency=args.max_concurrency,
+                token_ref=args.token_ref,
+            )
+        finally:
+            await rt.aclose_clients()  # an A2A card was read with this loop's client
+
+    registered = asyncio.run(add())
     print(f"added agent {registered.name} ({args.url})")
     return 0
 

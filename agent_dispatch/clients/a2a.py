@@ -53,6 +53,7 @@ from agent_dispatch.clients.exchange import (
     loop_time,
     post_with_retries,
 )
+from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from agent_dispatch.clients.wire import HealthReport, JobExecutionData
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
@@ -95,7 +96,9 @@ class A2AClient(AsyncClosing):
         address_guard: AddressGuard | None = None,
         limits: httpx.Limits | None = None,
         card_ttl: float = DEFAULT_CARD_TTL,
+        net_guard: NetGuard | None = None,
     ) -> None:
+        """`net_guard`: as for the http-json client (early refusal, pinned connections)."""
         self._retry = retry
         self._sleep = sleep
         self._card_ttl = card_ttl
@@ -107,6 +110,7 @@ class A2AClient(AsyncClosing):
             connect_timeout=connect_timeout,
             address_guard=address_guard,
             limits=limits,
+            net_guard=net_guard,
         )
 
     async def aclose(self) -> None:

@@ -43,6 +43,7 @@ class AgentEndpoint:
     name: str
     base_url: str
     token: str | None = dataclasses.field(default=None, repr=False)
+    protocol: str = "http-json"  # which client speaks to it (clients/protocols.py)
 
     def url(self, *segments: str) -> str:
         """`base_url` + segments, each quoted as one path segment."""
@@ -80,18 +81,13 @@ class AgentClient(AsyncClosing):
         address it checked; an injected `transport` (tests) keeps only the early refusal."""
         self._retry = retry
         self._sleep = sleep
-        limits = limits or DEFAULT_LIMITS
-        if net_guard is not None:
-            address_guard = address_guard or net_guard.check
-            if transport is None:
-                # httpx ignores the client's limits once it is given a transport: set them here.
-                transport = net_guard.transport(limits=limits)
         self._http = BoundedHttp(
             transport=transport,
             max_response_bytes=max_response_bytes,
             connect_timeout=connect_timeout,
             address_guard=address_guard,
-            limits=limits,
+            limits=limits or DEFAULT_LIMITS,
+            net_guard=net_guard,
         )
 
     async def aclose(self) -> None:

@@ -20,6 +20,7 @@ from agent_dispatch.clients.errors import (
     AgentInvalidAnswer,
     AgentTimeout,
 )
+from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.retry import RetryPolicy, Sleep, parse_retry_after
 from agent_dispatch.clients.wire import summarize_errors
 
@@ -119,7 +120,17 @@ class BoundedHttp:
         connect_timeout: float,
         address_guard: AddressGuard | None,
         limits: httpx.Limits | None,
+        net_guard: NetGuard | None = None,
     ) -> None:
+        """`net_guard` refuses non-public agents early and pins every connection to an
+        address it checked; an injected `transport` (tests) keeps only the early refusal."""
+        # httpx's own defaults unless told otherwise; size them to the dispatch concurrency.
+        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        if net_guard is not None:
+            address_guard = address_guard or net_guard.check
+            if transport is None:
+                # httpx ignores the client's limits once it is given a transport: set them here.
+                transport = net_guard.transport(limits=limits)
         self._max_bytes = max_response_bytes
         self._connect_timeout = connect_timeout
         self._address_guard = address_guard
@@ -127,8 +138,7 @@ class BoundedHttp:
             transport=transport,
             follow_redirects=False,  # a redirect could lead past the address guard
             trust_env=False,  # no proxies or settings from the environment
-            # httpx's own defaults unless told otherwise; size them to the dispatch concurrency.
-            limits=limits or httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=limits,
             # Agents that compress anyway are still capped, after decoding.
             headers={"Accept": "application/json", "Accept-Encoding": "identity"},
         )

@@ -40,9 +40,8 @@ class MatchResult:
         return "no eligible agent" + (" (" + "; ".join(excluded) + ")" if excluded else "")
 
 
-# Protocols this build can call. An A2A client slots in beside the http-json one
-# (same execute/cancel/health shape) and its name is added here.
-SUPPORTED_PROTOCOLS = frozenset({"http-json"})
+# Protocols this build can call: the http-json contract and A2A (clients/protocols.py).
+SUPPORTED_PROTOCOLS = frozenset({"http-json", "a2a"})
 
 
 def exclusion_reason(job: JobSpec, agent: AgentProfile, *, capacity: bool = True) -> str | None:

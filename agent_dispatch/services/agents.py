@@ -11,7 +11,9 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
+from agent_dispatch.clients.errors import AgentCallError
 from agent_dispatch.clients.netguard import check_url
+from agent_dispatch.clients.protocols import A2A, PROTOCOLS
 from agent_dispatch.db.agent_repository import DuplicateAgent
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.uow import UnitOfWork
@@ -19,8 +21,6 @@ from agent_dispatch.domain.netpolicy import UnsafeAddress, check_url_shape
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.errors import Conflict, Invalid, NotFound
 
-# Accepted at registration; matching leaves out the ones this build has no client for.
-PROTOCOLS = ("http-json", "a2a")
 MAX_NAME = 100  # the column's width
 MAX_URL = 2000
 
@@ -79,11 +79,13 @@ async def register_agent(
         raise Invalid(f"an agent name has 1 to {MAX_NAME} characters")
     if protocol not in PROTOCOLS:
         raise Invalid(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
-    cats, tag_set = _labels(categories), _labels(tags)
-    _check_profile(cats, skill_level, max_concurrency)
     if token_ref and token_ref not in deps.settings.agent_tokens:
         raise Invalid(f"token ref {token_ref!r} is not a key of AGENT_TOKENS")
     await _check_address(deps, url)
+    if protocol == A2A:
+        categories, tags = await _from_card(deps, name, url, token_ref, categories, tags)
+    cats, tag_set = _labels(categories), _labels(tags)
+    _check_profile(cats, skill_level, max_concurrency)
     agent = Agent(
         name=name,
         url=url.rstrip("/"),
@@ -167,6 +169,26 @@ def _check_profile(
         raise Invalid(f"skill level {skill_level} is not between 1 and 5")
     if max_concurrency is not None and max_concurrency < 1:
         raise Invalid(f"max concurrency {max_concurrency} is not at least 1")
+
+
+async def _from_card(
+    deps: Deps,
+    name: str,
+    url: str,
+    token_ref: str | None,
+    categories: Iterable[str],
+    tags: Iterable[str],
+) -> tuple[Iterable[str], Iterable[str]]:
+    """Read an A2A agent's card: its skills' tags join the given tags, and its skill ids are
+    the categories unless some are given. A card that is malformed, offers no binding we
+    speak, or points its endpoint at an address we refuse, is refused in one line."""
+    try:
+        card = await deps.agents().fetch_card(url, name=name, token=deps.agent_token(token_ref))
+    except AgentCallError as exc:
+        raise Invalid(f"agent card refused: {exc}") from None
+    await _check_address(deps, card.rpc_url)
+    given = list(categories)
+    return (given or list(card.default_categories)), [*tags, *card.tags]
 
 
 async def _check_address(deps: Deps, url: str) -> None:

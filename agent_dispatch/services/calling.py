@@ -28,6 +28,14 @@ CANCEL_CALL_TIMEOUT = 5.0
 LOST_RACE = "cancelled: another agent answered first or the job was stopped"
 
 
+# How a call that ended without a result is recorded: a timeout is TIMEOUT, a task the agent
+# cancelled itself (A2A `canceled`) is CANCELLED, which does not judge the agent; the rest FAILED.
+_ENDED_BY = {
+    FailureKind.TIMEOUT: AgentRunStatus.TIMEOUT,
+    FailureKind.CANCELLED: AgentRunStatus.CANCELLED,
+}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CallContext:
     """What one agent call needs; plain data, safe to hand to a Prefect task."""
@@ -84,7 +92,9 @@ async def call_agent(
 ) -> CallEnd:
     """Call one agent until it answers, fails, times out, or `stop` is set."""
     a = ctx.assignment
-    endpoint = AgentEndpoint(a.agent_id, a.agent_name, a.url, deps.agent_token(a.token_ref))
+    endpoint = AgentEndpoint(
+        a.agent_id, a.agent_name, a.url, deps.agent_token(a.token_ref), a.protocol
+    )
     started = time.monotonic()
     if stop.is_set():
         return await _stopped(deps, ctx, endpoint, started, None)
@@ -195,9 +205,7 @@ async def _settle(
     latency = (answered - started) * 1000
     exc = call.exception()
     if isinstance(exc, AgentCallError):
-        status = (
-            AgentRunStatus.TIMEOUT if exc.kind is FailureKind.TIMEOUT else AgentRunStatus.FAILED
-        )
+        status = _ENDED_BY.get(exc.kind, AgentRunStatus.FAILED)
         outcome = AgentOutcome(
             status, error=str(exc), failure_kind=exc.kind, latency_ms=latency, attempts=exc.attempts
         )

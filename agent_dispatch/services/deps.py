@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.protocols import AgentClients
 from agent_dispatch.clients.queue import RemoteQueueClient
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.settings import Settings
@@ -53,7 +53,7 @@ class Deps(Protocol):
 
     def queue(self) -> RemoteQueueClient: ...
 
-    def agents(self) -> AgentClient: ...
+    def agents(self) -> AgentClients: ...
 
     def agent_token(self, token_ref: str | None) -> str | None: ...
 

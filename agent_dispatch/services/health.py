@@ -22,6 +22,7 @@ class Probe:
     name: str
     url: str
     token_ref: str | None
+    protocol: str = "http-json"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,7 +37,11 @@ async def agents_to_probe(deps: Deps) -> list[Probe]:
     """Every active agent (an inactive one is never matched, so its health does not matter)."""
 
     def work(uow: UnitOfWork) -> list[Probe]:
-        return [Probe(a.id, a.name, a.url, a.token_ref) for a in uow.agents.list() if a.active]
+        return [
+            Probe(a.id, a.name, a.url, a.token_ref, a.protocol)
+            for a in uow.agents.list()
+            if a.active
+        ]
 
     return await in_transaction(deps, work)
 
@@ -44,7 +49,7 @@ async def agents_to_probe(deps: Deps) -> list[Probe]:
 async def probe_agent(deps: Deps, probe: Probe) -> Health:
     """GET /health within AGENT_HEALTH_TIMEOUT_SECONDS; any failure means unhealthy."""
     endpoint = AgentEndpoint(
-        probe.agent_id, probe.name, probe.url, deps.agent_token(probe.token_ref)
+        probe.agent_id, probe.name, probe.url, deps.agent_token(probe.token_ref), probe.protocol
     )
     try:
         report = await deps.agents().health(

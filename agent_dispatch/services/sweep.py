@@ -105,7 +105,9 @@ async def stop_abandoned(deps: Deps, calls: tuple[AbandonedCall, ...]) -> int:
     agents = deps.agents()
 
     async def one(c: AbandonedCall) -> bool:
-        endpoint = AgentEndpoint(c.agent_id, c.agent_name, c.url, deps.agent_token(c.token_ref))
+        endpoint = AgentEndpoint(
+            c.agent_id, c.agent_name, c.url, deps.agent_token(c.token_ref), c.protocol
+        )
         with contextlib.suppress(Exception):
             return await agents.cancel(
                 endpoint,

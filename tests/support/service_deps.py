@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from agent_dispatch.clients.a2a import A2AClient
 from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.protocols import AgentClients
 from agent_dispatch.clients.queue import RemoteQueueClient
 from agent_dispatch.clients.retry import RetryPolicy
 from agent_dispatch.db.engine import make_engine, make_session_factory
@@ -72,7 +74,7 @@ class TestDeps:
         self.engine = make_engine(settings.effective_database_url)
         self._factory = make_session_factory(self.engine)
         self._queue: RemoteQueueClient | None = None
-        self._agents: AgentClient | None = None
+        self._agents: AgentClients | None = None
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self._factory)
@@ -88,11 +90,14 @@ class TestDeps:
             )
         return self._queue
 
-    def agents(self) -> AgentClient:
+    def agents(self) -> AgentClients:
         if self._agents is None:
-            self._agents = AgentClient(
-                retry=RetryPolicy(attempts=self.settings.execution_retry_count)
-            )
+            retry = RetryPolicy(attempts=self.settings.execution_retry_count)
+
+            def make_a2a() -> A2AClient:
+                return A2AClient(retry=retry)
+
+            self._agents = AgentClients(AgentClient(retry=retry), make_a2a)
         return self._agents
 
     def agent_token(self, token_ref: str | None) -> str | None:

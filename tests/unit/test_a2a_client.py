@@ -11,8 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-pytest.importorskip("a2a", reason="needs agent-dispatch[a2a]")
-
 from agent_dispatch.clients.a2a import A2AClient, A2ARpcError
 from agent_dispatch.clients.a2a_card import card_info, spoken_version
 from agent_dispatch.clients.agent import AgentEndpoint

@@ -70,7 +70,7 @@ def test_never_probed_agent_is_eligible() -> None:
     ("overrides", "reason"),
     [
         ({"active": False}, "inactive"),
-        ({"protocol": "a2a"}, "protocol 'a2a' has no client in this version"),
+        ({"protocol": "grpc"}, "protocol 'grpc' has no client in this version"),
         ({"healthy": False}, "unhealthy"),
         ({"circuit": "open"}, "circuit open after repeated failures"),
         (
@@ -150,8 +150,8 @@ def test_rules_are_checked_in_order() -> None:
     assert exclusion_reason(job(), dataclasses.replace(everything_wrong, active=True)) == (
         "unhealthy"
     )
-    a2a = dataclasses.replace(everything_wrong, active=True, protocol="a2a")
-    assert exclusion_reason(job(), a2a) == "protocol 'a2a' has no client in this version"
+    grpc = dataclasses.replace(everything_wrong, active=True, protocol="grpc")
+    assert exclusion_reason(job(), grpc) == "protocol 'grpc' has no client in this version"
 
 
 # -- ranking and the limit ----------------------------------------------------------------------
@@ -251,7 +251,7 @@ def test_busy_counts_only_agents_excluded_by_capacity_alone() -> None:
         agent("full-inactive", in_flight=1, max_concurrency=1, active=False),
         agent("full-low-skill", in_flight=1, max_concurrency=1, skill_level=1),
         # Full, but no client for its protocol: it could not be called when free either.
-        agent("full-a2a", in_flight=1, max_concurrency=1, protocol="a2a"),
+        agent("full-grpc", in_flight=1, max_concurrency=1, protocol="grpc"),
         agent("unhealthy", healthy=False),
     ]
     result = match(job(), agents, limit=3)
@@ -264,7 +264,7 @@ def test_busy_counts_only_agents_excluded_by_capacity_alone() -> None:
         "full-wrong-cat": "at max concurrency (1/1)",
         "full-inactive": "inactive",
         "full-low-skill": "at max concurrency (1/1)",
-        "full-a2a": "protocol 'a2a' has no client in this version",
+        "full-grpc": "protocol 'grpc' has no client in this version",
         "unhealthy": "unhealthy",
     }
 
