@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from clients.closing import AsyncClosing
-from clients.errors import AgentHTTPError, AgentReportedFailure, AgentTimeout
+from clients.errors import AgentHTTPError, AgentInvalidAnswer, AgentReportedFailure, AgentTimeout
 from clients.exchange import AddressGuard, Answer, BoundedHttp, Exchange, bounded, loop_time
 from clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
-from clients.wire import Accepted, AgentResult, HealthReport, JobExecutionData
+from clients.wire import Accepted, AgentResult, HealthReport, JobExecutionData, summarize_errors
+from services.storable import MAX_DEPTH, json_problem
 
 OnAccepted = Callable[[str], Awaitable[None]]
+Model = TypeVar("Model", bound=BaseModel)
 
 _RETRYABLE_STATUSES: Final = frozenset({429, 503})
 DEFAULT_POLL_INTERVAL: Final = 0.5
@@ -137,7 +141,7 @@ class AgentClient(AsyncClosing):
                 raise exchange.transport_error(exc) from None
             if answer.status_code != 200:
                 raise exchange.status_error(answer.status_code, "to /health")
-            return exchange.parse(HealthReport, answer.body)
+            return _parse(exchange, HealthReport, answer.body)
         raise AssertionError("unreachable")
 
     async def _execute(
@@ -184,13 +188,13 @@ class AgentClient(AsyncClosing):
         """Turn a non-retryable /execute answer into a reply, a poll loop or an error."""
         code = answer.status_code
         if code == 200:
-            result = exchange.parse(AgentResult, answer.body)
+            result = _parse(exchange, AgentResult, answer.body)
             if result.status != "WORKING":
                 return _final(exchange, result, code)
             # A WORKING answer with 200 is only usable if it says where to poll.
         elif code != 202:
             raise exchange.status_error(code, "to /execute")
-        accepted = exchange.parse(Accepted, answer.body)
+        accepted = _parse(exchange, Accepted, answer.body)
         exchange.remote_task_id = accepted.task_id
         if on_accepted is not None:
             await on_accepted(accepted.task_id)
@@ -223,7 +227,7 @@ class AgentClient(AsyncClosing):
                 continue
             if code != 200:
                 raise exchange.status_error(code, "to a poll")
-            result = exchange.parse(AgentResult, answer.body)
+            result = _parse(exchange, AgentResult, answer.body)
             if result.status != "WORKING":
                 return _final(exchange, result, code)
 
@@ -243,3 +247,28 @@ def _final(exchange: Exchange, result: AgentResult, code: int) -> AgentReply:
     if result.status == "FAILED":
         raise AgentReportedFailure(exchange.agent, result.error or "", status_code=code)
     return AgentReply(result.result, result.score, exchange.attempts, exchange.remote_task_id, code)
+
+
+def _parse(exchange: Exchange, model: type[Model], body: bytes) -> Model:
+    """The answer as `model`, or AgentInvalidAnswer (that agent fails, the job goes on).
+
+    Results, errors and task ids of answers are stored and sent on to the queue, so every
+    member of an answer is held to the storability rule of services.storable (no NUL, no lone
+    surrogate, finite numbers, nested at most MAX_DEPTH levels).
+    """
+    try:
+        raw = json.loads(body)
+    except ValueError:
+        raise AgentInvalidAnswer(f"agent {exchange.agent}: answer is not JSON") from None
+    except RecursionError:
+        raise AgentInvalidAnswer(f"agent {exchange.agent}: answer nested too deep") from None
+    # One level for the answer object itself, MAX_DEPTH for each of its members.
+    if (problem := json_problem(raw, "answer", max_depth=MAX_DEPTH + 1)) is not None:
+        raise AgentInvalidAnswer(f"agent {exchange.agent}: {problem}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        why = summarize_errors(exc)
+        raise AgentInvalidAnswer(
+            f"agent {exchange.agent}: answer has the wrong shape: {why}"
+        ) from None

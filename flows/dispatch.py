@@ -11,10 +11,12 @@ from pydantic import BaseModel, Field
 
 from agent_dispatch.wiring import get_runtime
 from clients.errors import QueueError
+from clients.queue import RejectedItem
 from domain.lease import LeaseLost
 from domain.statuses import JobStatus
 from flows.progress import Progress
 from flows.race import race
+from services.drain import Drain, Listing
 from tasks.finish import JobEnd, finish_job
 from tasks.job_steps import (
     CAPACITY_GONE,
@@ -52,6 +54,8 @@ class DispatchSummary(BaseModel):
     rejected: int = 0
     jobs: list[JobLine] = Field(default_factory=list)
     stopped_reason: str | None = None
+    passes: int = 0  # passes over the queue from its first page
+    pages: int = 0  # queue pages read
 
     def count(self, outcome: str) -> int:
         return sum(1 for j in self.jobs if j.outcome == outcome)
@@ -108,13 +112,23 @@ async def dispatch_one(claim: Claim, flow_run_id: str | None, capacity_wait: flo
 
 NOT_TAKEN = ("UNSERVED", "CONFLICT")
 
+Listed = Incoming | RejectedItem
+
+
+def listed_key(item: Listed) -> tuple[str, str]:
+    """How the drain knows an item again within a run: its queue task id, else a hash."""
+    return ("id", item.spec.queue_task_id) if isinstance(item, Incoming) else item.key
+
 
 @flow(name="dispatch", log_prints=True)
 async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary:
     """Take OPEN queue tasks page after page and drive every taken job to a terminal status.
 
-    Jobs are leased only as fast as they can be worked on (JOB_CONCURRENCY at once): a run
-    never sits on leases it is not renewing, and concurrent workers share the queue.
+    The queue is drained in passes from its first page (services.drain): its cursors may
+    shift under our own takes, so the run ends only after a whole pass finds no task it has
+    not judged yet. Jobs are leased only as fast as they can be worked on (JOB_CONCURRENCY at
+    once): a run never sits on leases it is not renewing, and concurrent workers share the
+    queue.
     """
     params = params or DispatchParams()
     rt = get_runtime()
@@ -169,10 +183,26 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
         taken = len(active) + sum(1 for j in lines if j.outcome not in NOT_TAKEN)
         return params.max_jobs - taken
 
+    page_no = 0
+
+    async def fetch(cursor: str | None) -> Listing[Listed]:
+        nonlocal page_no
+        page_no += 1
+        page = await fetch_open_page(cursor, page_size, page_no)
+        if page.error is not None:
+            raise QueueError(page.error)
+        return Listing([*page.tasks, *page.rejected], page.next_cursor)
+
+    async def reject(items: tuple[RejectedItem, ...]) -> None:
+        if items:
+            summary.rejected += len(items)
+            await reject_items(items)
+
+    drain: Drain[Listed] = Drain(fetch, listed_key)
+    new_items = drain.batches()
     try:
         start(await claim_rescued(min(concurrency, params.max_jobs or concurrency)))
         backlog: list[Incoming] = []
-        cursor, page_no, exhausted = None, 0, False
         while True:
             await settle(block=False)
             left = budget_left()
@@ -183,31 +213,30 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
                 await settle(block=True)
                 continue
             if not backlog:
-                if exhausted:
-                    break
-                page_no += 1
-                page = await fetch_open_page(cursor, page_size, page_no)
-                if page.error is not None:
-                    raise QueueError(page.error)
-                if page.rejected:
-                    summary.rejected += len(page.rejected)
-                    await reject_items(page.rejected)
-                backlog.extend(page.tasks)
-                cursor, exhausted = page.next_cursor, not page.next_cursor
+                fresh = await anext(new_items, None)
+                if fresh is None:
+                    break  # a whole pass over the queue found nothing new
+                await reject(tuple(i for i in fresh if isinstance(i, RejectedItem)))
+                backlog.extend(i for i in fresh if isinstance(i, Incoming))
                 continue
             want = free if left is None else min(free, left)
             batch, backlog = backlog[:want], backlog[want:]
-            start(await intake_jobs(tuple(batch), len(batch)))
+            intake = await intake_jobs(tuple(batch), len(batch))
+            await reject(intake.refused)
+            start(intake.claims)
     except QueueError as exc:
         summary.stopped_reason = f"remote queue: {exc}"
         logger.error("stopped taking jobs: %s (jobs already taken will finish)", exc)
     finally:
+        await new_items.aclose()
         while active:
             await settle(block=True)
         await progress.finish()
         await rt.aclose_clients()
+    summary.passes, summary.pages = drain.passes, drain.pages
     summary.jobs = sorted(lines, key=lambda j: j.queue_task_id)
     summary.taken = sum(1 for j in summary.jobs if j.outcome not in NOT_TAKEN)
+    logger.info("read %d queue pages in %d passes", drain.pages, drain.passes)
     for line in summary.jobs:
         logger.info(
             "%s -> %s%s%s",

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from agent_dispatch.wiring import get_runtime
 from clients.errors import QueueError
+from clients.queue import RejectedItem
 from db.distribution_repository import NewDistribution
 from db.job_repository import spec_of
 from db.models import Job
@@ -20,6 +21,7 @@ from domain.lease import Lease, LeaseLost
 from domain.matching import Decision, match
 from domain.model import JobSpec
 from domain.statuses import JobStatus
+from services.intake import store_each
 from tasks import events
 from tasks.dbio import in_transaction
 from tasks.queue_io import Incoming, report_status
@@ -61,22 +63,33 @@ def _claims(uow: UnitOfWork, leases: list[Lease]) -> list[Claim]:
     return out
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Intake:
+    claims: list[Claim]
+    refused: tuple[RejectedItem, ...]  # items the database would not hold: reject them
+
+
 @task(name="store-and-lease", cache_policy=NO_CACHE)
-async def intake_jobs(incoming: tuple[Incoming, ...], limit: int) -> list[Claim]:
-    """Store each queue task once (idempotent) and lease the OPEN ones nobody else holds."""
+async def intake_jobs(incoming: tuple[Incoming, ...], limit: int) -> Intake:
+    """Store each queue task once (idempotent) and lease the OPEN ones nobody else holds.
+
+    Each item is stored in a savepoint of its own: one the database refuses is returned in
+    `refused` and its neighbours are stored and leased as usual.
+    """
     rt = get_runtime()
 
-    def work(uow: UnitOfWork) -> list[Claim]:
-        for item in incoming:
-            uow.jobs.intake(item.spec, item.created_at)
+    def work(uow: UnitOfWork) -> Intake:
+        refused = store_each(uow, ((i.spec, i.created_at) for i in incoming))
+        out = {r.queue_task_id for r in refused}
+        rejected = tuple(RejectedItem(r.queue_task_id, r.reason) for r in refused)
         # Offer every listed task and cap the claim instead: the first N may be held by others.
-        ids = [i.spec.queue_task_id for i in incoming] if limit > 0 else []
-        if not ids:
-            return []
+        ids = [i.spec.queue_task_id for i in incoming if i.spec.queue_task_id not in out]
+        if not ids or limit <= 0:
+            return Intake([], rejected)
         leases = uow.jobs.claim_open(
             ids, rt.worker_name, rt.settings.job_lease_seconds, utcnow(), limit=limit
         )
-        return _claims(uow, leases)
+        return Intake(_claims(uow, leases), rejected)
 
     return await in_transaction(work)
 

@@ -14,6 +14,7 @@ from clients.queue import RejectedItem
 from db.models import QueueRejection
 from db.uow import UnitOfWork
 from domain.model import JobSpec
+from services.storable import storable_text, text_problem
 from tasks.dbio import in_transaction
 
 
@@ -51,7 +52,15 @@ async def reject_items(items: tuple[RejectedItem, ...]) -> int:
     logger = get_run_logger()
 
     def store(uow: UnitOfWork) -> list[int]:
-        rows = [QueueRejection(queue_task_id=i.task_id, reason=i.reason) for i in items]
+        # The reason is ours and made storable; an id the database cannot hold is left out
+        # (the client never calls such an id usable, this guards other callers).
+        rows = [
+            QueueRejection(
+                queue_task_id=i.task_id if i.task_id and not text_problem(i.task_id) else None,
+                reason=storable_text(i.reason),
+            )
+            for i in items
+        ]
         uow.session.add_all(rows)
         uow.session.flush()
         return [r.id for r in rows]

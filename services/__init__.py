@@ -1,0 +1,1 @@
+"""Plain application services (no Prefect): queue draining, JSON item decoding, storability."""
