@@ -140,14 +140,15 @@ class TaskStore:
         Raises ValueError for a cursor this store did not hand out in its current mode.
         """
         with self._lock:
-            mode = self.cursor_mode
-            after = None if cursor is None else _decode_cursor(cursor, mode)
-            if isinstance(after, int):  # offset mode: an index into the filtered list
+            after = None if cursor is None else _decode_cursor(cursor, self.cursor_mode)
+            if self.cursor_mode == "offset":  # an index into the current filtered list
+                offset = after if isinstance(after, int) else 0
                 listed = [e for e in self._sorted if e.status == status]
-                page = listed[after : after + limit]
-                more = after + limit < len(listed)
-                next_cursor = _encode_cursor("o", str(after + limit)) if more else None
+                page = listed[offset : offset + limit]
+                more = offset + limit < len(listed)
+                next_cursor = _encode_cursor("o", str(offset + limit)) if more else None
                 return [e.listed() for e in page], next_cursor
+            assert not isinstance(after, int)
             start = (
                 0
                 if after is None
