@@ -25,7 +25,7 @@ from clients.errors import (
 from clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from clients.wire import QueueTask, StatusChange, summarize_errors
 from domain.statuses import JobStatus
-from services.json_items import MalformedPage, decode_listing
+from services.json_items import MalformedPage, NotJSON, decode_listing
 from services.storable import storable_text
 
 _RETRYABLE_STATUSES: Final = frozenset({429, 503})
@@ -123,8 +123,10 @@ class RemoteQueueClient(AsyncClosing):
             # Item by item: one item the decoder or the database cannot hold is refused
             # alone (contract: items are validated one by one, never the whole page).
             listing = decode_listing(response.content, "tasks")
-        except MalformedPage as exc:
-            raise QueueProtocolError(f"remote queue page unreadable: {exc}") from None
+        except NotJSON:
+            raise QueueProtocolError("GET /tasks: the answer is not JSON") from None
+        except MalformedPage:
+            raise QueueProtocolError("remote queue page has no tasks list") from None
         next_cursor = listing.fields.get("nextCursor")
         if next_cursor is not None and not isinstance(next_cursor, str):
             raise QueueProtocolError("remote queue page has a nextCursor that is not a string")

@@ -32,7 +32,11 @@ _CLOSERS: Final = frozenset("}]")
 
 
 class MalformedPage(ValueError):
-    """The page itself (not one item) cannot be read."""
+    """The page itself (not one item) cannot be read: it has no list of items."""
+
+
+class NotJSON(MalformedPage):
+    """The page is not JSON at all (its structure cannot even be split into items)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ def _decode_slowly(body: bytes, list_key: str) -> Listing:
         try:
             fields[_key(text, part)] = json.loads(text[part.start : part.end])
         except (ValueError, RecursionError):
-            raise MalformedPage("a page member cannot be decoded") from None
+            raise NotJSON("a page member cannot be decoded") from None
     return Listing([_decode_item(text, p) for p in _parts(text, list_part.start)], fields)
 
 
@@ -175,14 +179,14 @@ def _parts(text: str, pos: int) -> list[_Part]:
     """The top-level values of the object or array at text[pos:], without decoding them."""
     first = _TOKEN.match(text, pos)
     if first is None or first.group(2) not in _OPENERS:
-        raise MalformedPage("expected a JSON object or array")
+        raise NotJSON("expected a JSON object or array")
     is_object, pos = first.group(2) == "{", first.end()
     parts: list[_Part] = []
     depth, key, colon, start, end, deepest = 1, None, False, -1, -1, 0
     while True:
         token = _TOKEN.match(text, pos)
         if token is None:
-            raise MalformedPage(f"unreadable JSON at character {pos}")
+            raise NotJSON(f"unreadable JSON at character {pos}")
         string, punct, _bare = token.groups()
         tok_start, pos = token.start(token.lastindex or 0), token.end()
         if depth > 1:  # inside one value: only count levels
@@ -192,20 +196,20 @@ def _parts(text: str, pos: int) -> list[_Part]:
             if start >= 0:
                 parts.append(_Part(key, start, end, deepest))
             elif punct == "," or key is not None:
-                raise MalformedPage(f"a missing value at character {tok_start}")
+                raise NotJSON(f"a missing value at character {tok_start}")
             key, colon, start, deepest = None, False, -1, 0
             if punct in _CLOSERS:
                 return parts
         elif is_object and key is None:
             if string is None:
-                raise MalformedPage(f"expected a member name at character {tok_start}")
+                raise NotJSON(f"expected a member name at character {tok_start}")
             key = (tok_start, pos)
         elif is_object and not colon:
             if punct != ":":
-                raise MalformedPage(f"expected ':' at character {tok_start}")
+                raise NotJSON(f"expected ':' at character {tok_start}")
             colon = True
         elif start >= 0 or punct == ":":
-            raise MalformedPage(f"expected ',' at character {tok_start}")
+            raise NotJSON(f"expected ',' at character {tok_start}")
         else:
             start, end = tok_start, pos
             if punct in _OPENERS:
