@@ -46,6 +46,14 @@ json_values = st.recursive(
 )
 STRING_FIELDS = ("id", "title", "description", "category", "tag", "payload value", "payload key")
 POISON = ("\x00", "\ud800", "\udfff", "a\x00b", "x\udc80y")
+# Values each field must refuse (wrong type, out of range, or out of an int4 column).
+WRONG: dict[str, tuple[object, ...]] = {
+    "title": ([1], 2**40, {"a": 1}, 0, None, 1.5, ""),
+    "tags": ([1], "x", {"a": 1}, 0, None, [""]),
+    "payload": ([1], "x", 2**40, 0, None, 1.5),
+    "skillLevel": ("x", 2**40, 0, 6, None, 1.5, [1]),
+    "timeoutMs": ("x", 2**40, 0, 1.5, [1]),
+}
 
 
 @st.composite
@@ -95,12 +103,8 @@ def hostile_task(draw: st.DrawFn) -> tuple[str, str | None]:
             )
         )
     elif kind == "wrong type":
-        field = draw(st.sampled_from(("title", "tags", "payload", "skillLevel", "timeoutMs")))
-        task[field] = draw(st.sampled_from(([1], "x", 2**40, {"a": 1}, 0, None, 1.5)))
-        if field == "timeoutMs" and task[field] == 1.5:
-            task[field] = 2**40
-        if field in ("title",) and task[field] is None:
-            task[field] = 0
+        field = draw(st.sampled_from(sorted(WRONG)))
+        task[field] = draw(st.sampled_from(WRONG[field]))
     else:
         task["id"] = draw(st.sampled_from(("", "x" * 129, 7, None)))
     text = json.dumps(task)  # ASCII escapes carry NULs and lone surrogates verbatim
