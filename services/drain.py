@@ -15,6 +15,7 @@ the last yields at least one item that was never yielded before.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
@@ -64,9 +65,11 @@ class Drain(Generic[T]):
         while self._max_passes is None or self.passes < self._max_passes:
             self.passes += 1
             found_new = False
-            async for fresh in self._one_pass():
-                found_new = True
-                yield fresh
+            # aclosing: a consumer that stops early (--max-jobs) closes the pass it was in.
+            async with contextlib.aclosing(self._one_pass()) as pages:
+                async for fresh in pages:
+                    found_new = True
+                    yield fresh
             if not found_new:
                 return
 
