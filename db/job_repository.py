@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.models import Job, QueueRejection, new_id
@@ -19,6 +20,7 @@ from agent_dispatch.domain.statuses import (
     JobStatus,
     check_job_move,
 )
+from agent_dispatch.domain.storable import spec_problem, storable_text, text_problem
 
 
 def spec_of(job: Job) -> JobSpec:
@@ -34,6 +36,15 @@ def spec_of(job: Job) -> JobSpec:
         timeout_ms=job.timeout_ms,
         expires_at=job.expires_at,
     )
+
+
+# Raised while binding a value (before the server sees it): serialising JSON, encoding text.
+_BIND_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc) if exc is not None else ""
+    return (text.splitlines() or ["unknown error"])[0][:200]
 
 
 class JobRepository:
@@ -69,6 +80,37 @@ class JobRepository:
             select(Job.id).where(Job.queue_task_id == spec.queue_task_id)
         ).one()
         return job_id
+
+    def intake_each(
+        self, items: Iterable[tuple[JobSpec, dt.datetime | None]]
+    ) -> list[tuple[str, str]]:
+        """Intake every item in a savepoint of its own; returns (queue task id, reason) of
+        each item refused, so one the database cannot hold never sinks its neighbours.
+
+        Errors that say the database itself is in trouble (connection lost, server shutting
+        down) are not about one item: they propagate, so an outage never turns into tasks
+        reported FAILED.
+        """
+        refused = []
+        for spec, created_at in items:
+            problem = spec_problem(spec)
+            if problem is None:
+                try:
+                    with self.session.begin_nested():
+                        self.intake(spec, created_at)
+                except (DataError, IntegrityError) as exc:
+                    problem = f"the database refused it: {_first_line(exc.orig)}"
+                except DBAPIError:
+                    raise
+                except StatementError as exc:
+                    if not isinstance(exc.orig, _BIND_ERRORS):
+                        raise
+                    problem = f"cannot be stored: {_first_line(exc.orig)}"
+                except _BIND_ERRORS as exc:
+                    problem = f"cannot be stored: {_first_line(exc)}"
+            if problem is not None:
+                refused.append((spec.queue_task_id, storable_text(problem)))
+        return refused
 
     def _claim(
         self, where: Any, owner: str, seconds: int, now: dt.datetime, limit: int
@@ -221,7 +263,15 @@ class JobRepository:
 
     def record_rejections(self, items: Sequence[tuple[str | None, str]]) -> list[int]:
         """Keep each rejected queue item (its id when usable, and why); returns the row ids."""
-        rows = [QueueRejection(queue_task_id=task_id, reason=reason) for task_id, reason in items]
+        # The reason is ours and made storable; an id the database cannot hold is left out
+        # (the client never calls such an id usable; this guards other callers).
+        rows = [
+            QueueRejection(
+                queue_task_id=task_id if task_id and not text_problem(task_id) else None,
+                reason=storable_text(reason),
+            )
+            for task_id, reason in items
+        ]
         self.session.add_all(rows)
         self.session.flush()
         return [r.id for r in rows]

@@ -1,9 +1,10 @@
-"""The dispatch flow: queue pages -> store and lease -> a bounded pool of jobs, each driven
-plan -> take -> race -> finish by `dispatch_one` with every step a Prefect task run."""
+"""The dispatch flow: drained queue pages -> store and lease -> a bounded pool of jobs, each
+driven plan -> take -> race -> finish by `dispatch_one` with every step a Prefect task run."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import Iterable
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -11,11 +12,13 @@ from pydantic import BaseModel, Field
 
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
+from agent_dispatch.clients.queue import RejectedItem
 from agent_dispatch.flows.progress import Progress
 from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, dispatch_one
+from agent_dispatch.services.drain import Drain, Listing
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.job_pool import JobPool
-from agent_dispatch.services.queue_io import Page
+from agent_dispatch.services.queue_io import Incoming
 from agent_dispatch.tasks.job_steps import TracedSteps, lease_rescued, store_and_lease
 from agent_dispatch.tasks.queue_io import fetch_open_page, reject_items
 
@@ -32,40 +35,47 @@ class DispatchSummary(BaseModel):
     rejected: int = 0
     jobs: list[JobLine] = Field(default_factory=list)
     stopped_reason: str | None = None
+    passes: int = 0  # passes over the queue from its first page
+    pages: int = 0  # queue pages read
 
     def count(self, outcome: str) -> int:
         return sum(1 for j in self.jobs if j.outcome == outcome)
 
 
-async def open_pages(page_size: int) -> AsyncIterator[Page]:
-    """Pages of OPEN tasks, one task run each; raises QueueError when the queue fails."""
-    cursor, page_no = None, 0
-    while True:
-        page_no += 1
-        page = await fetch_open_page(cursor, page_size, page_no)
-        if page.error is not None:
-            raise QueueError(page.error)
-        yield page
-        if not page.next_cursor:
-            return
-        cursor = page.next_cursor
+Listed = Incoming | RejectedItem
+
+
+def listed_key(item: Listed) -> tuple[str, str]:
+    """How the drain knows an item again within a run: its queue task id, else a hash."""
+    return ("id", item.spec.queue_task_id) if isinstance(item, Incoming) else item.key
 
 
 async def take_from_queue(
-    pool: JobPool, params: DispatchParams, page_size: int, summary: DispatchSummary
+    pool: JobPool, params: DispatchParams, drain: Drain[Listed], summary: DispatchSummary
 ) -> None:
-    """Feed the pool from the queue, page by page, as fast as it has room; stop at max_jobs."""
-    async for page in open_pages(page_size):
-        if page.rejected:
-            summary.rejected += len(page.rejected)
-            await reject_items(page.rejected)
-        backlog = list(page.tasks)
-        while backlog:
-            room = await pool.room(params.max_jobs)
-            if room == 0:
-                return
-            batch, backlog = backlog[:room], backlog[room:]
-            pool.start(await store_and_lease(tuple(batch), len(batch)))
+    """Feed the pool with every new queue item, as fast as it has room; stop at max_jobs.
+
+    The queue is drained in passes from its first page (services/drain.py): its cursors may
+    shift under our own takes, so the run ends only after a whole pass finds nothing new.
+    """
+
+    async def reject(items: Iterable[RejectedItem]) -> None:
+        if items := tuple(items):
+            summary.rejected += len(items)
+            await reject_items(items)
+
+    async with contextlib.aclosing(drain.batches()) as batches:
+        async for fresh in batches:
+            await reject(i for i in fresh if isinstance(i, RejectedItem))
+            backlog = [i for i in fresh if isinstance(i, Incoming)]
+            while backlog:
+                room = await pool.room(params.max_jobs)
+                if room == 0:
+                    return
+                batch, backlog = backlog[:room], backlog[room:]
+                intake = await store_and_lease(tuple(batch), len(batch))
+                await reject(intake.refused)
+                pool.start(intake.claims)
 
 
 @flow(name="dispatch", log_prints=True)
@@ -87,9 +97,18 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
 
     pool = JobPool(s.job_concurrency, run, progress)
     summary = DispatchSummary()
+    page_size = params.page_size or s.queue_page_size
+
+    async def fetch(cursor: str | None) -> Listing[Listed]:
+        page = await fetch_open_page(cursor, page_size, drain.pages)
+        if page.error is not None:
+            raise QueueError(page.error)
+        return Listing([*page.tasks, *page.rejected], page.next_cursor)
+
+    drain: Drain[Listed] = Drain(fetch, listed_key)
     try:
         pool.start(await lease_rescued(await pool.room(params.max_jobs)))
-        await take_from_queue(pool, params, params.page_size or s.queue_page_size, summary)
+        await take_from_queue(pool, params, drain, summary)
     except QueueError as exc:
         summary.stopped_reason = f"remote queue: {exc}"
         logger.error("stopped taking jobs: %s (jobs already taken will finish)", exc)
@@ -98,6 +117,8 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
         await progress.finish()
         await rt.aclose_clients()
     summary.taken = sum(1 for j in summary.jobs if j.outcome not in NOT_TAKEN)
+    summary.passes, summary.pages = drain.passes, drain.pages
+    logger.info("read %d queue pages in %d passes", drain.pages, drain.passes)
     for line in summary.jobs:
         logger.info(
             "%s -> %s%s%s",

@@ -12,7 +12,7 @@ from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services import finishing, intake, planning, taking
 from agent_dispatch.services.finishing import JobEnd
-from agent_dispatch.services.intake import Claim
+from agent_dispatch.services.intake import Claim, Intake
 from agent_dispatch.services.planning import Plan
 from agent_dispatch.services.queue_io import Incoming
 from agent_dispatch.services.racing import RaceResult, race
@@ -25,7 +25,7 @@ from agent_dispatch.tasks.agent_calls import traced_calls
 
 
 @task(name="store-and-lease", cache_policy=NO_CACHE, persist_result=False)
-async def store_and_lease(incoming: tuple[Incoming, ...], limit: int) -> list[Claim]:
+async def store_and_lease(incoming: tuple[Incoming, ...], limit: int) -> Intake:
     return await intake.store_and_lease(get_runtime(), incoming, limit)
 
 

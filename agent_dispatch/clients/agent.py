@@ -6,13 +6,17 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel
 
 from agent_dispatch.clients.closing import AsyncClosing
-from agent_dispatch.clients.errors import AgentReportedFailure, AgentTimeout
+from agent_dispatch.clients.errors import (
+    AgentReportedFailure,
+    AgentTimeout,
+)
 from agent_dispatch.clients.exchange import (
     RETRYABLE_STATUSES,
     AddressGuard,
@@ -25,9 +29,15 @@ from agent_dispatch.clients.exchange import (
 )
 from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
-from agent_dispatch.clients.wire import Accepted, AgentResult, HealthReport, JobExecutionData
+from agent_dispatch.clients.wire import (
+    Accepted,
+    AgentResult,
+    HealthReport,
+    JobExecutionData,
+)
 
 OnAccepted = Callable[[str], Awaitable[None]]
+Model = TypeVar("Model", bound=BaseModel)
 
 DEFAULT_POLL_INTERVAL: Final = 0.5
 MAX_POLL_INTERVAL: Final = 5.0

@@ -23,6 +23,7 @@ from agent_dispatch.clients.errors import (
 from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.retry import RetryPolicy, Sleep, parse_retry_after
 from agent_dispatch.clients.wire import summarize_errors
+from agent_dispatch.domain.storable import MAX_DEPTH, json_problem
 
 AddressGuard = Callable[[str], Awaitable[None]]
 Model = TypeVar("Model", bound=BaseModel)
@@ -68,11 +69,21 @@ class Exchange:
         return AgentConnectionError(f"agent {self.agent} unreachable ({type(exc).__name__})")
 
     def parse(self, model: type[Model], body: bytes) -> Model:
-        """The body as `model`, or AgentInvalidAnswer."""
+        """The answer as `model`, or AgentInvalidAnswer (that agent fails, the job goes on).
+
+        Results, errors and task ids of answers are stored and sent on to the queue, so every
+        member of an answer is held to the storability rule of domain/storable.py (no NUL, no
+        lone surrogate, finite numbers, nested at most MAX_DEPTH levels).
+        """
         try:
             raw = json.loads(body)
         except ValueError:
             raise AgentInvalidAnswer(f"agent {self.agent}: answer is not JSON") from None
+        except RecursionError:
+            raise AgentInvalidAnswer(f"agent {self.agent}: answer nested too deep") from None
+        # One level for the answer object itself, MAX_DEPTH for each of its members.
+        if (problem := json_problem(raw, "answer", max_depth=MAX_DEPTH + 1)) is not None:
+            raise AgentInvalidAnswer(f"agent {self.agent}: {problem}")
         try:
             return model.model_validate(raw)
         except ValidationError as exc:

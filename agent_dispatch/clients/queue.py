@@ -20,10 +20,13 @@ from agent_dispatch.clients.errors import (
     QueueUnavailable,
     TaskConflict,
     TaskNotFound,
+    one_line,
 )
+from agent_dispatch.clients.json_items import MalformedPage, NotJSON, decode_listing
 from agent_dispatch.clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from agent_dispatch.clients.wire import QueueTask, StatusChange, summarize_errors
 from agent_dispatch.domain.statuses import JobStatus
+from agent_dispatch.domain.storable import storable_text
 
 _RETRYABLE_STATUSES: Final = frozenset({429, 503})
 # Failures that prove the request was never processed; any other failure might have been.
@@ -40,10 +43,22 @@ UNSET: Final = _Unset()
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RejectedItem:
-    """A page item that is not a valid QueueTask; task_id only when it has a usable id."""
+    """A page item that is not a valid QueueTask; task_id only when it has a usable id.
+
+    `reason` is always storable text; `fingerprint` (a hash of the item's raw text) is set
+    when there is no usable id, so the same item is recognised on later pages.
+    """
 
     task_id: str | None
     reason: str
+    fingerprint: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What identifies the item within a run: its id, else its fingerprint."""
+        if self.task_id is not None:
+            return ("id", self.task_id)
+        return ("raw", self.fingerprint or self.reason)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,18 +119,29 @@ class RemoteQueueClient(AsyncClosing):
         response = (await self._send("GET", "/tasks", params=params)).response
         if response.status_code != 200:
             raise _unexpected("GET", "/tasks", response)
-        body = _json_body(response, "GET /tasks")
-        if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
-            raise QueueProtocolError("remote queue page has no tasks list")
-        next_cursor = body.get("nextCursor")
+        try:
+            # Item by item: one item the decoder or the database cannot hold is refused
+            # alone (contract: items are validated one by one, never the whole page).
+            listing = decode_listing(response.content, "tasks")
+        except NotJSON:
+            raise QueueProtocolError("GET /tasks: the answer is not JSON") from None
+        except MalformedPage:
+            raise QueueProtocolError("remote queue page has no tasks list") from None
+        next_cursor = listing.fields.get("nextCursor")
         if next_cursor is not None and not isinstance(next_cursor, str):
             raise QueueProtocolError("remote queue page has a nextCursor that is not a string")
         page = TaskPage(valid=[], rejected=[], next_cursor=next_cursor or None)
-        for item in body["tasks"]:
-            try:
-                page.valid.append(QueueTask.model_validate(item))
-            except ValidationError as exc:
-                page.rejected.append(RejectedItem(_usable_id(item), summarize_errors(exc)))
+        for item in listing.items:
+            reason = item.problem
+            if reason is None:
+                try:
+                    page.valid.append(QueueTask.model_validate(item.value))
+                    continue
+                except ValidationError as exc:
+                    reason = summarize_errors(exc)
+            page.rejected.append(
+                RejectedItem(item.task_id, storable_text(one_line(reason)), item.fingerprint)
+            )
         return page
 
     async def get_task(self, task_id: str) -> QueueTask:
@@ -233,25 +259,17 @@ def _task_path(task_id: str) -> str:
     return f"/tasks/{quote(task_id, safe='')}"
 
 
-def _usable_id(item: object) -> str | None:
-    if isinstance(item, dict):
-        task_id = item.get("id")
-        if isinstance(task_id, str) and 1 <= len(task_id) <= 128:
-            return task_id
-    return None
-
-
 def _json_body(response: httpx.Response, what: str) -> Any:
     try:
         return json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise QueueProtocolError(f"{what}: the answer is not JSON") from None
 
 
 def _current_status(response: httpx.Response) -> str | None:
     try:
         body = json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     current = body.get("currentStatus") if isinstance(body, dict) else None
     return current if isinstance(current, str) else None

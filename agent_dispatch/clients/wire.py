@@ -6,23 +6,50 @@ import datetime as dt
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from agent_dispatch.clients.errors import one_line
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
+from agent_dispatch.domain.storable import json_problem, storable_text, text_problem
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_STORED_INT = 2**31 - 1  # integer columns are PostgreSQL int4
 
 
-def _assume_utc(value: dt.datetime) -> dt.datetime:
-    # A timestamp without an offset is read as UTC so every datetime we hand on is aware.
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+def _utc(value: dt.datetime) -> dt.datetime:
+    # A timestamp without an offset is read as UTC so every datetime we hand on is aware; one
+    # with an offset is moved to UTC now (the same instant), so an instant that UTC cannot
+    # hold (year 1 at +14:00) is refused here rather than by the database.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("out of the range of UTC datetimes") from None
 
 
-UtcDatetime = Annotated[dt.datetime, AfterValidator(_assume_utc)]
-Tag = Annotated[str, Field(min_length=1, max_length=100)]
+def _storable(value: Any) -> Any:
+    # Text we keep goes into PostgreSQL text columns: see domain/storable.py for the rule.
+    # Before pydantic's own str check, so a lone surrogate gets this rule's clear reason.
+    if isinstance(value, str) and (problem := text_problem(value)) is not None:
+        raise PydanticCustomError("unstorable", problem)
+    return value
+
+
+UtcDatetime = Annotated[dt.datetime, AfterValidator(_utc)]
+StoredText = Annotated[str, BeforeValidator(_storable)]
+Tag = Annotated[StoredText, Field(min_length=1, max_length=100)]
 
 
 class WireModel(BaseModel):
@@ -38,21 +65,29 @@ class WireModel(BaseModel):
 class QueueTask(WireModel):
     """One task as the remote queue lists it."""
 
-    id: str = Field(min_length=1, max_length=128)
-    title: str = Field(min_length=1, max_length=500)
-    description: str = Field("", max_length=20000)
-    category: str = Field(min_length=1, max_length=100)
+    id: StoredText = Field(min_length=1, max_length=128)
+    title: StoredText = Field(min_length=1, max_length=500)
+    description: StoredText = Field("", max_length=20000)
+    category: StoredText = Field(min_length=1, max_length=100)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     skill_level: int = Field(1, ge=1, le=5)
     payload: dict[str, Any] = Field(default_factory=dict)
     max_agents: int | None = Field(None, ge=1, le=10)
-    timeout_ms: int | None = Field(None, ge=100)
+    timeout_ms: int | None = Field(None, ge=100, le=MAX_STORED_INT)
     expires_at: UtcDatetime | None = None
     # A plain string: a status this version does not know must not reject the task.
     status: str
     created_at: UtcDatetime
     result: Any = None
     error: str | None = None
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _payload_storable(cls, value: Any) -> Any:
+        # Before the size check below: json.dumps must never meet an over-deep value.
+        if isinstance(value, dict) and (problem := json_problem(value, "payload")):
+            raise PydanticCustomError("unstorable", storable_text(problem))
+        return value
 
     @field_validator("payload")
     @classmethod
@@ -150,8 +185,11 @@ def summarize_errors(exc: ValidationError, limit: int = 5) -> str:
     for err in exc.errors(include_url=False)[:limit]:
         where = ".".join(str(p) for p in err["loc"]) or "item"
         msg = err["msg"]
-        parts.append(f"{where}: {msg[:1].lower()}{msg[1:]}")
+        if msg.startswith(where):  # the message names its own place (payload.a[2]: ...)
+            parts.append(msg)
+        else:
+            parts.append(f"{where}: {msg[:1].lower()}{msg[1:]}")
     more = exc.error_count() - limit
     if more > 0:
         parts.append(f"and {more} more")
-    return one_line("; ".join(parts))
+    return storable_text(one_line("; ".join(parts)))

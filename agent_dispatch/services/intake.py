@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from agent_dispatch.clients.queue import RejectedItem
 from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
@@ -33,21 +34,29 @@ def _claims(uow: UnitOfWork, leases: Sequence[Lease]) -> list[Claim]:
     return out
 
 
-async def store_and_lease(deps: Deps, incoming: Sequence[Incoming], limit: int) -> list[Claim]:
-    """Store each queue task once and lease up to `limit` OPEN ones nobody else holds."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Intake:
+    claims: list[Claim]
+    refused: tuple[RejectedItem, ...]  # items the database would not hold: reject them
+
+
+async def store_and_lease(deps: Deps, incoming: Sequence[Incoming], limit: int) -> Intake:
+    """Store each queue task once (idempotent) and lease up to `limit` OPEN ones nobody else
+    holds. An item the database refuses is returned in `refused`; its neighbours go on."""
     s = deps.settings
 
-    def work(uow: UnitOfWork) -> list[Claim]:
-        for item in incoming:
-            uow.jobs.intake(item.spec, item.created_at)
+    def work(uow: UnitOfWork) -> Intake:
+        refused = uow.jobs.intake_each((i.spec, i.created_at) for i in incoming)
+        out = {task_id for task_id, _ in refused}
+        rejected = tuple(RejectedItem(task_id, reason) for task_id, reason in refused)
         # Offer every listed task and cap the claim instead: the first N may be held by others.
-        ids = [i.spec.queue_task_id for i in incoming] if limit > 0 else []
-        if not ids:
-            return []
+        ids = [i.spec.queue_task_id for i in incoming if i.spec.queue_task_id not in out]
+        if not ids or limit <= 0:
+            return Intake([], rejected)
         leases = uow.jobs.claim_open(
             ids, deps.worker_name, s.job_lease_seconds, utcnow(), limit=limit
         )
-        return _claims(uow, leases)
+        return Intake(_claims(uow, leases), rejected)
 
     return await in_transaction(deps, work)
 

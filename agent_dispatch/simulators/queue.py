@@ -7,6 +7,7 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
+import json
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,7 @@ from starlette.types import Scope
 
 from agent_dispatch.simulators.asgi import bearer_ok, error, observed, read_json, retry_after
 from agent_dispatch.simulators.faults import Fault, FaultPlan, MalformedKind
-from agent_dispatch.simulators.queue_store import STATUSES, TaskStore, decode_cursor, utc_iso
+from agent_dispatch.simulators.queue_store import STATUSES, CursorMode, TaskStore, utc_iso
 from agent_dispatch.simulators.server import RunningServer, serve_in_thread
 
 ADMIN_PREFIX = "/_sim/"
@@ -77,6 +78,7 @@ class SimulatedQueue:
         self._token = token
         self._patches: list[PatchRecord] = []
         self._requests: list[RequestRecord] = []
+        self._arrivals: list[tuple[int, int, dict[str, Any]]] = []  # (left, per list, fields)
         self.url: str | None = None  # set while served by serve()
         router = Starlette(
             routes=[
@@ -117,6 +119,26 @@ class SimulatedQueue:
     def add_raw(self, item: dict[str, Any], *, status: str | None = None) -> dict[str, Any]:
         """Serve `item` as given, however invalid; listed under `status`, its own, or OPEN."""
         return self._store.add(item, status)
+
+    def add_raw_json(self, text: str, *, task_id: str | None = None, status: str = "OPEN") -> None:
+        """Serve the JSON text `text` as one item, as is: for items Python's json module
+        cannot even write (3,000 levels deep, 5,000-digit numbers, lone surrogates).
+        `task_id` lets PATCH /tasks/{task_id} address it."""
+        item: dict[str, Any] = {"status": status}
+        if task_id is not None:
+            item["id"] = task_id
+        self._store.add(item, status, raw=text)
+
+    def set_cursor_mode(self, mode: CursorMode) -> None:
+        """What nextCursor means from now on (see queue_store.CursorMode)."""
+        self._store.cursor_mode = mode
+
+    def insert_while_listing(self, total: int, per_list: int = 1, **fields: Any) -> None:
+        """On each GET /tasks?status=OPEN, first add `per_list` new tasks ahead of all others
+        (older createdAt), until `total` were added: tasks that arrive while a consumer pages
+        and land on pages it has already read."""
+        with self._lock:
+            self._arrivals.append((total, per_list, fields))
 
     def set_status(self, task_id: str, status: str) -> None:
         """Move a task as the queue's owner would, ignoring the transition rules."""
@@ -176,12 +198,25 @@ class SimulatedQueue:
         return self._store.counts()
 
     def finished_count(self, task_id: str) -> int:
-        """Successful terminal PATCHes the task got; a correct consumer makes it at most 1."""
+        """Successful terminal PATCHes the task got; the queue refuses a second one, so this
+        is at most 1 whatever the consumer does: use finish_attempts to prove "once"."""
         return self._store.finished_count(task_id)
+
+    def finish_attempts(self, task_id: str) -> int:
+        """Terminal PATCHes for the task that reached the queue, accepted or refused.
+
+        Injected faults stand for a proxy in front of the queue: those requests never reach
+        it and are not counted."""
+        return self._store.attempts()[0].get(task_id, 0)
+
+    def take_attempts(self, task_id: str) -> int:
+        """PATCHes to DISTRIBUTED for the task that reached the queue, accepted or refused."""
+        return self._store.attempts()[1].get(task_id, 0)
 
     def state(self) -> dict[str, Any]:
         """What GET /_sim/state answers."""
         finished = self._store.finished()
+        finish_attempts, take_attempts = self._store.attempts()
         with self._lock:
             patches = Counter(p.task_id for p in self._patches)
             requests = len(self._requests)
@@ -190,6 +225,8 @@ class SimulatedQueue:
             "patches": dict(patches),
             "finished": finished,
             "finishedMoreThanOnce": sorted(t for t, n in finished.items() if n > 1),
+            "finishAttempts": finish_attempts,
+            "takeAttempts": take_attempts,
             "requests": requests,
             "pendingFaults": self._faults.pending(),
         }
@@ -243,14 +280,37 @@ class SimulatedQueue:
             return error(400, f"unknown status {status!r}")
         try:
             limit = int(query.get("limit", "50"))
-            cursor = query.get("cursor")
-            after = decode_cursor(cursor) if cursor else None
         except ValueError as exc:
             return error(400, str(exc))
         if not 1 <= limit <= 500:
             return error(400, "limit must be within 1..500")
-        tasks, next_cursor = self._store.page(status, limit, after)
-        return JSONResponse({"tasks": tasks, "nextCursor": next_cursor})
+        if status == "OPEN":
+            self._arrive()
+        try:
+            items, next_cursor = self._store.page(status, limit, query.get("cursor"))
+        except ValueError as exc:
+            return error(400, str(exc))
+        # Items are listed as stored JSON text, so raw (hostile) items are served verbatim;
+        # a surrogate in raw text goes out as the invalid UTF-8 a broken queue would send.
+        body = f'{{"tasks":[{",".join(items)}],"nextCursor":{json.dumps(next_cursor)}}}'
+        return Response(body.encode("utf-8", "surrogatepass"), media_type="application/json")
+
+    def _arrive(self) -> None:
+        with self._lock:
+            if not self._arrivals:
+                return
+            left, per_list, fields = self._arrivals[0]
+            count = min(left, per_list)
+            if left > count:
+                self._arrivals[0] = (left - count, per_list, fields)
+            else:
+                self._arrivals.pop(0)
+        for _ in range(count):
+            self._store.add(
+                {"title": "Arrived while listing", "status": "OPEN", **fields},
+                assign_id=True,
+                first=True,
+            )
 
     async def _get(self, request: Request) -> Response:
         if (early := await self._gate(request)) is not None:

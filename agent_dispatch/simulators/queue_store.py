@@ -8,10 +8,11 @@ import copy
 import dataclasses
 import datetime as dt
 import itertools
+import json
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Literal
 
 STATUSES = ("OPEN", "DISTRIBUTED", "IN_PROGRESS", "COMPLETED", "CANCELLED", "EXPIRED", "FAILED")
 TERMINAL = frozenset({"COMPLETED", "CANCELLED", "EXPIRED", "FAILED"})
@@ -24,6 +25,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 Order = tuple[float, int]  # (createdAt as a timestamp, insertion number)
+# What a page's nextCursor means. "stable": the position of the last task listed, so later
+# pages are unaffected by status changes. "offset": an index into the current list of tasks
+# in that status, as some real queues do: a consumer's own takes shift later pages.
+CursorMode = Literal["stable", "offset"]
+CURSOR_MODES: tuple[CursorMode, ...] = ("stable", "offset")
 
 
 @dataclasses.dataclass(slots=True)
@@ -31,6 +37,13 @@ class _Entry:
     item: dict[str, Any]
     status: str  # kept apart from item["status"], which a raw item may lack or garble
     order: Order
+    raw: str | None = None  # JSON text served in pages instead of `item` (hostile items)
+
+    def listed(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        # ASCII escapes and NaN allowed: serve what was seeded, however odd, without failing.
+        return json.dumps(self.item, separators=(",", ":"))
 
 
 def utc_iso(moment: dt.datetime | None = None) -> str:
@@ -47,15 +60,20 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
-def encode_cursor(order: Order) -> str:
-    return base64.urlsafe_b64encode(f"{order[0]!r}/{order[1]}".encode()).decode()
+def _encode_cursor(kind: str, value: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
 
 
-def decode_cursor(cursor: str) -> Order:
-    """Raise ValueError for a cursor this queue did not hand out."""
+def _decode_cursor(cursor: str, mode: CursorMode) -> Order | int:
+    """Raise ValueError for a cursor this queue (in its current mode) did not hand out."""
     try:
-        stamp, seq = base64.urlsafe_b64decode(cursor.encode()).decode().split("/")
-        return float(stamp), int(seq)
+        kind, value = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
+        if kind == "s" and mode == "stable":
+            stamp, seq = value.split("/")
+            return float(stamp), int(seq)
+        if kind == "o" and mode == "offset":
+            return int(value)
+        raise ValueError(kind)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"bad cursor {cursor!r}") from exc
 
@@ -70,11 +88,25 @@ class TaskStore:
         self._seq = 0  # insertion number, the tie-breaker of equal createdAt
         self._ids = 0  # last number used for a generated id
         self._finished: Counter[str] = Counter()
+        # Every PATCH that reached the queue's rules, accepted or not: proves "exactly once".
+        self._finish_attempts: Counter[str] = Counter()
+        self._take_attempts: Counter[str] = Counter()
+        self.cursor_mode: CursorMode = "stable"
 
     def add(
-        self, item: dict[str, Any], status: str | None = None, *, assign_id: bool = False
+        self,
+        item: dict[str, Any],
+        status: str | None = None,
+        *,
+        assign_id: bool = False,
+        raw: str | None = None,
+        first: bool = False,
     ) -> dict[str, Any]:
-        """Store `item` as given; listed under `status`, else its own status, else OPEN."""
+        """Store `item` as given; listed under `status`, else its own status, else OPEN.
+
+        `raw`: JSON text to list instead of `item` (which then only addresses the task).
+        `first`: list it ahead of every task, with a createdAt older than theirs.
+        """
         with self._lock:
             self._seq += 1
             if assign_id and "id" not in item:
@@ -82,8 +114,14 @@ class TaskStore:
             if status is None:
                 status = item["status"] if isinstance(item.get("status"), str) else "OPEN"
             stamp = _timestamp(item.get("createdAt"))
+            if first:
+                stamp = (self._sorted[0].order[0] if self._sorted else time.time()) - 1.0
+                item = {**item, "createdAt": utc_iso(dt.datetime.fromtimestamp(stamp, dt.UTC))}
             entry = _Entry(
-                copy.deepcopy(item), status, (time.time() if stamp is None else stamp, self._seq)
+                copy.deepcopy(item),
+                status,
+                (time.time() if stamp is None else stamp, self._seq),
+                raw,
             )
             bisect.insort(self._sorted, entry, key=lambda e: e.order)
             if isinstance(item.get("id"), str):
@@ -96,10 +134,21 @@ class TaskStore:
             self._ids += 1
         return f"task-{self._ids:04d}"
 
-    def page(
-        self, status: str, limit: int, after: Order | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    def page(self, status: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """The JSON text of each task on the page, and the next cursor (None: the last page).
+
+        Raises ValueError for a cursor this store did not hand out in its current mode.
+        """
         with self._lock:
+            after = None if cursor is None else _decode_cursor(cursor, self.cursor_mode)
+            if self.cursor_mode == "offset":  # an index into the current filtered list
+                offset = after if isinstance(after, int) else 0
+                listed = [e for e in self._sorted if e.status == status]
+                page = listed[offset : offset + limit]
+                more = offset + limit < len(listed)
+                next_cursor = _encode_cursor("o", str(offset + limit)) if more else None
+                return [e.listed() for e in page], next_cursor
+            assert not isinstance(after, int)
             start = (
                 0
                 if after is None
@@ -113,8 +162,9 @@ class TaskStore:
                         break
             more = len(found) > limit
             page = found[:limit]
-            cursor = encode_cursor(page[-1].order) if more else None
-            return [copy.deepcopy(e.item) for e in page], cursor
+            last = page[-1].order if more else None
+            next_cursor = None if last is None else _encode_cursor("s", f"{last[0]!r}/{last[1]}")
+            return [e.listed() for e in page], next_cursor
 
     def get(self, task_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -133,12 +183,16 @@ class TaskStore:
             return self._apply(task_id, change)
 
     def _apply(self, task_id: str, change: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        target = change["status"]
+        if target in TERMINAL:
+            self._finish_attempts[task_id] += 1
+        elif target == "DISTRIBUTED":
+            self._take_attempts[task_id] += 1
         entry = self._by_id.get(task_id)
         if entry is None:
             return 404, {"error": f"no task {task_id}"}
         if entry.status != change["expectedStatus"]:
             return 409, {"currentStatus": entry.status}
-        target = change["status"]
         if target not in TRANSITIONS.get(entry.status, frozenset()):
             return 422, {"error": f"illegal transition {entry.status} -> {target}"}
         entry.status = entry.item["status"] = target
@@ -153,6 +207,11 @@ class TaskStore:
     def finished_count(self, task_id: str) -> int:
         with self._lock:
             return self._finished[task_id]
+
+    def attempts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Terminal PATCHes and takes (to DISTRIBUTED) per task, accepted or refused."""
+        with self._lock:
+            return dict(self._finish_attempts), dict(self._take_attempts)
 
     def tasks_in(self, status: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -73,7 +73,7 @@ async def test_fastest_agent_wins_losers_cancelled_and_stats_updated(
     assert remote["result"] == job.result
     walked = [p.body["status"] for p in queue.patches if p.task_id == task["id"]]
     assert walked == ["DISTRIBUTED", "IN_PROGRESS", "COMPLETED"]
-    assert queue.finished_count(task["id"]) == 1
+    assert queue.finish_attempts(task["id"]) == 1  # every terminal PATCH, accepted or not
     # Statistics: the winner gains, the losers are cancelled, not failed.
     assert (agent(rt, "fast").wins, agent(rt, "fast").successes) == (1, 1)
     for loser in ("slow", "hanging"):
@@ -322,7 +322,8 @@ async def test_max_jobs_and_paging(
     second = await dispatch_flow(DispatchParams(page_size=2))
     assert second.taken == 3
     assert queue.counts()["COMPLETED"] == 5
-    assert all(queue.finished_count(t["id"]) == 1 for t in tasks)
+    assert all(queue.take_attempts(t["id"]) == 1 for t in tasks)
+    assert all(queue.finish_attempts(t["id"]) == 1 for t in tasks)
 
 
 async def test_queue_rejecting_the_token_stops_the_run_cleanly(

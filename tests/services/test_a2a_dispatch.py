@@ -36,7 +36,7 @@ async def _register(deps: TestDeps, name: str, url: str, protocol: str = "http-j
 
 async def _dispatch_one_task(deps: TestDeps) -> JobLine:
     page = await fetch_open_page(deps, None, 10)
-    (claim,) = await store_and_lease(deps, page.tasks, 1)
+    (claim,) = (await store_and_lease(deps, page.tasks, 1)).claims
     return await dispatch_one(PlainSteps(deps), claim, capacity_wait=0)
 
 

@@ -44,7 +44,7 @@ async def test_a_half_open_agent_takes_one_trial_job_and_closes_when_it_succeeds
     first = queue.add_task(title="one", category="general")
     second = queue.add_task(title="two", category="general")
     page = await fetch_open_page(deps, None, 50)
-    claims = await store_and_lease(deps, page.tasks, 2)
+    claims = (await store_and_lease(deps, page.tasks, 2)).claims
 
     lines = await asyncio.gather(
         *(dispatch_one(PlainSteps(deps), c, capacity_wait=0) for c in claims)
@@ -68,7 +68,7 @@ async def test_a_failed_trial_reopens_the_circuit_for_another_period(
     _half_open(deps, "still-broken")
     queue.add_task(title="trial", category="general")
     page = await fetch_open_page(deps, None, 50)
-    (claim,) = await store_and_lease(deps, page.tasks, 1)
+    (claim,) = (await store_and_lease(deps, page.tasks, 1)).claims
 
     line = await dispatch_one(PlainSteps(deps), claim, capacity_wait=0)
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")  # clients close on the l
 
 async def _claim_all(deps: TestDeps) -> list[Claim]:
     page = await fetch_open_page(deps, None, 50)
-    return await store_and_lease(deps, page.tasks, len(page.tasks))
+    return (await store_and_lease(deps, page.tasks, len(page.tasks))).claims
 
 
 async def _dispatch(deps: TestDeps) -> list[tuple[str, str, str | None]]:

@@ -494,7 +494,9 @@ async def test_health_timeout() -> None:
 @pytest.mark.asyncio
 async def test_token_never_shows() -> None:
     assert TOKEN not in repr(ENDPOINT)
-    assert repr(ENDPOINT) == f"AgentEndpoint(agent_id='a1', name='Agent One', base_url='{BASE}')"
+    assert repr(ENDPOINT) == (
+        f"AgentEndpoint(agent_id='a1', name='Agent One', base_url='{BASE}', protocol='http-json')"
+    )
     client = make(Script(completed()))
     assert TOKEN not in repr(client)
     await client.aclose()

@@ -1,0 +1,100 @@
+"""Drain a paged queue whose cursors may shift: pass over it until a pass finds nothing new.
+
+The remote-queue contract lets `nextCursor` be an offset into the current list of OPEN tasks,
+so a consumer's own takes shift later pages (whole pages get skipped) and tasks added while it
+pages may land on pages it already read. One pass is therefore not enough. `Drain` passes
+over the queue from the first page again and again, yields every item it has not yet yielded
+in this run (its key decides), and stops after a complete pass that yielded nothing new.
+
+Yielded means judged: the consumer decides each item once per run (takes it, rejects it,
+finds no agent for it, or loses it to another consumer) and the drain never offers it again,
+so unservable tasks are not re-planned in a loop and rejected items without an id (keyed by
+a hash of their raw text) cannot cause endless passes. Ending needs no timer: every pass but
+the last yields at least one item that was never yielded before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Listing(Generic[T]):
+    """One page as the drain needs it: its items and the cursor of the next page."""
+
+    items: Sequence[T]
+    next_cursor: str | None
+
+
+FetchPage = Callable[[str | None], Awaitable[Listing[T]]]
+
+
+class Drain(Generic[T]):
+    """Passes over a paged queue; `batches()` yields the items of each page not yet yielded.
+
+    `fetch(cursor)` reads one page (None: the first). `max_passes` is a last-resort bound for
+    a queue that keeps producing new items faster than they are taken (None: no bound).
+    """
+
+    def __init__(
+        self,
+        fetch: FetchPage[T],
+        key: Callable[[T], Hashable],
+        *,
+        max_passes: int | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self._key = key
+        self._max_passes = max_passes
+        self._yielded: set[Hashable] = set()
+        self.passes = 0  # passes started
+        self.pages = 0  # pages read
+
+    @property
+    def judged(self) -> int:
+        """Distinct items yielded so far in this run."""
+        return len(self._yielded)
+
+    async def batches(self) -> AsyncGenerator[list[T], None]:
+        """Each page's new items (pages with none are skipped), until a pass finds nothing."""
+        while self._max_passes is None or self.passes < self._max_passes:
+            self.passes += 1
+            found_new = False
+            # aclosing: a consumer that stops early (--max-jobs) closes the pass it was in.
+            async with contextlib.aclosing(self._one_pass()) as pages:
+                async for fresh in pages:
+                    found_new = True
+                    yield fresh
+            if not found_new:
+                return
+
+    async def items(self) -> AsyncIterator[T]:
+        """The same items one at a time."""
+        async for batch in self.batches():
+            for item in batch:
+                yield item
+
+    async def _one_pass(self) -> AsyncGenerator[list[T], None]:
+        cursor: str | None = None
+        seen_cursors: set[str] = set()
+        while True:
+            page = await self._fetch(cursor)
+            self.pages += 1
+            fresh = []
+            for item in page.items:
+                key = self._key(item)
+                if key not in self._yielded:  # also drops an item repeated on one page
+                    self._yielded.add(key)
+                    fresh.append(item)
+            if fresh:
+                yield fresh
+            cursor = page.next_cursor
+            # A cursor seen before in this pass would loop forever: end the pass instead.
+            if not cursor or cursor in seen_cursors:
+                return
+            seen_cursors.add(cursor)

@@ -1,0 +1,133 @@
+"""services.drain against an in-memory queue whose cursors are offsets into the OPEN list."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from agent_dispatch.services.drain import Drain, Listing
+
+
+class OffsetQueue:
+    """OPEN task ids, oldest first; nextCursor is an index into the current OPEN list."""
+
+    def __init__(self, ids: list[str], page_size: int) -> None:
+        self.open = list(ids)
+        self.page_size = page_size
+        self.fetches = 0
+        self.arrivals: list[str] = []  # added at the front, one per fetch
+
+    async def fetch(self, cursor: str | None) -> Listing[str]:
+        self.fetches += 1
+        if self.arrivals:
+            self.open.insert(0, self.arrivals.pop(0))
+        start = int(cursor or 0)
+        end = start + self.page_size
+        return Listing(self.open[start:end], str(end) if end < len(self.open) else None)
+
+    def take(self, task_id: str) -> None:
+        self.open.remove(task_id)
+
+
+def ids(n: int, prefix: str = "t") -> list[str]:
+    return [f"{prefix}{i:03d}" for i in range(n)]
+
+
+async def test_one_pass_over_shifting_offsets_misses_tasks_that_later_passes_find() -> None:
+    queue = OffsetQueue(ids(200), page_size=50)
+    drain = Drain(queue.fetch, key=lambda i: i)
+    taken: Counter[str] = Counter()
+
+    async for task_id in drain.items():
+        queue.take(task_id)  # our own take shifts every later offset
+        taken[task_id] += 1
+
+    assert sorted(taken) == ids(200)
+    assert set(taken.values()) == {1}
+    assert queue.open == []
+    # Pass 1 read offsets 0, 50 (of a list already 50 shorter) and stopped: more passes
+    # were needed, and the last one found nothing new.
+    assert drain.passes > 2
+    assert drain.judged == 200
+
+
+async def test_unservable_tasks_are_yielded_once_and_the_drain_ends() -> None:
+    queue = OffsetQueue(ids(30), page_size=7)
+    drain = Drain(queue.fetch, key=lambda i: i)
+    yielded: Counter[str] = Counter()
+
+    async for task_id in drain.items():
+        yielded[task_id] += 1
+        if int(task_id[1:]) % 3:  # two of three can be served; the rest stay OPEN
+            queue.take(task_id)
+
+    assert sorted(yielded) == ids(30) and set(yielded.values()) == {1}
+    assert queue.open == [t for t in ids(30) if int(t[1:]) % 3 == 0]
+
+
+async def test_a_stable_queue_needs_one_pass_and_one_pass_to_confirm() -> None:
+    queue = OffsetQueue(ids(20), page_size=5)
+    drain = Drain(queue.fetch, key=lambda i: i)
+
+    seen = [task_id async for task_id in drain.items()]  # nothing is taken: offsets hold
+
+    assert seen == ids(20)
+    assert (drain.passes, drain.pages) == (2, 8)
+
+
+async def test_tasks_arriving_ahead_of_read_pages_are_found_by_a_later_pass() -> None:
+    queue = OffsetQueue(ids(40), page_size=10)
+    queue.arrivals = ids(15, prefix="new")
+    drain = Drain(queue.fetch, key=lambda i: i)
+    taken: Counter[str] = Counter()
+
+    async for task_id in drain.items():
+        queue.take(task_id)
+        taken[task_id] += 1
+
+    assert sorted(taken) == sorted(ids(40) + ids(15, prefix="new"))
+    assert set(taken.values()) == {1}
+
+
+async def test_rejected_items_without_an_id_are_keyed_by_hash_and_end_the_drain() -> None:
+    # Items that can never leave the OPEN list (no id to report them by): keyed by content.
+    bad = [f'{{"title": "no id {i}"}}' for i in range(3)]
+    queue = OffsetQueue([*bad, *ids(10)], page_size=4)
+    drain = Drain(queue.fetch, key=lambda i: ("raw", hash(i)) if i.startswith("{") else i)
+    yielded: Counter[str] = Counter()
+
+    async for item in drain.items():
+        yielded[item] += 1
+        if not item.startswith("{"):
+            queue.take(item)
+
+    assert set(yielded.values()) == {1} and len(yielded) == 13
+    assert queue.open == bad
+    assert drain.passes <= 4
+
+
+async def test_a_cursor_that_repeats_within_a_pass_ends_that_pass() -> None:
+    calls: list[str | None] = []
+
+    async def looping(cursor: str | None) -> Listing[str]:
+        calls.append(cursor)
+        return Listing(["a", "b"] if cursor is None else ["c"], "again")
+
+    drain = Drain(looping, key=lambda i: i)
+    seen = [i async for i in drain.items()]
+
+    assert seen == ["a", "b", "c"]
+    # Each pass reads the first page and "again" once; "again" pointing at itself ends it.
+    assert calls == [None, "again", None, "again"]
+
+
+async def test_max_passes_bounds_a_queue_that_never_runs_dry() -> None:
+    counter = iter(range(10_000))
+
+    async def endless(cursor: str | None) -> Listing[int]:
+        return Listing([next(counter)], None)
+
+    drain = Drain(endless, key=lambda i: i, max_passes=5)
+    seen = [i async for i in drain.items()]
+
+    assert seen == [0, 1, 2, 3, 4]
+    assert drain.passes == 5
