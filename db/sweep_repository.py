@@ -11,7 +11,13 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.job_repository import JobRepository
-from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.models import (
+    Agent,
+    Job,
+    JobDistributionAgent,
+    JobDistributionRecord,
+    on_queue,
+)
 from agent_dispatch.domain.lease import Lease
 from agent_dispatch.domain.statuses import JOB_TERMINAL, AgentRunStatus, FailureKind, JobStatus
 
@@ -84,6 +90,7 @@ class SweepRepository:
                 Job.status == JobStatus.OPEN.value,
                 Job.lease_token.is_not(None),
                 Job.lease_expires_at < now,
+                on_queue(),  # a step's run re-takes its OPEN steps; the queue never knew them
             )
             .order_by(Job.lease_expires_at)
             .limit(limit)
@@ -182,6 +189,7 @@ class SweepRepository:
                 Job.status.in_(TERMINAL),
                 (Job.queue_status.is_(None)) | (Job.queue_status.not_in(TERMINAL)),
                 recent,
+                on_queue(),  # step jobs end locally; their parent reports the workflow
             )
             .order_by(Job.updated_at)
             .limit(limit)
