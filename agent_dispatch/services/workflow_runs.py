@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from agent_dispatch.db.job_repository import spec_of
@@ -28,7 +28,7 @@ from agent_dispatch.domain.workflow import WorkflowDef
 from agent_dispatch.domain.workflow_run import Ending, Moves, StepState, next_moves, step_fields
 from agent_dispatch.services import workflow_parent as parent
 from agent_dispatch.services.deps import Deps, in_transaction
-from agent_dispatch.services.dispatching import JobLine, JobSteps, NotFinished, dispatch_one
+from agent_dispatch.services.dispatching import JobLine, NotFinished, PlainSteps, dispatch_one
 from agent_dispatch.services.finishing import JobEnd
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.racing import watch_lease
@@ -36,6 +36,9 @@ from agent_dispatch.services.racing import watch_lease
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 15.0
+
+# Drives one step job plan -> take -> race -> finish: `dispatch_one` with plain or traced steps.
+DispatchStep = Callable[[Claim], Coroutine[Any, Any, JobLine]]
 
 
 def job_context(spec: JobSpec) -> dict[str, Any]:
@@ -89,8 +92,7 @@ class _Run:
     deps: Deps
     claim: Claim
     workflow: WorkflowDef
-    steps: JobSteps
-    capacity_wait: float
+    dispatch_step: DispatchStep
     running: dict[asyncio.Task[JobLine], str] = dataclasses.field(default_factory=dict)
     in_progress: bool = False
 
@@ -167,7 +169,7 @@ class _Run:
             await parent.mark_in_progress(self.deps, self.claim)
             self.in_progress = True
         for claim in claims:
-            task = asyncio.create_task(dispatch_one(self.steps, claim, self.capacity_wait))
+            task = asyncio.create_task(self.dispatch_step(claim))
             self.running[task] = claim.job_id
         return held_elsewhere
 
@@ -235,7 +237,16 @@ async def parent_steps(deps: Deps, parent_job_id: str) -> list[Job]:
     return await in_transaction(deps, lambda uow: list(uow.workflows.steps(parent_job_id)))
 
 
-async def run_workflow(deps: Deps, claim: Claim, steps: JobSteps, capacity_wait: float) -> JobLine:
+def plain_step(deps: Deps, capacity_wait: float) -> DispatchStep:
+    """Each step as a plain `dispatch_one` (tests, lean mode); flows pass a traced one."""
+
+    async def run(claim: Claim) -> JobLine:
+        return await dispatch_one(PlainSteps(deps), claim, capacity_wait)
+
+    return run
+
+
+async def run_workflow(deps: Deps, claim: Claim, dispatch_step: DispatchStep) -> JobLine:
     """Drive one leased workflow parent to its end (or leave it for the sweep)."""
     qid = claim.spec.queue_task_id
     try:
@@ -246,7 +257,7 @@ async def run_workflow(deps: Deps, claim: Claim, steps: JobSteps, capacity_wait:
         )
     if isinstance(begun, JobEnd):
         return line_of(begun)
-    run = _Run(deps, claim, begun.workflow, steps, capacity_wait, in_progress=begun.starts > 1)
+    run = _Run(deps, claim, begun.workflow, dispatch_step, in_progress=begun.starts > 1)
     watchdog = asyncio.create_task(watch_lease(deps, claim.lease))
     try:
         while True:
