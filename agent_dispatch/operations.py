@@ -12,6 +12,7 @@ from agent_dispatch.clients.errors import QueueError, TaskConflict
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind, IllegalTransition, JobStatus
+from agent_dispatch.services.workflow_parent import cancel_steps
 
 
 class OperationError(Exception):
@@ -37,6 +38,14 @@ async def cancel_job(rt: Runtime, ref: str) -> str:
                 raise OperationError(str(exc)) from None
             calls = []
             now = utcnow()
+            # A workflow's parent: its running steps are cancelled too, their agents told.
+            for c in cancel_steps(
+                uow, job.id, "cancelled by an operator", rt.settings.default_agent_timeout
+            ):
+                endpoint = AgentEndpoint(
+                    c.agent_id, c.agent_name, c.url, rt.agent_token(c.token_ref)
+                )
+                calls.append((endpoint, c.distribution_id, c.remote_task_id))
             for row in uow.distributions.open_rows(job.id):
                 was_working = row.status == AgentRunStatus.WORKING
                 uow.distributions.move_agent(

@@ -271,6 +271,8 @@ async def run_workflow(deps: Deps, claim: Claim, dispatch_step: DispatchStep) ->
             else:
                 rows, moves = await run.read()
                 ending = moves.ending
+                if ending is not None and moves.skip:  # the last decisions are kept too
+                    await run.apply(Moves(skip=moves.skip), rows)
             if ending is not None:
                 if run.running or ending.status is not JobStatus.COMPLETED:
                     await run.stop(ending.error or "the workflow ended")
