@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.types import utcnow
+from agent_dispatch.db.workflow_models import WorkflowRun
 from agent_dispatch.operations import cancel_job
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.behaviours import behaviour
 from agent_dispatch.simulators.queue import SimulatedQueue
+from agent_dispatch.tasks.sweep_tasks import rescue_expired, stop_abandoned
 from tests.services import workflow_support as wf
 
 Add = Callable[..., str]
@@ -258,3 +269,76 @@ async def test_a_twenty_step_diamond_runs_its_middle_at_once_and_joins_once(
     assert farm.peak_in_flight("worker") == 18  # every middle step with its agent at once
     assert wf.span(deps, s["join"][0])[0] >= max(b for _, b in middles)
     assert len(farm.calls_for("worker")) == 20
+
+
+async def test_a_run_killed_mid_workflow_is_rescued_by_the_sweep_and_no_completed_step_repeats(
+    make_deps: Callable[..., Runtime],
+    queue: SimulatedQueue,
+    farm: AgentFarm,
+    add_agent: Add,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deps = make_deps(job_lease_seconds=5, lease_check_seconds=0.2)
+    monkeypatch.setattr("agent_dispatch.bootstrap._runtime", deps)  # the sweep tasks' runtime
+    wf.register(deps)
+    example_agents(add_agent, verdict="changes")
+    farm.set_behaviour("reviewer", "slow:delay=30")
+    farm.set_behaviour("translator", "slow:delay=30")
+    task = queue.add_task(title="Cats", category="general", workflow="write-review-translate")
+    settings = deps.settings.model_dump(mode="json")
+    settings["remote_queue_token"] = deps.settings.remote_queue_token.get_secret_value()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tests.services.workflow_worker", json.dumps(settings)],
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        while {c.agent for c in farm.calls} != {"writer", "reviewer", "translator"}:
+            assert worker.poll() is None, "the worker ended before the crash"
+            await asyncio.sleep(0.05)
+        os.kill(worker.pid, signal.SIGKILL)  # mid-workflow: draft done, both branches working
+        worker.wait()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    killed_at = time.monotonic()
+    before = wf.statuses(deps, task["id"])
+    farm.set_behaviour("reviewer", behaviour("fast", delay=0.2, result={"verdict": "changes"}))
+    farm.set_behaviour("translator", behaviour("fast", delay=0.2, result="un brouillon"))
+    await asyncio.sleep(5.5)  # every lease of the dead worker runs out
+
+    rescued = await rescue_expired.fn(100)
+    await stop_abandoned.fn(rescued.calls)
+    lines = await wf.run_rescued(deps)
+
+    assert before == {"draft": "COMPLETED", "review": "IN_PROGRESS", "translate": "IN_PROGRESS"}
+    assert sorted(line.action for line in rescued.lines) == ["requeued"] * 3  # parent + 2 steps
+    assert [line.outcome for line in lines] == ["COMPLETED"]
+    assert wf.statuses(deps, task["id"]) == dict.fromkeys(
+        ["draft", "review", "translate", "fix"], "COMPLETED"
+    )
+    assert queue.task(task["id"])["status"] == "COMPLETED"
+    assert queue.finished_count(task["id"]) == 1
+    assert wf.patched(queue)[task["id"]] == ["DISTRIBUTED", "IN_PROGRESS", "COMPLETED"]
+    # No completed step ran again: the writer was called for draft once and for fix once.
+    assert len(farm.calls_for("writer")) == 2
+    s = wf.steps(deps, task["id"])
+    assert len(wf.calls_of(deps, s["draft"][0])) == 1
+    # The abandoned calls were closed and their agents told; each step ran a second attempt.
+    for sid in ("review", "translate"):
+        rows = wf.calls_of(deps, s[sid][0])
+        assert [r.status for r in rows] == ["CANCELLED", "COMPLETED"]
+        assert rows[0].idempotency_key != rows[1].idempotency_key
+    assert {"reviewer", "translator"} <= {c.agent for c in farm.cancels}
+    # Every call carried its own row's key; no key was ever used for two rows.
+    keys = {r.idempotency_key for st in s.values() for t in st for r in wf.calls_of(deps, t)}
+    sent = {c.idempotency_key for c in farm.calls if c.path == "/execute"}
+    assert sent == keys and len(keys) == 6
+    with deps.uow() as uow:
+        run = uow.session.get(WorkflowRun, wf.parent(deps, task["id"]).id)
+        assert run is not None and run.starts == 2
+    print(
+        f"crash: killed with draft COMPLETED and 2 steps IN_PROGRESS; resumed and COMPLETED "
+        f"{time.monotonic() - killed_at:.1f} s after the kill (5.5 s of it waiting for leases); "
+        f"agent calls {len(keys)} (draft 1, review 2, translate 2, fix 1); "
+        f"cancels sent {len(farm.cancels)}"
+    )
