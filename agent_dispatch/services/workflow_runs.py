@@ -257,7 +257,7 @@ async def run_workflow(deps: Deps, claim: Claim, dispatch_step: DispatchStep) ->
         )
     if isinstance(begun, JobEnd):
         return line_of(begun)
-    run = _Run(deps, claim, begun.workflow, dispatch_step, in_progress=begun.starts > 1)
+    run = _Run(deps, claim, begun.workflow, dispatch_step)  # IN_PROGRESS checked anew
     watchdog = asyncio.create_task(watch_lease(deps, claim.lease))
     try:
         while True:
