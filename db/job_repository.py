@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from agent_dispatch.db.models import Job, QueueRejection, new_id
+from agent_dispatch.db.models import Job, QueueRejection, new_id, on_queue
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import (
@@ -35,6 +35,9 @@ def spec_of(job: Job) -> JobSpec:
         max_agents=job.max_agents,
         timeout_ms=job.timeout_ms,
         expires_at=job.expires_at,
+        workflow=job.workflow,
+        parent_job_id=job.parent_job_id,
+        step_id=job.step_id,
     )
 
 
@@ -67,6 +70,7 @@ class JobRepository:
             "max_agents": spec.max_agents,
             "timeout_ms": spec.timeout_ms,
             "expires_at": spec.expires_at,
+            "workflow": spec.workflow,
             "status": JobStatus.OPEN.value,
             "attempts": 0,
             "queue_status": JobStatus.OPEN.value,
@@ -158,7 +162,8 @@ class JobRepository:
 
     def claim_rescued(self, owner: str, seconds: int, now: dt.datetime, limit: int) -> list[Lease]:
         """Lease taken jobs that the sweep handed back (no lease, not finished)."""
-        where = and_(Job.status.in_(JOB_ACTIVE), Job.lease_token.is_(None))
+        # Step jobs are resumed by their workflow run, never dispatched on their own.
+        where = and_(Job.status.in_(JOB_ACTIVE), Job.lease_token.is_(None), on_queue())
         return self._claim(where, owner, seconds, now, limit)
 
     # -- fenced writes -------------------------------------------------------------------------
@@ -215,10 +220,13 @@ class JobRepository:
         self, lease: Lease, target: JobStatus, now: dt.datetime, **fields: Any
     ) -> JobStatus:
         """Move a leased job to `target`; refuses illegal moves and writes by a lost lease."""
-        current = self.session.scalars(select(Job.status).where(self._fenced(lease))).one_or_none()
-        if current is None:
+        found = self.session.execute(
+            select(Job.status, Job.parent_job_id).where(self._fenced(lease))
+        ).one_or_none()
+        if found is None:
             raise LeaseLost(lease.job_id)
-        check_job_move(current, target)
+        current = found.status
+        check_job_move(current, target, step=found.parent_job_id is not None)
         values = self._status_values(target, now, fields)
         if target.terminal:
             values.update(lease_token=None, lease_owner=None, lease_expires_at=None)
@@ -233,12 +241,13 @@ class JobRepository:
         self, job_id: str, target: JobStatus, now: dt.datetime, **fields: Any
     ) -> JobStatus:
         """Operator or sweep move: revokes any lease, so the worker holding it stops writing."""
-        current = self.session.scalars(
-            select(Job.status).where(Job.id == job_id).with_for_update()
+        found = self.session.execute(
+            select(Job.status, Job.parent_job_id).where(Job.id == job_id).with_for_update()
         ).one_or_none()
-        if current is None:
+        if found is None:
             raise KeyError(job_id)
-        check_job_move(current, target)
+        current = found.status
+        check_job_move(current, target, step=found.parent_job_id is not None)
         values = self._status_values(target, now, fields)
         values.update(lease_token=None, lease_owner=None, lease_expires_at=None)
         res = self.session.execute(

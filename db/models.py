@@ -96,6 +96,10 @@ class Job(Base):
         CheckConstraint("skill_level BETWEEN 1 AND 5", name="skill_level"),
         CheckConstraint("max_agents IS NULL OR max_agents BETWEEN 1 AND 10", name="max_agents"),
         CheckConstraint("attempts >= 0", name="attempts"),
+        # Only a workflow's step job is ever SKIPPED, and a step is always named.
+        CheckConstraint("status <> 'SKIPPED' OR parent_job_id IS NOT NULL", name="skipped_step"),
+        CheckConstraint("(parent_job_id IS NULL) = (step_id IS NULL)", name="step_named"),
+        UniqueConstraint("parent_job_id", "step_id", "step_try", name="uq_jobs_step_try"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     )
 
@@ -128,10 +132,22 @@ class Job(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     distributed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Workflows: a parent names its workflow; a step job links to its parent (never queued).
+    workflow: Mapped[str | None] = mapped_column(String(100))
+    parent_job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), index=True
+    )
+    step_id: Mapped[str | None] = mapped_column(String(40))
+    step_try: Mapped[int | None] = mapped_column(Integer)
 
     distributions: Mapped[list[JobDistributionRecord]] = relationship(
         back_populates="job", order_by="JobDistributionRecord.attempt"
     )
+
+
+def on_queue() -> Any:
+    """Jobs that are queue tasks (not workflow steps): the only ones the queue hears about."""
+    return Job.parent_job_id.is_(None)
 
 
 class JobDistributionRecord(Base):

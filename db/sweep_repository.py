@@ -11,7 +11,13 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.job_repository import JobRepository
-from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.models import (
+    Agent,
+    Job,
+    JobDistributionAgent,
+    JobDistributionRecord,
+    on_queue,
+)
 from agent_dispatch.domain.lease import Lease
 from agent_dispatch.domain.statuses import (
     AGENT_OPEN,
@@ -80,6 +86,7 @@ class SweepRepository:
                 Job.status == JobStatus.OPEN.value,
                 Job.lease_token.is_not(None),
                 Job.lease_expires_at < now,
+                on_queue(),  # a step's run re-takes its OPEN steps; the queue never knew them
             )
             .order_by(Job.lease_expires_at)
             .limit(limit)
@@ -176,7 +183,8 @@ class SweepRepository:
         return list(
             self.session.scalars(
                 select(Job.id)
-                .where(Job.status.in_(JOB_TERMINAL), _untold(), recent)
+                # Step jobs end locally; their workflow's parent reports the workflow.
+                .where(Job.status.in_(JOB_TERMINAL), _untold(), recent, on_queue())
                 .order_by(Job.updated_at)
                 .limit(limit)
             ).all()

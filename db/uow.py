@@ -10,6 +10,7 @@ from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.distribution_repository import DistributionRepository
 from agent_dispatch.db.job_repository import JobRepository
 from agent_dispatch.db.sweep_repository import SweepRepository
+from agent_dispatch.db.workflow_repository import WorkflowRepository
 
 
 class UnitOfWork:
@@ -24,6 +25,7 @@ class UnitOfWork:
         self.jobs = JobRepository(self.session)
         self.distributions = DistributionRepository(self.session)
         self.sweep = SweepRepository(self.session)
+        self.workflows = WorkflowRepository(self.session)
         return self
 
     def __exit__(

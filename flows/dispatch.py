@@ -14,6 +14,7 @@ from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
 from agent_dispatch.clients.queue import RejectedItem
 from agent_dispatch.flows.progress import Progress
+from agent_dispatch.flows.workflow import workflow_flow
 from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, dispatch_one
 from agent_dispatch.services.drain import Drain, Listing
 from agent_dispatch.services.intake import Claim
@@ -93,6 +94,8 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
     steps = TracedSteps(str(flow_run.id) if flow_run.id else None)
 
     async def run(claim: Claim) -> JobLine:
+        if claim.spec.workflow:  # a workflow's parent: its steps are dispatched in a subflow
+            return await workflow_flow(claim)
         return await dispatch_one(steps, claim, s.capacity_wait_seconds)
 
     pool = JobPool(s.job_concurrency, run, progress)

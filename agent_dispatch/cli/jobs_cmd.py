@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, table
+from agent_dispatch.cli.workflow_tree import render_tree, steps_of
 from agent_dispatch.db.models import Job
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.cancel import cancel_job
@@ -59,6 +60,9 @@ def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
         "createdAt": job.created_at,
         "finishedAt": job.finished_at,
         "endToEndMs": _ms(job.distributed_at, job.finished_at),
+        "workflow": job.workflow,
+        "parentJobId": job.parent_job_id,
+        "stepId": job.step_id,
     }
     if detail:
         data["payload"] = job.payload
@@ -97,6 +101,13 @@ def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
     return data
 
 
+def _part(job: Job) -> str:
+    """`workflow NAME` for a workflow's parent, `step ID` for one of its steps."""
+    if job.step_id:
+        return f"step {job.step_id}"
+    return f"workflow {job.workflow}" if job.workflow else "-"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     with runtime().uow() as uow:
         jobs = list(uow.jobs.list(args.status, args.limit))
@@ -112,12 +123,13 @@ def cmd_list(args: argparse.Namespace) -> int:
                 j.queue_task_id,
                 j.status,
                 j.category,
+                _part(j),
                 j.title[:40],
                 (j.error or j.match_summary or "")[:60],
             ]
             for j in jobs
         ]
-        print(table(rows, ["ID", "QUEUE TASK", "STATUS", "CATEGORY", "TITLE", "NOTE"]))
+        print(table(rows, ["ID", "QUEUE TASK", "STATUS", "CATEGORY", "PART", "TITLE", "NOTE"]))
     return 0
 
 
@@ -127,6 +139,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         if job is None:
             raise CLIError(f"no job {args.id!r}")
         data = job_dict(job, detail=True)
+        if job.workflow:
+            data["steps"] = steps_of(uow, job)
     if args.json:
         emit_json(data)
         return 0
@@ -145,6 +159,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  result    {str(data['result'])[:200]}")
     if data["matchSummary"]:
         print(f"  matching  {data['matchSummary']}")
+    if data["workflow"]:
+        print(
+            f"  workflow  {data['workflow']}, {len(data.get('steps', []))} steps, took "
+            f"{data['endToEndMs'] or '-'} ms"
+        )
+        for line in render_tree(data.get("steps", [])):
+            print("    " + line)
+    if data["stepId"]:
+        print(f"  step      {data['stepId']} of job {data['parentJobId']}")
     for d in data["distributions"]:
         print(
             f"\n  attempt {d['attempt']}: {d['status']}, first result after "

@@ -75,6 +75,7 @@ class QueueTask(WireModel):
     max_agents: int | None = Field(None, ge=1, le=10)
     timeout_ms: int | None = Field(None, ge=100, le=MAX_STORED_INT)
     expires_at: UtcDatetime | None = None
+    workflow: str | None = Field(None, min_length=1, max_length=100)  # a registered workflow
     # A plain string: a status this version does not know must not reject the task.
     status: str
     created_at: UtcDatetime
@@ -117,6 +118,7 @@ class QueueTask(WireModel):
             max_agents=self.max_agents,
             timeout_ms=self.timeout_ms,
             expires_at=self.expires_at,
+            workflow=self.workflow,
         )
 
 

@@ -23,6 +23,13 @@ class JobSpec:
     max_agents: int | None = None
     timeout_ms: int | None = None
     expires_at: dt.datetime | None = None
+    workflow: str | None = None  # a queue task done as this registered workflow's steps
+    parent_job_id: str | None = None  # set on a workflow's step job: never on the queue
+    step_id: str | None = None
+
+    @property
+    def is_step(self) -> bool:
+        return self.parent_job_id is not None
 
     def is_expired(self, now: dt.datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now

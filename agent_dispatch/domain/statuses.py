@@ -23,6 +23,7 @@ class JobStatus(enum.StrEnum):
     CANCELLED = "CANCELLED"  # stopped by an operator or by the queue
     EXPIRED = "EXPIRED"  # its expiresAt passed before it finished
     FAILED = "FAILED"  # every agent failed and retries are spent
+    SKIPPED = "SKIPPED"  # a workflow step whose `when` was false (step jobs only)
 
     @property
     def terminal(self) -> bool:
@@ -76,7 +77,13 @@ NOT_AGENT_FAULT = frozenset({FailureKind.CANCELLED, FailureKind.BLOCKED})
 
 
 JOB_TERMINAL = frozenset(
-    {JobStatus.COMPLETED, JobStatus.CANCELLED, JobStatus.EXPIRED, JobStatus.FAILED}
+    {
+        JobStatus.COMPLETED,
+        JobStatus.CANCELLED,
+        JobStatus.EXPIRED,
+        JobStatus.FAILED,
+        JobStatus.SKIPPED,
+    }
 )
 AGENT_TERMINAL = frozenset(
     {
@@ -102,7 +109,18 @@ JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.CANCELLED: frozenset(),
     JobStatus.EXPIRED: frozenset(),
     JobStatus.FAILED: frozenset(),
+    JobStatus.SKIPPED: frozenset(),
 }
+
+# Step jobs (the steps of a workflow run) never reach the queue, so two more things are legal
+# for them: a step no agent can take fails at once (OPEN -> FAILED: its workflow decides what
+# follows), and a step is stored SKIPPED from birth when its `when` is false.
+STEP_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    **JOB_TRANSITIONS,
+    JobStatus.OPEN: JOB_TRANSITIONS[JobStatus.OPEN] | {JobStatus.FAILED},
+}
+JOB_BIRTH = frozenset({JobStatus.OPEN})  # statuses a job may be stored in at first
+STEP_BIRTH = frozenset({JobStatus.OPEN, JobStatus.SKIPPED})
 
 _AGENT_ENDS = frozenset({AgentRunStatus.FAILED, AgentRunStatus.CANCELLED, AgentRunStatus.TIMEOUT})
 AGENT_TRANSITIONS: dict[AgentRunStatus, frozenset[AgentRunStatus]] = {
@@ -117,15 +135,17 @@ AGENT_TRANSITIONS: dict[AgentRunStatus, frozenset[AgentRunStatus]] = {
 }
 
 
-def can_move_job(current: JobStatus, target: JobStatus) -> bool:
-    return target in JOB_TRANSITIONS[current]
+def can_move_job(current: JobStatus, target: JobStatus, *, step: bool = False) -> bool:
+    return target in (STEP_TRANSITIONS if step else JOB_TRANSITIONS)[current]
 
 
-def check_job_move(current: JobStatus | str, target: JobStatus | str) -> JobStatus:
-    """Return the target status, or raise IllegalTransition."""
+def check_job_move(
+    current: JobStatus | str, target: JobStatus | str, *, step: bool = False
+) -> JobStatus:
+    """Return the target status, or raise IllegalTransition (`step`: a workflow's step job)."""
     cur, tgt = JobStatus(current), JobStatus(target)
-    if tgt not in JOB_TRANSITIONS[cur]:
-        raise IllegalTransition("job", cur, tgt)
+    if tgt not in (STEP_TRANSITIONS if step else JOB_TRANSITIONS)[cur]:
+        raise IllegalTransition("step" if step else "job", cur, tgt)
     return tgt
 
 

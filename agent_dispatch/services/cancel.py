@@ -14,6 +14,7 @@ from agent_dispatch.domain.statuses import DistributionStatus, IllegalTransition
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.errors import Conflict, NotFound
 from agent_dispatch.services.sweep import stop_abandoned
+from agent_dispatch.services.workflow_parent import cancel_steps
 
 REASON = "cancelled by an operator"
 
@@ -73,6 +74,8 @@ async def cancel_job(deps: Deps, ref: str) -> CancelledJob:
             "job " + REASON,
             attempt_status=DistributionStatus.CANCELLED,
         )
+        # A workflow's parent: its running steps are cancelled too, their agents told.
+        calls += cancel_steps(uow, job.id, REASON, deps.settings.default_agent_timeout)
         return _Marked(job.id, job.queue_task_id, expected, tuple(calls))
 
     marked = await in_transaction(deps, mark)

@@ -25,7 +25,7 @@ from agent_dispatch.domain.statuses import (
 )
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.intake import Claim
-from agent_dispatch.services.queue_io import report_status
+from agent_dispatch.services.queue_io import queue_side
 from agent_dispatch.services.taking import Taken
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,7 @@ async def finish_job(
         agent_name=end.winner,
         error=end.error,
     )
-    problem = await report_status(
-        deps,
+    problem = await queue_side(deps, claim.spec).report(
         qid,
         end.status,
         taken.queue_status.value,
@@ -176,7 +175,7 @@ async def end_unstarted(deps: Deps, claim: Claim, status: JobStatus, reason: str
 
     expected = await in_transaction(deps, finish)
     deps.events.job_changed(claim.job_id, qid, status.value, error=reason)
-    problem = await report_status(deps, qid, status, expected, error=reason)
+    problem = await queue_side(deps, claim.spec).report(qid, status, expected, error=reason)
     if problem is None:
         await in_transaction(deps, lambda uow: uow.jobs.mark_queue_status(claim.job_id, status))
     return JobEnd(qid, claim.job_id, status, error=reason, report_problem=problem)

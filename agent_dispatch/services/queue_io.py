@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from agent_dispatch.clients.errors import QueueError, TaskConflict, TaskNotFound
 from agent_dispatch.clients.queue import RejectedItem
@@ -97,3 +98,74 @@ async def report_status(
     except (TaskNotFound, QueueError) as exc:
         return str(exc)
     return None
+
+
+class QueueSide(Protocol):
+    """Where a job's take and status reports go."""
+
+    async def take(self, queue_task_id: str) -> bool: ...
+
+    async def report(
+        self,
+        queue_task_id: str,
+        status: JobStatus,
+        expected: str,
+        *,
+        result: object = None,
+        agent_id: str | None = None,
+        error: str | None = None,
+    ) -> str | None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _RemoteQueue:
+    deps: Deps
+
+    async def take(self, queue_task_id: str) -> bool:
+        return await self.deps.queue().take(queue_task_id)
+
+    async def report(
+        self,
+        queue_task_id: str,
+        status: JobStatus,
+        expected: str,
+        *,
+        result: object = None,
+        agent_id: str | None = None,
+        error: str | None = None,
+    ) -> str | None:
+        return await report_status(
+            self.deps,
+            queue_task_id,
+            status,
+            expected,
+            result=result,
+            agent_id=agent_id,
+            error=error,
+        )
+
+
+class _NoQueue:
+    """A workflow's step job: always "taken", every report "accepted" at once; the queue never
+    hears of it (its parent's run reports the workflow as a whole)."""
+
+    async def take(self, queue_task_id: str) -> bool:
+        return True
+
+    async def report(
+        self,
+        queue_task_id: str,
+        status: JobStatus,
+        expected: str,
+        *,
+        result: object = None,
+        agent_id: str | None = None,
+        error: str | None = None,
+    ) -> str | None:
+        return None
+
+
+def queue_side(deps: Deps, spec: JobSpec) -> QueueSide:
+    """The one place a step job is told apart from a queue task: plan, take, race and finish
+    are the same services for both; only what they say to the queue differs."""
+    return _NoQueue() if spec.is_step else _RemoteQueue(deps)

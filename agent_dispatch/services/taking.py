@@ -15,7 +15,7 @@ from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.planning import Plan
-from agent_dispatch.services.queue_io import report_status
+from agent_dispatch.services.queue_io import queue_side
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ async def take_job(
             deps, claim.lease
         )  # a worker that lost its lease must not touch the queue
         try:
-            taken = await deps.queue().take(qid)
+            taken = await queue_side(deps, claim.spec).take(qid)
         except QueueError:
             # The take may have reached the queue before the error: keep the job leased but
             # expired, so the sweep asks the queue and either releases or rescues it.
@@ -88,7 +88,9 @@ async def take_job(
         deps.events.job_changed(claim.job_id, qid, "DISTRIBUTED", attempt=dist.attempt)
     if queue_status is JobStatus.DISTRIBUTED:
         await _ensure_held(deps, claim.lease)
-        problem = await report_status(deps, qid, JobStatus.IN_PROGRESS, queue_status.value)
+        problem = await queue_side(deps, claim.spec).report(
+            qid, JobStatus.IN_PROGRESS, queue_status.value
+        )
         if problem is None:
             queue_status = JobStatus.IN_PROGRESS
         else:

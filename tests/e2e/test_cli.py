@@ -216,7 +216,7 @@ def batch(module_db: str, prefect_home: Path) -> dict[str, subprocess.CompletedP
         (
             "jobs-bad-status",
             "agent-dispatch jobs list: error: argument --status: 'NOPE' is not a status "
-            "(OPEN, DISTRIBUTED, IN_PROGRESS, COMPLETED, CANCELLED, EXPIRED, FAILED)",
+            "(OPEN, DISTRIBUTED, IN_PROGRESS, COMPLETED, CANCELLED, EXPIRED, FAILED, SKIPPED)",
         ),
         (
             "run-negative-max-jobs",

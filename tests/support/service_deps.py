@@ -3,6 +3,7 @@ pointed at loopback simulators, and an event sink that records what it is told."
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -60,9 +61,10 @@ class RecordingEvents:
 
 
 class TestDeps:
-    """Settings, a unit of work per transaction, HTTP clients made on first use, and events.
+    """Settings, a unit of work per transaction, HTTP clients per event loop, and events.
 
-    The clients belong to the event loop that first used them: `aclose()` on that loop.
+    httpx clients belong to the loop that made them (a test's loop, or the loop of a CLI
+    command the test runs): `aclose()` closes the current loop's clients and drops the rest.
     """
 
     __test__ = False  # not a test class, whatever its name
@@ -73,40 +75,49 @@ class TestDeps:
         self.events = RecordingEvents()
         self.engine = make_engine(settings.effective_database_url)
         self._factory = make_session_factory(self.engine)
-        self._queue: RemoteQueueClient | None = None
-        self._agents: AgentClients | None = None
+        self._queues: dict[asyncio.AbstractEventLoop, RemoteQueueClient] = {}
+        self._agents: dict[asyncio.AbstractEventLoop, AgentClients] = {}
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self._factory)
 
     def queue(self) -> RemoteQueueClient:
-        if self._queue is None:
+        loop = asyncio.get_running_loop()
+        if loop not in self._queues:
             s = self.settings
-            self._queue = RemoteQueueClient(
+            self._queues[loop] = RemoteQueueClient(
                 s.remote_queue_url,
                 s.remote_queue_token.get_secret_value(),
                 timeout=s.queue_timeout_seconds,
                 retry=RetryPolicy(attempts=s.execution_retry_count + 2),
             )
-        return self._queue
+        return self._queues[loop]
 
     def agents(self) -> AgentClients:
-        if self._agents is None:
+        loop = asyncio.get_running_loop()
+        if loop not in self._agents:
             retry = RetryPolicy(attempts=self.settings.execution_retry_count)
 
             def make_a2a() -> A2AClient:
                 return A2AClient(retry=retry)
 
-            self._agents = AgentClients(AgentClient(retry=retry), make_a2a)
-        return self._agents
+            self._agents[loop] = AgentClients(AgentClient(retry=retry), make_a2a)
+        return self._agents[loop]
 
     def agent_token(self, token_ref: str | None) -> str | None:
         secret = self.settings.agent_tokens.get(token_ref or "")
         return secret.get_secret_value() if secret else None
 
-    async def aclose(self) -> None:
-        for client in (self._queue, self._agents):
+    async def aclose_clients(self) -> None:
+        """Close this loop's clients (what a CLI command does at its end)."""
+        loop = asyncio.get_running_loop()
+        for registry in (self._queues, self._agents):
+            client = registry.pop(loop, None)
             if client is not None:
                 await client.aclose()
-        self._queue = self._agents = None
+
+    async def aclose(self) -> None:
+        await self.aclose_clients()
+        self._queues.clear()
+        self._agents.clear()
         self.engine.dispose()

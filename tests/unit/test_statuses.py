@@ -13,8 +13,11 @@ import pytest
 from agent_dispatch.domain.statuses import (
     AGENT_TERMINAL,
     AGENT_TRANSITIONS,
+    JOB_BIRTH,
     JOB_TERMINAL,
     JOB_TRANSITIONS,
+    STEP_BIRTH,
+    STEP_TRANSITIONS,
     AgentRunStatus,
     FailureKind,
     IllegalTransition,
@@ -79,6 +82,7 @@ def test_the_enumerations_are_the_documented_ones() -> None:
         "CANCELLED",
         "EXPIRED",
         "FAILED",
+        "SKIPPED",
     ]
     assert [s.value for s in AgentRunStatus] == [
         "IDLE",
@@ -92,9 +96,9 @@ def test_the_enumerations_are_the_documented_ones() -> None:
     # The product's tables cover every status, so lookups can never KeyError.
     assert set(JOB_TRANSITIONS) == set(JobStatus)
     assert set(AGENT_TRANSITIONS) == set(AgentRunStatus)
-    assert len(ALL_JOB_PAIRS) == 49
+    assert len(ALL_JOB_PAIRS) == 64
     assert len(ALL_AGENT_PAIRS) == 49
-    assert len(ILLEGAL_JOB) == 49 - 11
+    assert len(ILLEGAL_JOB) == 64 - 11
     assert len(ILLEGAL_AGENT) == 49 - 9
 
 
@@ -131,7 +135,7 @@ def test_job_table_matches_exactly() -> None:
 
 
 def test_job_terminal_statuses_have_no_exits() -> None:
-    assert {J.COMPLETED, J.CANCELLED, J.EXPIRED, J.FAILED} == JOB_TERMINAL
+    assert {J.COMPLETED, J.CANCELLED, J.EXPIRED, J.FAILED, J.SKIPPED} == JOB_TERMINAL
     for status in JobStatus:
         assert status.terminal is (status in JOB_TERMINAL)
     for status in JOB_TERMINAL:
@@ -145,6 +149,19 @@ def test_no_job_status_moves_to_itself() -> None:
     for status in JobStatus:
         with pytest.raises(IllegalTransition):
             check_job_move(status, status)
+
+
+def test_a_step_job_may_also_fail_before_any_agent_worked_and_nothing_else_differs() -> None:
+    step_table = {(s, t) for s, targets in STEP_TRANSITIONS.items() for t in targets}
+    assert step_table == LEGAL_JOB | {(J.OPEN, J.FAILED)}
+    assert check_job_move(J.OPEN, J.FAILED, step=True) is J.FAILED
+    with pytest.raises(IllegalTransition, match="illegal step transition SKIPPED -> OPEN"):
+        check_job_move(J.SKIPPED, J.OPEN, step=True)
+
+
+def test_skipped_is_a_birth_status_of_steps_only() -> None:
+    assert J.SKIPPED in STEP_BIRTH and J.SKIPPED not in JOB_BIRTH
+    assert not job_sources(J.SKIPPED)  # nothing moves into SKIPPED: a step is stored so
 
 
 def test_open_job_cannot_fail_without_agents() -> None:
