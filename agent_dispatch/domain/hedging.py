@@ -41,6 +41,9 @@ class HedgeRule:
     delay_ms: float | None = None  # fixed hedge delay; None: the waited-on agent's p95
     fallback_delay_ms: float = 2000.0  # when the p95 is not known yet
     min_delay_ms: float = 50.0  # a p95 of 3 ms must not turn hedge into all-at-once
+    # Hedge on risk as well as on time: start more agents at once while the chance that at
+    # least one running call succeeds is below this (None: time-based hedging only).
+    min_success: float | None = None
 
     def delay_for(self, p95_ms: float | None) -> float:
         if self.delay_ms is not None:
@@ -67,6 +70,7 @@ class RacePlan:
         *,
         limit: int | None = None,
         p95_ms: Mapping[str, float | None] | None = None,
+        success_p: Mapping[str, float] | None = None,
         scorer: Scorer = reported_score,
     ) -> None:
         self.order = tuple(order)
@@ -75,6 +79,7 @@ class RacePlan:
         cap = len(self.order) if limit is None else min(limit, len(self.order))
         self.limit = max(cap, 0)
         self.p95 = dict(p95_ms or {})
+        self.success_p = dict(success_p or {})
         self.scorer = scorer
         self.started: list[tuple[str, float]] = []
         self.answers: list[Answer] = []
@@ -96,12 +101,32 @@ class RacePlan:
             return self.limit
         return min(self.strategy.wanted, self.limit)
 
+    def _satisfied(self) -> bool:
+        return sum(a.outcome.succeeded for a in self.answers) >= self.strategy.wanted
+
+    def _short_of_target(self) -> int:
+        """How many more agents (next in order) lift P(a running call succeeds) to the target."""
+        target = self.rule.min_success
+        if self.rule.policy is not Policy.HEDGE or target is None or self._satisfied():
+            return 0
+        answered = {a.key for a in self.answers}
+        miss = 1.0
+        for key, _ in self.started:
+            if key not in answered:
+                miss *= 1.0 - self.success_p.get(key, 0.5)
+        extra = 0
+        for key in self.order[len(self.started) : self.limit]:
+            if 1.0 - miss >= target:
+                break
+            miss *= 1.0 - self.success_p.get(key, 0.5)
+            extra += 1
+        return extra
+
     def _hedge_due(self) -> float | None:
         """When the hedge timer of the latest started agent fires, if hedging applies."""
         if self.rule.policy is not Policy.HEDGE or not self.started or not self.launchable:
             return None
-        good = sum(a.outcome.succeeded for a in self.answers)
-        if good >= self.strategy.wanted:
+        if self._satisfied():
             return None  # a good answer came: the strategy just waits for the running ones
         key, at = self.started[-1]
         return at + self.rule.delay_for(self.p95.get(key))
@@ -112,7 +137,7 @@ class RacePlan:
             return Step(verdict=self.verdict)
         want, hedged = 0, False
         if not self.started:
-            want = self._initial_width()
+            want = max(self._initial_width(), self._short_of_target())
         else:
             v = decide(
                 self.strategy, self.answers, self.running, self.launchable, scorer=self.scorer
@@ -122,6 +147,8 @@ class RacePlan:
                 return Step(verdict=v)
             if isinstance(v, NeedMore):
                 want = v.count
+            if self.strategy.wanted == 1:  # quorum widths come from the strategy itself
+                want = max(want, self._short_of_target())
             due = self._hedge_due()
             if not want and due is not None and due <= now_ms:
                 want, hedged = 1, True

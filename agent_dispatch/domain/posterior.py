@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import statistics
 
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 
-Z95 = 1.6448536269514722  # one-sided 95% normal quantile (lognormal p95)
 MIN_LATENCY_SAMPLES = 3.0  # fewer (decayed) good answers: no p95, callers use a fixed delay
 
 
@@ -40,17 +40,39 @@ def seen_of(outcome: AgentOutcome) -> Seen | None:
     return Seen.BAD
 
 
+_NORMAL = statistics.NormalDist()
+
+
+def _truncated_moments(mu: float, sd: float, floor: float) -> tuple[float, float]:
+    """E[Y] and E[Y^2] for Y ~ N(mu, sd^2) known to exceed `floor` (a censored log-latency)."""
+    if sd <= 1e-9:
+        y = max(mu, floor)
+        return y, y * y
+    a = (floor - mu) / sd
+    tail = 1.0 - _NORMAL.cdf(a)
+    # The inverse Mills ratio; past 8 sd the tail underflows and lambda ~ a + 1/a.
+    lam = _NORMAL.pdf(a) / tail if a < 8.0 else a + 1.0 / a
+    mean = mu + sd * lam
+    var = sd * sd * max(1.0 + a * lam - lam * lam, 0.0)
+    return mean, var + mean * mean
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Evidence:
-    """Decayed sums for one (agent, category); all weights halve every half-life."""
+    """Decayed sums for one (agent, category); all weights halve every half-life.
+
+    Latency is a lognormal fit over good answers plus censored calls. A call cancelled after
+    t ms says only "slower than t": it enters as the expected log-latency given that (one
+    EM step against the current fit), so a loser cancelled early changes nothing, while an
+    agent that keeps running past its own p95 before being cancelled is seen getting slower.
+    """
 
     successes: float = 0.0
     failures: float = 0.0
     censored: float = 0.0  # cancelled-while-running calls (shown, not used by the Beta)
-    good_ms: float = 0.0  # sum of latencies of good answers
-    censored_ms: float = 0.0  # sum of running times of censored calls
-    log_sum: float = 0.0  # sum of ln(latency) of good answers (lognormal fit for p95)
-    log_sq: float = 0.0  # sum of ln(latency)^2 of good answers
+    lat_n: float = 0.0  # latency samples: good answers and imputed censored calls
+    log_sum: float = 0.0  # sum of ln(latency ms)
+    log_sq: float = 0.0  # sum of ln(latency ms)^2
     updated_at: float | None = None  # seconds (epoch or simulated clock)
 
     def decayed(self, now: float, half_life_s: float) -> Evidence:
@@ -62,8 +84,7 @@ class Evidence:
             self.successes * w,
             self.failures * w,
             self.censored * w,
-            self.good_ms * w,
-            self.censored_ms * w,
+            self.lat_n * w,
             self.log_sum * w,
             self.log_sq * w,
             now,
@@ -74,48 +95,55 @@ class Evidence:
     ) -> Evidence:
         """Fold one observation in (after decaying to `now`)."""
         ev = self.decayed(now, half_life_s)
-        ms = max(latency_ms or 0.0, 1.0)
+        log = math.log(max(latency_ms or 0.0, 1.0))
         if seen is Seen.GOOD:
-            log = math.log(ms)
             return dataclasses.replace(
                 ev,
                 successes=ev.successes + 1,
-                good_ms=ev.good_ms + ms,
+                lat_n=ev.lat_n + 1,
                 log_sum=ev.log_sum + log,
                 log_sq=ev.log_sq + log * log,
                 updated_at=now,
             )
         if seen is Seen.BAD:
             return dataclasses.replace(ev, failures=ev.failures + 1, updated_at=now)
+        fit = ev._fit()
+        if fit is None:  # nothing to impute against yet: count it, learn no latency
+            return dataclasses.replace(ev, censored=ev.censored + 1, updated_at=now)
+        y, y2 = _truncated_moments(*fit, log)
         return dataclasses.replace(
-            ev, censored=ev.censored + 1, censored_ms=ev.censored_ms + ms, updated_at=now
+            ev,
+            censored=ev.censored + 1,
+            lat_n=ev.lat_n + 1,
+            log_sum=ev.log_sum + y,
+            log_sq=ev.log_sq + y2,
+            updated_at=now,
         )
 
     @property
     def decided(self) -> float:
         return self.successes + self.failures
 
-    def mean_latency_ms(self) -> float | None:
-        """Mean time to a good answer, censoring-aware.
-
-        The exponential-model estimate (observed time + censored time) / good answers: a slow
-        agent that keeps getting cancelled still accumulates exposure, so it cannot look fast
-        by only ever reporting its lucky quick answers.
-        """
-        if self.successes < 1e-9:
-            return None
-        return (self.good_ms + self.censored_ms) / self.successes
-
-    def p95_latency_ms(self) -> float | None:
-        """The 95th percentile of time to a good answer (lognormal fit, censoring-inflated)."""
-        n = self.successes
-        if n < MIN_LATENCY_SAMPLES:
+    def _fit(self, min_samples: float = MIN_LATENCY_SAMPLES) -> tuple[float, float] | None:
+        """(mu, sd) of log-latency, or None with fewer than `min_samples` samples."""
+        n = self.lat_n
+        if n < min_samples or n <= 0:
             return None
         mu = self.log_sum / n
-        sd = math.sqrt(max(self.log_sq / n - mu * mu, 0.0))
-        observed_mean = self.good_ms / n
-        inflation = (self.good_ms + self.censored_ms) / self.good_ms if observed_mean else 1.0
-        return math.exp(mu + Z95 * sd) * inflation
+        return mu, math.sqrt(max(self.log_sq / n - mu * mu, 0.0))
+
+    def mean_latency_ms(self) -> float | None:
+        """Mean time to a good answer (lognormal mean); None before any sample."""
+        fit = self._fit(min_samples=1e-9)
+        return None if fit is None else math.exp(fit[0] + fit[1] ** 2 / 2)
+
+    def p95_latency_ms(self) -> float | None:
+        return self.latency_quantile_ms(0.95)
+
+    def latency_quantile_ms(self, q: float) -> float | None:
+        """A quantile of time to a good answer; None until a few samples are in."""
+        fit = self._fit()
+        return None if fit is None else math.exp(fit[0] + _NORMAL.inv_cdf(q) * fit[1])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -37,8 +37,8 @@ def test_evidence_halves_every_half_life() -> None:
         ev = ev.observe(Seen.GOOD, 100.0, now=0.0, half_life_s=HOUR)
     later = ev.decayed(2 * HOUR, HOUR)
     assert later.successes == pytest.approx(2.0)
-    assert later.good_ms == pytest.approx(200.0)
-    # The mean latency is a ratio of decayed sums: decay leaves it unchanged.
+    assert later.lat_n == pytest.approx(2.0)
+    # The latency fit is made of ratios of decayed sums: decay leaves it unchanged.
     assert later.mean_latency_ms() == pytest.approx(100.0)
 
 
@@ -52,14 +52,35 @@ def test_recent_failures_outweigh_old_successes_after_a_few_half_lives() -> None
     assert a / (a + b) < 0.5
 
 
-def test_censored_time_makes_a_slow_agent_look_slow() -> None:
-    # It answers fast once, then is cancelled after 5 s twice: it is not a 100 ms agent.
-    ev = Evidence().observe(Seen.GOOD, 100.0, 0.0, HOUR)
-    quick_only = ev.mean_latency_ms()
-    for t in (1.0, 2.0):
-        ev = ev.observe(Seen.CENSORED, 5000.0, t, HOUR)
-    assert quick_only == pytest.approx(100.0)
-    assert ev.mean_latency_ms() == pytest.approx(10_100.0, rel=1e-3)
+def fitted(*latencies: float) -> Evidence:
+    ev = Evidence()
+    for ms in latencies:
+        ev = ev.observe(Seen.GOOD, ms, 0.0, HOUR)
+    return ev
+
+
+def test_a_loser_cancelled_early_leaves_the_latency_estimate_almost_unchanged() -> None:
+    ev = fitted(1000.0, 2000.0, 4000.0, 2000.0)
+    before = ev.mean_latency_ms()
+    assert before is not None
+    after = ev.observe(Seen.CENSORED, 100.0, 0.0, HOUR).mean_latency_ms()
+    assert after == pytest.approx(before, rel=0.05)
+
+
+def test_calls_cancelled_past_their_p95_make_the_agent_look_slower() -> None:
+    ev = fitted(1000.0, 2000.0, 4000.0, 2000.0)
+    p95 = ev.p95_latency_ms()
+    assert p95 is not None
+    slow = ev
+    for _ in range(4):
+        slow = slow.observe(Seen.CENSORED, 2 * p95, 0.0, HOUR)
+    assert (slow.mean_latency_ms() or 0.0) > 2 * (ev.mean_latency_ms() or 0.0)
+    assert (slow.successes, slow.failures, slow.censored) == (4.0, 0.0, 4.0)
+
+
+def test_a_censored_call_before_any_fit_is_counted_but_teaches_no_latency() -> None:
+    ev = Evidence().observe(Seen.CENSORED, 700.0, 0.0, HOUR)
+    assert ev.censored == 1.0 and ev.mean_latency_ms() is None
 
 
 def test_p95_needs_a_few_samples_then_follows_the_spread() -> None:
