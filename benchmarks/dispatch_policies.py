@@ -23,9 +23,9 @@ import sys
 from collections import deque
 
 from agent_dispatch.domain.hedging import HedgeRule, Policy, RacePlan
-from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.model import AgentOutcome, ResultStrategy
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
-from agent_dispatch.domain.strategies import Decided, ResultStrategy
+from agent_dispatch.domain.strategies import Decided
 from benchmarks.dispatch_sim import (
     GAP_S,
     HALF_LIFE_S,

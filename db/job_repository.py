@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.db.models import Job, QueueRejection, new_id
 from agent_dispatch.domain.lease import Lease, LeaseLost
-from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.model import JobSpec, ResultStrategy
 from agent_dispatch.domain.statuses import JOB_ACTIVE, IllegalTransition, JobStatus, check_job_move
 
 ACTIVE = tuple(s.value for s in JOB_ACTIVE)
@@ -30,6 +30,7 @@ def spec_of(job: Job) -> JobSpec:
         max_agents=job.max_agents,
         timeout_ms=job.timeout_ms,
         expires_at=job.expires_at,
+        result_strategy=ResultStrategy.from_dict(job.result_strategy),
     )
 
 
@@ -53,6 +54,7 @@ class JobRepository:
             "max_agents": spec.max_agents,
             "timeout_ms": spec.timeout_ms,
             "expires_at": spec.expires_at,
+            "result_strategy": spec.result_strategy.as_dict() if spec.result_strategy else None,
             "status": JobStatus.OPEN.value,
             "attempts": 0,
             "queue_status": JobStatus.OPEN.value,

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from pydantic.alias_generators import to_camel
 
 from agent_dispatch.clients.errors import one_line
-from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.model import JobSpec, ResultStrategy, StrategyKind
 from agent_dispatch.domain.statuses import JobStatus
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -35,6 +35,16 @@ class WireModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
+class ResultStrategyWire(WireModel):
+    """The task's optional resultStrategy: {type: first|best-score|quorum, quorum: k}."""
+
+    type: Literal["first", "best-score", "quorum"]
+    quorum: int | None = Field(None, ge=2, le=10)
+
+    def to_domain(self) -> ResultStrategy:
+        return ResultStrategy(StrategyKind(self.type), self.quorum or 2)
+
+
 class QueueTask(WireModel):
     """One task as the remote queue lists it."""
 
@@ -48,6 +58,7 @@ class QueueTask(WireModel):
     max_agents: int | None = Field(None, ge=1, le=10)
     timeout_ms: int | None = Field(None, ge=100)
     expires_at: UtcDatetime | None = None
+    result_strategy: ResultStrategyWire | None = None
     # A plain string: a status this version does not know must not reject the task.
     status: str
     created_at: UtcDatetime
@@ -82,6 +93,7 @@ class QueueTask(WireModel):
             max_agents=self.max_agents,
             timeout_ms=self.timeout_ms,
             expires_at=self.expires_at,
+            result_strategy=self.result_strategy.to_domain() if self.result_strategy else None,
         )
 
 

@@ -16,16 +16,17 @@ import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 
-from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.model import AgentOutcome, ResultStrategy
 from agent_dispatch.domain.strategies import (
     Answer,
     Decided,
     Failed,
     NeedMore,
-    ResultStrategy,
+    Same,
     Scorer,
     decide,
     reported_score,
+    same_json,
 )
 
 
@@ -56,7 +57,7 @@ class Step:
     start: tuple[str, ...] = ()  # agents to start now, in order
     wake_at_ms: float | None = None  # look again then even if nothing lands
     verdict: Decided | Failed | None = None  # set once: cancel whatever still runs
-    hedged: bool = False  # `start` was triggered by the hedge delay (for events)
+    why: str = ""  # why `start` was started now (shown in events)
 
 
 class RacePlan:
@@ -72,6 +73,7 @@ class RacePlan:
         p95_ms: Mapping[str, float | None] | None = None,
         success_p: Mapping[str, float] | None = None,
         scorer: Scorer = reported_score,
+        same: Same = same_json,
     ) -> None:
         self.order = tuple(order)
         self.rule = rule
@@ -81,6 +83,7 @@ class RacePlan:
         self.p95 = dict(p95_ms or {})
         self.success_p = dict(success_p or {})
         self.scorer = scorer
+        self.same = same
         self.started: list[tuple[str, float]] = []
         self.answers: list[Answer] = []
         self.verdict: Decided | Failed | None = None
@@ -135,26 +138,33 @@ class RacePlan:
         """What to do now. Call after every landed answer and at every wake-up."""
         if self.verdict is not None:
             return Step(verdict=self.verdict)
-        want, hedged = 0, False
+        want, why = 0, ""
         if not self.started:
-            want = max(self._initial_width(), self._short_of_target())
+            want, why = max(self._initial_width(), self._short_of_target()), "first"
         else:
             v = decide(
-                self.strategy, self.answers, self.running, self.launchable, scorer=self.scorer
+                self.strategy,
+                self.answers,
+                self.running,
+                self.launchable,
+                scorer=self.scorer,
+                same=self.same,
             )
             if isinstance(v, Decided | Failed):
                 self.verdict = v
                 return Step(verdict=v)
             if isinstance(v, NeedMore):
-                want = v.count
-            if self.strategy.wanted == 1:  # quorum widths come from the strategy itself
-                want = max(want, self._short_of_target())
+                want, why = v.count, v.reason
+            short = self._short_of_target() if self.strategy.wanted == 1 else 0
+            if short > want:  # quorum widths come from the strategy itself
+                want, why = short, f"P(a running call succeeds) < {self.rule.min_success}"
             due = self._hedge_due()
             if not want and due is not None and due <= now_ms:
-                want, hedged = 1, True
+                at = self.started[-1][1]
+                want, why = 1, f"hedge: no good answer {now_ms - at:.0f} ms after the last start"
         start = self.order[len(self.started) : len(self.started) + min(want, self.launchable)]
         self.started.extend((key, now_ms) for key in start)
         if not self.started:  # nobody to call at all
             self.verdict = Failed("no agent to call")
             return Step(verdict=self.verdict)
-        return Step(start, self._hedge_due(), None, hedged)
+        return Step(start, self._hedge_due(), None, why if start else "")

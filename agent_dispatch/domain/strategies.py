@@ -10,36 +10,14 @@ never disagrees with what the race saw.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.model import AgentOutcome, ResultStrategy, StrategyKind
 
 # Agents' `score` is in [0, 1]: an answer at the top cannot be beaten, so best-score stops.
 MAX_SCORE = 1.0
-
-
-class StrategyKind(enum.StrEnum):
-    FIRST = "first"  # the first good answer wins
-    BEST_SCORE = "best-score"  # wait for the started agents, take the highest score
-    QUORUM = "quorum"  # k answers that agree; escalate on disagreement
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ResultStrategy:
-    kind: StrategyKind = StrategyKind.FIRST
-    quorum: int = 2  # with QUORUM: agreeing answers needed
-    max_agents: int | None = None  # with QUORUM: escalation limit (None: the job's limit)
-
-    @property
-    def wanted(self) -> int:
-        """Good answers the strategy needs before it can decide (what hedging waits for)."""
-        return self.quorum if self.kind is StrategyKind.QUORUM else 1
-
-    def label(self) -> str:
-        return f"quorum({self.quorum})" if self.kind is StrategyKind.QUORUM else self.kind.value
 
 
 FIRST = ResultStrategy()

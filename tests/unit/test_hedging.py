@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from agent_dispatch.domain.hedging import HedgeRule, Policy, RacePlan
-from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.model import AgentOutcome, ResultStrategy, StrategyKind
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
-from agent_dispatch.domain.strategies import Decided, Failed, ResultStrategy, StrategyKind
+from agent_dispatch.domain.strategies import Decided, Failed
 
 OK = AgentOutcome(AgentRunStatus.COMPLETED, result="r")
 FAIL = AgentOutcome(AgentRunStatus.FAILED, failure_kind=FailureKind.AGENT_FAILED)
@@ -34,7 +34,8 @@ def test_hedge_adds_the_next_agent_after_the_delay_when_the_first_is_slow() -> N
     plan.step(0.0)
     assert plan.step(499.0).start == ()
     step = plan.step(500.0)
-    assert step.start == ("b",) and step.hedged and step.wake_at_ms == 1000.0
+    assert step.start == ("b",) and step.wake_at_ms == 1000.0
+    assert step.why == "hedge: no good answer 500 ms after the last start"
     plan.landed("b", OK)
     assert plan.step(700.0).verdict == Decided("b", "first good answer")
 
@@ -94,3 +95,13 @@ def test_hedge_stops_adding_once_enough_good_answers_came_for_best_score() -> No
     assert step.start == () and step.wake_at_ms is None and step.verdict is None
     plan.landed("a", AgentOutcome(AgentRunStatus.COMPLETED, result="a", score=0.8))
     assert plan.step(900.0).verdict == Decided("a", "best score 0.800 of 2 good answers")
+
+
+def test_risk_hedging_starts_more_agents_at_once_while_success_is_unlikely() -> None:
+    rule = HedgeRule(Policy.HEDGE, delay_ms=500.0, min_success=0.9)
+    chance = {"shaky": 0.7, "solid": 0.95, "spare": 0.9}
+    plan = RacePlan(["shaky", "solid", "spare"], rule, FIRST, success_p=chance)
+    assert plan.step(0.0).start == ("shaky", "solid")  # 1 - 0.3 * 0.05 >= 0.9
+    plan.landed("solid", FAIL)
+    step = plan.step(10.0)  # only "shaky" runs now: 0.7 < 0.9
+    assert step.start == ("spare",) and "P(a running call succeeds)" in step.why

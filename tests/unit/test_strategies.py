@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.model import AgentOutcome, ResultStrategy, StrategyKind
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 from agent_dispatch.domain.strategies import (
     Answer,
     Decided,
     Failed,
     NeedMore,
-    ResultStrategy,
-    StrategyKind,
     Wait,
     canonical_json,
     decide,
