@@ -70,8 +70,10 @@ def _close_open_rows(
     return unneeded
 
 
-def _strategy_reason(strategy: ResultStrategy, rows: list[JobDistributionAgent]) -> str:
-    """The strategy's verdict over the final rows, in words (for the job's end event)."""
+def _strategy_verdict(
+    strategy: ResultStrategy, rows: list[JobDistributionAgent]
+) -> tuple[bool, str]:
+    """Whether the strategy gave up over the final rows, and its verdict in words."""
     answers = [
         Answer(r.id, outcome_of(r))
         for r in sorted(rows, key=lambda r: r.finished_at or dt.datetime.max.replace(tzinfo=dt.UTC))
@@ -79,7 +81,7 @@ def _strategy_reason(strategy: ResultStrategy, rows: list[JobDistributionAgent])
     ]
     v = decide(strategy, answers, running=0, launchable=0)
     reason = v.reason if isinstance(v, Decided | Failed) else "undecided"
-    return f"{strategy.label()}: {reason}"
+    return isinstance(v, Failed), f"{strategy.label()}: {reason}"
 
 
 def outcome_of(row: JobDistributionAgent) -> AgentOutcome:
@@ -117,7 +119,7 @@ async def finish_job(
         outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
         names = {r.agent_id or r.agent_name: r.agent_name for r in rows}
         winner = next((r for r in rows if r.id == winner_row_id), None)
-        decided = _strategy_reason(rules.strategy, rows)
+        gave_up, decided = _strategy_verdict(rules.strategy, rows)
         if winner is not None and winner.status == AgentRunStatus.COMPLETED:
             winner.won = True
             status, error = JobStatus.COMPLETED, None
@@ -125,6 +127,8 @@ async def finish_job(
             # No winner under best-score or quorum is a failure even with good answers in
             # (a quorum that never agreed): never fall back to "any completed answer wins".
             winner = None
+            if not gave_up:
+                decided = f"{rules.strategy.label()}: no decision before the race ended"
             status, error = final_status(JobStatus.FAILED, decided, claim.spec, now)
         else:
             winner = None

@@ -23,7 +23,7 @@ from agent_dispatch.domain.hedging import RacePlan, Step
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
-from agent_dispatch.domain.strategies import Decided
+from agent_dispatch.domain.strategies import Decided, Same, Scorer, reported_score, same_json
 from agent_dispatch.services.calling import CallContext, call_agent, call_contexts
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.dispatch_rules import RaceInputs, race_inputs, rules_for
@@ -84,7 +84,7 @@ async def watch_lease(deps: Deps, lease: Lease) -> None:
 NO_OUTCOME = AgentOutcome(AgentRunStatus.CANCELLED, failure_kind=FailureKind.CANCELLED)
 
 
-def _plan_for(deps: Deps, taken: Taken, inputs: RaceInputs) -> RacePlan:
+def _plan_for(deps: Deps, taken: Taken, inputs: RaceInputs, scorer: Scorer, same: Same) -> RacePlan:
     rules = rules_for(deps.settings, taken.claim.spec)
     rows = sorted(taken.distribution.assignments, key=lambda a: a.rank)
     return RacePlan(
@@ -94,17 +94,30 @@ def _plan_for(deps: Deps, taken: Taken, inputs: RaceInputs) -> RacePlan:
         limit=rules.limit,
         p95_ms={a.row_id: inputs.delay_basis_ms.get(a.agent_id) for a in rows},
         success_p={a.row_id: inputs.success_p[a.agent_id] for a in rows},
+        scorer=scorer,
+        same=same,
     )
 
 
-async def race(deps: Deps, taken: Taken, start: StartCall) -> RaceResult:
-    """Start calls as the plan says; stop the others as soon as it has decided."""
+async def race(
+    deps: Deps,
+    taken: Taken,
+    start: StartCall,
+    *,
+    scorer: Scorer = reported_score,
+    same: Same = same_json,
+) -> RaceResult:
+    """Start calls as the plan says; stop the others as soon as it has decided.
+
+    `scorer` (best-score) and `same` (quorum) are pluggable; by default the agents' own
+    `score` and canonical-JSON equality.
+    """
     spec = taken.claim.spec
     agent_ids = [a.agent_id for a in taken.distribution.assignments]
     inputs = await in_transaction(
         deps, lambda uow: race_inputs(uow, deps.settings, spec.category, agent_ids, utcnow())
     )
-    plan = _plan_for(deps, taken, inputs)
+    plan = _plan_for(deps, taken, inputs, scorer, same)
     contexts = {ctx.assignment.row_id: ctx for ctx in call_contexts(deps, taken)}
     calls: dict[asyncio.Task[AgentOutcome | None], str] = {}
     stops: dict[str, asyncio.Event] = {}
