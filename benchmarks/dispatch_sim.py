@@ -20,6 +20,8 @@ LIMIT = 3  # agents per job at most (max_agents_per_job)
 TIMEOUT_MS = 10_000.0
 HANG_SHARE = 0.25  # failures that never answer: they end as a TIMEOUT at the deadline
 ANALYTICS_EVERY_S = 600.0  # today's ranking: how often the analytics flow refreshes rates
+# What a failed first pick costs in the score: the fallback agent's time, or the timeout.
+FAILURE_COST_MS = TIMEOUT_MS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +213,7 @@ class Learned(Ranker):
             cands,
             self.rng,
             explore=self.explore,
-            failure_cost_ms=TIMEOUT_MS,
+            failure_cost_ms=FAILURE_COST_MS,
             now=now_s,
             half_life_s=HALF_LIFE_S,
             intervals=False,
