@@ -255,9 +255,11 @@ async def test_job_nobody_can_serve_stays_open(
 
 
 async def test_max_agents_from_the_task_overrides_the_default(
-    rt: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
+    make_runtime: Callable[..., Runtime], queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
-    # A long good record outranks one lucky success and an unknown newcomer.
+    # Without exploration the order is the posterior mean, whose prior is the agent's record:
+    # a long good record outranks one lucky success and an unknown newcomer.
+    rt = make_runtime(ranking_explore=False)
     add_agent("veteran", "fast", runs=100, successes=95, failures=5, reputation=0.9)
     add_agent("lucky", "fast", runs=1, successes=1, reputation=0.55)
     add_agent("newcomer", "fast")
