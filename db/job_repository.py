@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.db.models import Job, QueueRejection, new_id, on_queue
 from agent_dispatch.domain.lease import Lease, LeaseLost
-from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.model import JobSpec, ResultStrategy
 from agent_dispatch.domain.statuses import (
     JOB_ACTIVE,
     IllegalTransition,
@@ -38,6 +38,7 @@ def spec_of(job: Job) -> JobSpec:
         workflow=job.workflow,
         parent_job_id=job.parent_job_id,
         step_id=job.step_id,
+        result_strategy=ResultStrategy.from_dict(job.result_strategy),
     )
 
 
@@ -71,6 +72,7 @@ class JobRepository:
             "timeout_ms": spec.timeout_ms,
             "expires_at": spec.expires_at,
             "workflow": spec.workflow,
+            "result_strategy": spec.result_strategy.as_dict() if spec.result_strategy else None,
             "status": JobStatus.OPEN.value,
             "attempts": 0,
             "queue_status": JobStatus.OPEN.value,

@@ -114,6 +114,8 @@ class Job(Base):
     max_agents: Mapped[int | None] = mapped_column(Integer)
     timeout_ms: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The task's resultStrategy as the queue sent it ({"type": ..., "quorum": k}), or NULL.
+    result_strategy: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.OPEN.value)
     selected_agent_id: Mapped[str | None] = mapped_column(
         ForeignKey("agents.id", ondelete="SET NULL")
@@ -213,6 +215,28 @@ class JobDistributionAgent(Base):
     won: Mapped[bool] = mapped_column(Boolean, default=False)
 
     distribution: Mapped[JobDistributionRecord] = relationship(back_populates="agents")
+
+
+class AgentCategoryStats(Base):
+    """What ranking has learned about one agent in one category: decayed evidence sums.
+
+    Updated in the same transaction that finishes a job (under the agent's row lock), read
+    by planning and by the race (hedge delays); see domain.posterior.Evidence.
+    """
+
+    __tablename__ = "agent_category_stats"
+
+    agent_id: Mapped[str] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    successes: Mapped[float] = mapped_column(Float, default=0.0)
+    failures: Mapped[float] = mapped_column(Float, default=0.0)
+    censored: Mapped[float] = mapped_column(Float, default=0.0)
+    lat_n: Mapped[float] = mapped_column(Float, default=0.0)
+    log_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    log_sq: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class QueueRejection(Base):
