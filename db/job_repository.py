@@ -10,7 +10,9 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from agent_dispatch.db.change_log import record_job
 from agent_dispatch.db.models import Job, QueueRejection, new_id
+from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JOB_ACTIVE, IllegalTransition, JobStatus, check_job_move
@@ -61,10 +63,12 @@ class JobRepository:
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["queue_task_id"])
-        self.session.execute(stmt)
+        inserted = self.session.execute(stmt).rowcount  # type: ignore[attr-defined]
         job_id = self.session.scalars(
             select(Job.id).where(Job.queue_task_id == spec.queue_task_id)
         ).one()
+        if inserted == 1:
+            record_job(self.session, job_id, spec.queue_task_id, JobStatus.OPEN.value, utcnow(), {})
         return job_id
 
     def _claim(
@@ -170,9 +174,12 @@ class JobRepository:
         self, lease: Lease, target: JobStatus, now: dt.datetime, **fields: Any
     ) -> JobStatus:
         """Move a leased job to `target`; refuses illegal moves and writes by a lost lease."""
-        current = self.session.scalars(select(Job.status).where(self._fenced(lease))).one_or_none()
-        if current is None:
+        found = self.session.execute(
+            select(Job.status, Job.queue_task_id).where(self._fenced(lease))
+        ).one_or_none()
+        if found is None:
             raise LeaseLost(lease.job_id)
+        current, queue_task_id = found
         check_job_move(current, target)
         values = self._status_values(target, now, fields)
         if target.terminal:
@@ -182,17 +189,19 @@ class JobRepository:
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
+        record_job(self.session, lease.job_id, queue_task_id, target.value, now, fields)
         return JobStatus(current)
 
     def transition_unleased(
         self, job_id: str, target: JobStatus, now: dt.datetime, **fields: Any
     ) -> JobStatus:
         """Operator or sweep move: revokes any lease, so the worker holding it stops writing."""
-        current = self.session.scalars(
-            select(Job.status).where(Job.id == job_id).with_for_update()
+        found = self.session.execute(
+            select(Job.status, Job.queue_task_id).where(Job.id == job_id).with_for_update()
         ).one_or_none()
-        if current is None:
+        if found is None:
             raise KeyError(job_id)
+        current, queue_task_id = found
         check_job_move(current, target)
         values = self._status_values(target, now, fields)
         values.update(lease_token=None, lease_owner=None, lease_expires_at=None)
@@ -201,6 +210,7 @@ class JobRepository:
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise IllegalTransition("job", current, target)
+        record_job(self.session, job_id, queue_task_id, target.value, now, fields)
         return JobStatus(current)
 
     @staticmethod
