@@ -178,12 +178,16 @@ def read_after(
     after_id: int,
     limit: int = 1000,
     *,
+    until: int | None = None,
     job: str | None = None,
     agent: str | None = None,
     kind: str | None = None,
 ) -> Sequence[Change]:
-    """Changes with an id above `after_id`, oldest first; `job` is a job or queue task id."""
+    """Changes with an id above `after_id` (up to `until`), oldest first; `job` is a job id
+    or a queue task id, `agent` an agent name, `kind` "job" or "agent"."""
     stmt = select(ChangeLogEntry).where(ChangeLogEntry.id > after_id)
+    if until is not None:
+        stmt = stmt.where(ChangeLogEntry.id <= until)
     if job is not None:
         stmt = stmt.where(or_(ChangeLogEntry.job_id == job, ChangeLogEntry.queue_task_id == job))
     if agent is not None:

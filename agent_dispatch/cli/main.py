@@ -17,11 +17,12 @@ from agent_dispatch.cli import (
     jobs_cmd,
     ops_cmd,
     run_cmd,
+    serve_cmd,
 )
 from agent_dispatch.cli.base import CLIError, Parser
 from agent_dispatch.operations import OperationError
 
-COMMANDS = [db_cmd, agents_cmd, run_cmd, jobs_cmd, ops_cmd, analytics_cmd, demo_cmd]
+COMMANDS = [db_cmd, agents_cmd, run_cmd, serve_cmd, jobs_cmd, ops_cmd, analytics_cmd, demo_cmd]
 
 
 def build_parser() -> Parser:
