@@ -62,13 +62,21 @@ class JobRepository:
         }
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["queue_task_id"])
-        inserted = self.session.execute(stmt).rowcount  # type: ignore[attr-defined]
+        stmt = (
+            insert(Job)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["queue_task_id"])
+            .returning(Job.id)
+        )
+        inserted = self.session.scalars(stmt).one_or_none()  # None: delivered before
+        if inserted is not None:
+            record_job(
+                self.session, inserted, spec.queue_task_id, JobStatus.OPEN.value, utcnow(), {}
+            )
+            return inserted
         job_id = self.session.scalars(
             select(Job.id).where(Job.queue_task_id == spec.queue_task_id)
         ).one()
-        if inserted == 1:
-            record_job(self.session, job_id, spec.queue_task_id, JobStatus.OPEN.value, utcnow(), {})
         return job_id
 
     def _claim(

@@ -71,8 +71,19 @@ def _redact(value: Any) -> Any:
     return _TOKEN_IN_TEXT.sub(r"\1***", value) if isinstance(value, str) else value
 
 
+class DenialNoise(logging.Filter):
+    """uvicorn's websockets-sansio logs "ASGI callable returned without completing handshake"
+    at ERROR after every WebSocket denial response although the client got its 401/403
+    (upstream Kludex/uvicorn PR #3138). /api/ws always accepts or denies, so that line only
+    ever follows a denial here; it is dropped so log alerts do not fire on a wrong token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def redact_server_logs() -> None:
     for name in ("uvicorn.access", "uvicorn.error", "uvicorn"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+        for kind in (RedactTokens, DenialNoise):
+            if not any(isinstance(f, kind) for f in logger.filters):
+                logger.addFilter(kind())
