@@ -126,10 +126,7 @@ def add_agent(farm: AgentFarm) -> Callable[..., str]:
                 Agent(
                     name=name,
                     url=farm.url_for(name),
-                    categories=["general"],
-                    skill_level=3,
-                    max_concurrency=5,
-                    **fields,
+                    **{"categories": ["general"], "skill_level": 3, "max_concurrency": 5, **fields},
                 )
             )
             uow.commit()
