@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -64,6 +65,10 @@ def test_a_run_started_over_http_dispatches_and_the_job_shows_why_and_who(
         assert job["winner"] == "quick" and job["result"] is not None
 
         api_stats = c.get("/api/stats").json()
+        hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).isoformat()
+        recent = c.get("/api/stats", params={"since": hour_ago})
+        assert recent.status_code == 200, recent.text
+        assert recent.json()["jobs"]["finished"] == 3
     assert main(["stats", "--json"]) == 0  # the CLI, in this process, on the same database
     cli_stats = camel_doc(json.loads(capsys.readouterr().out))
     for doc in (api_stats, cli_stats):
