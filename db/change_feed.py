@@ -58,8 +58,10 @@ class ListeningWaiter:
             if self.conn is None or self.conn.closed:
                 self.conn = await self._connect()
                 return  # a fresh LISTEN: anything may have happened while it was down
+            # Run the generator to its end (stop_after): a `break` would leave it holding the
+            # connection's lock until it is garbage-collected, delaying the next wait.
             async for _ in self.conn.notifies(timeout=at_most, stop_after=1):
-                break
+                pass
         except psycopg.Error as exc:
             log.warning("change feed: LISTEN connection lost (%s); reconnecting", exc)
             await self.aclose()

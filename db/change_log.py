@@ -20,6 +20,7 @@ from sqlalchemy import delete, event, func, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.models import ChangeLogEntry, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.types import utcnow
 
 CHANNEL = "agent_dispatch_changes"
 KEEP_INFO = "change_log_keep"  # a session.info key; the session factory sets it from settings
@@ -72,7 +73,6 @@ def record_job(
     job_id: str,
     queue_task_id: str,
     status: str,
-    at: dt.datetime,
     fields: dict[str, Any],
 ) -> None:
     """A job moved to `status`; `fields` are the other columns that move wrote."""
@@ -90,7 +90,7 @@ def record_job(
         ).first()
         if won is not None:
             detail.update(winner=won[0], winnerLatencyMs=won[1])
-    _add(session, _row("job", job_id, queue_task_id, None, None, status, at, detail))
+    _add(session, _row("job", job_id, queue_task_id, None, None, status, detail))
 
 
 def record_agent(
@@ -100,11 +100,10 @@ def record_agent(
     agent_id: str | None,
     agent_name: str,
     status: str,
-    at: dt.datetime,
     **detail: Any,
 ) -> None:
     """One agent's part in a job moved to `status` (ASSIGNED when it was chosen)."""
-    _add(session, _row("agent", job_id, queue_task_id, agent_id, agent_name, status, at, detail))
+    _add(session, _row("agent", job_id, queue_task_id, agent_id, agent_name, status, detail))
 
 
 def _row(
@@ -114,7 +113,6 @@ def _row(
     agent_id: str | None,
     agent_name: str | None,
     status: str,
-    at: dt.datetime,
     detail: dict[str, Any],
 ) -> dict[str, Any]:
     return {
@@ -124,7 +122,6 @@ def _row(
         "agent_id": agent_id,
         "agent_name": agent_name,
         "status": status,
-        "at": at,
         "detail": detail,
     }
 
@@ -137,6 +134,9 @@ def _write_pending(session: Session) -> None:
     postgres = session.get_bind().dialect.name == "postgresql"
     if postgres:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    committing = utcnow()  # a change's `at` is its commit (the status columns keep their own)
+    for row in pending:
+        row["at"] = committing
     ids = session.scalars(
         insert(ChangeLogEntry).returning(ChangeLogEntry.id, sort_by_parameter_order=True),
         pending,

@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.change_log import record_agent
 from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
-from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.lifecycle import idempotency_key
 from agent_dispatch.domain.matching import Decision
@@ -112,7 +111,6 @@ class DistributionRepository:
                 agent.id,
                 agent.name,
                 AgentRunStatus.ASSIGNED.value,
-                now,
                 distributionId=record.id,
                 attempt=record.attempt,
                 rank=row.rank,
@@ -164,7 +162,6 @@ class DistributionRepository:
             agent_id,
             agent_name,
             target.value,
-            fields.get("finished_at") or fields.get("started_at") or utcnow(),
             error=fields.get("error"),
             failureKind=fields.get("failure_kind"),
             latencyMs=fields.get("latency_ms"),
@@ -222,7 +219,6 @@ class DistributionRepository:
                 row.agent_id,
                 row.agent_name,
                 AgentRunStatus.CANCELLED.value,
-                utcnow(),
                 error="assignment undone before the call started",
                 discarded=True,
             )

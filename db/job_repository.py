@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.db.change_log import record_job
 from agent_dispatch.db.models import Job, QueueRejection, new_id
-from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JOB_ACTIVE, IllegalTransition, JobStatus, check_job_move
@@ -70,9 +69,7 @@ class JobRepository:
         )
         inserted = self.session.scalars(stmt).one_or_none()  # None: delivered before
         if inserted is not None:
-            record_job(
-                self.session, inserted, spec.queue_task_id, JobStatus.OPEN.value, utcnow(), {}
-            )
+            record_job(self.session, inserted, spec.queue_task_id, JobStatus.OPEN.value, {})
             return inserted
         job_id = self.session.scalars(
             select(Job.id).where(Job.queue_task_id == spec.queue_task_id)
@@ -197,7 +194,7 @@ class JobRepository:
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
-        record_job(self.session, lease.job_id, queue_task_id, target.value, now, fields)
+        record_job(self.session, lease.job_id, queue_task_id, target.value, fields)
         return JobStatus(current)
 
     def transition_unleased(
@@ -218,7 +215,7 @@ class JobRepository:
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise IllegalTransition("job", current, target)
-        record_job(self.session, job_id, queue_task_id, target.value, now, fields)
+        record_job(self.session, job_id, queue_task_id, target.value, fields)
         return JobStatus(current)
 
     @staticmethod

@@ -142,7 +142,6 @@ class SweepRepository:
                     row.agent_id,
                     row.agent_name,
                     target.value,
-                    now,
                     error=reason,
                     failureKind=kind.value,
                 )

@@ -19,7 +19,6 @@ from websockets.exceptions import InvalidStatus
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.change_log import read_after, record_agent, record_job
 from agent_dispatch.db.migrate import upgrade
-from agent_dispatch.db.types import utcnow
 from agent_dispatch.simulators.queue import SimulatedQueue
 from tests.api.conftest import QUEUE_TOKEN, Served
 from tests.api.wsclient import Feed
@@ -103,7 +102,6 @@ async def test_filters_and_replay_on_sqlite_polling(
     serve: Callable[..., Served], sqlite_url: str
 ) -> None:
     api = serve(url=sqlite_url)
-    now = utcnow()
     async with (
         Feed(api.ws_url, api.token, kind="job") as jobs_only,
         Feed(api.ws_url, api.token, job="t2") as one_job,
@@ -111,9 +109,9 @@ async def test_filters_and_replay_on_sqlite_polling(
     ):
         with api.rt.uow() as uow:
             for n in (1, 2):
-                record_job(uow.session, f"j{n}", f"t{n}", "DISTRIBUTED", now, {})
-                record_agent(uow.session, f"j{n}", f"t{n}", "a1", "alpha", "ASSIGNED", now)
-                record_agent(uow.session, f"j{n}", f"t{n}", "b1", "beta", "ASSIGNED", now)
+                record_job(uow.session, f"j{n}", f"t{n}", "DISTRIBUTED", {})
+                record_agent(uow.session, f"j{n}", f"t{n}", "a1", "alpha", "ASSIGNED")
+                record_agent(uow.session, f"j{n}", f"t{n}", "b1", "beta", "ASSIGNED")
             uow.commit()
         await jobs_only.read(count=2)
         await one_job.read(count=3)
@@ -135,11 +133,10 @@ async def test_a_replay_from_before_the_kept_rows_says_there_is_a_gap(
     serve: Callable[..., Served], sqlite_url: str
 ) -> None:
     api = serve(url=sqlite_url, change_log_keep=100)
-    now = utcnow()
     for batch in range(6):  # 600 changes: the log keeps about the newest 100
         with api.rt.uow() as uow:
             for i in range(100):
-                record_job(uow.session, "j", f"t{batch}-{i}", "OPEN", now, {})
+                record_job(uow.session, "j", f"t{batch}-{i}", "OPEN", {})
             uow.commit()
     kept = change_log(api.rt)
     assert 100 <= len(kept) < 600 and kept[-1]["id"] == 600
