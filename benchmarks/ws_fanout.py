@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import statistics
 import subprocess
@@ -39,7 +40,6 @@ from agent_dispatch.simulators.queue import SimulatedQueue
 
 QUEUE_TOKEN, API_TOKEN = "bench-queue", "bench-api"
 CLI = str(Path(sys.executable).with_name("agent-dispatch"))
-PREFIX = '{"id": '
 
 
 class Client:
@@ -64,10 +64,11 @@ class Client:
                 async with connect(url, additional_headers=headers, max_queue=None) as ws:
                     async for raw in ws:
                         now = time.time()
-                        text = raw if isinstance(raw, str) else raw.decode()
-                        if text.startswith(PREFIX):
-                            self.ids.append(int(text[len(PREFIX) : text.index(",", len(PREFIX))]))
-                            self.times.append(now)
+                        message = json.loads(raw)
+                        if isinstance(message, list):  # a frame of changes
+                            for change in message:
+                                self.ids.append(change["id"])
+                                self.times.append(now)
                         else:
                             self.ready.set()  # the hello: subscribed
             except ConnectionClosed:

@@ -1,9 +1,11 @@
 """`GET /api/ws`: every job and agent status change as JSON, live, with replay on reconnect.
 
-Messages: `{"kind": "hello", "lastId"}` first, then `{"id", "kind": "job"|"agent", "jobId",
-"queueTaskId", "agent", "agentId", "status", "at", "detail"}` in change-log order (so in
-order per job). Query: `after=<id>` (replay what came after it), `job=` (job or queue task
-id), `agent=` (name), `kind=job|agent`, `token=` (or an Authorization bearer header).
+Messages: `{"kind": "hello", "lastId"}` first, then frames that are JSON arrays of changes
+`{"id", "kind": "job"|"agent", "jobId", "queueTaskId", "agent", "agentId", "status", "at",
+"detail"}` in change-log order (so in order per job); `{"kind": "gap"}` when a replay starts
+after rows that were already pruned. Query: `after=<id>` (replay what came after it),
+`job=` (job or queue task id), `agent=` (name), `kind=job|agent`, `token=` (or an
+Authorization bearer header).
 A client too far behind is closed with code 4008; it reconnects with `after=` its last id.
 """
 

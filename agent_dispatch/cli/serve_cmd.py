@@ -61,7 +61,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     upgrade(rt.engine)  # the change log comes with a migration
     app = create_app(lambda: rt, report_dir=DEFAULT_REPORT_DIR)
     config = uvicorn.Config(
-        app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        # Compressing each small change costs more CPU than it saves on a LAN; fan-out to many
+        # clients is CPU-bound (benchmarks/ws_fanout.py).
+        ws_per_message_deflate=False,
     )
     asyncio.run(_serve(_Server(config), with_flows=not args.no_flows))
     print("agent-dispatch: stopped", file=sys.stderr)

@@ -49,8 +49,10 @@ class Feed:
             if left <= 0:
                 raise AssertionError(f"feed stalled at id {self.last_id} ({self.url})")
             message = json.loads(await asyncio.wait_for(self.ws.recv(), left))
-            if message["kind"] in ("job", "agent"):
-                self.changes.append(message)
-                self.received_at[message["id"]] = time.time()
+            if isinstance(message, list):  # a frame of changes
+                for change in message:
+                    assert change["kind"] in ("job", "agent"), change
+                    self.changes.append(change)
+                    self.received_at[change["id"]] = time.time()
             else:
                 self.notes.append(message)

@@ -229,8 +229,8 @@ function connect() {
       setConn("live", "live");
     } else if (m.kind === "gap") {
       snapshot().catch(() => {});  // rows we missed were pruned: start again from the tables
-    } else {
-      apply(m);
+    } else if (Array.isArray(m)) {
+      m.forEach(apply);  // one frame: the changes that were ready together, oldest first
     }
   };
   socket.onclose = () => { setConn("down", "reconnecting…"); setTimeout(connect, 1000); };
