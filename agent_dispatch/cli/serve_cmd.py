@@ -59,6 +59,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "could register agents and cancel jobs (set API_TOKEN, or use --host 127.0.0.1)"
         )
     upgrade(rt.engine)  # the change log comes with a migration
+    if not args.no_flows and not _prefect_server():
+        print(
+            "agent-dispatch: no PREFECT_API_URL: runs started over the API are served, but "
+            "Prefect's temporary server has no scheduler and no UI; for the schedules, run "
+            "`prefect server start` and set PREFECT_API_URL",
+            file=sys.stderr,
+        )
     app = create_app(lambda: rt, report_dir=DEFAULT_REPORT_DIR)
     config = uvicorn.Config(
         app,
@@ -73,6 +80,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     asyncio.run(_serve(_Server(config), with_flows=not args.no_flows))
     print("agent-dispatch: stopped", file=sys.stderr)
     return 0
+
+
+def _prefect_server() -> bool:
+    from prefect.settings import PREFECT_API_URL
+
+    return bool(PREFECT_API_URL.value())
 
 
 class _Server(uvicorn.Server):  # type: ignore[misc]
