@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prefect.settings import PREFECT_API_URL
 from sqlalchemy import create_engine
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.change_log import read_after, record_agent, record_job
@@ -162,3 +162,23 @@ async def test_the_feed_needs_the_token_as_header_or_query(api: Served) -> None:
         async with Feed(api.ws_url, api.token, kind="everything"):
             pass
     assert bad.value.response.status_code == 422
+
+
+async def test_a_client_too_far_behind_is_closed_and_catches_up_with_after(
+    serve: Callable[..., Served], sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent_dispatch.api.live.CLIENT_BACKLOG", 2)
+    api = serve(url=sqlite_url)
+    async with Feed(api.ws_url, api.token) as slow:
+        with api.rt.uow() as uow:
+            for i in range(50):  # one commit: 50 changes offered at once to a 2-change backlog
+                record_job(uow.session, "j", f"t{i}", "OPEN", {})
+            uow.commit()
+        with pytest.raises(ConnectionClosed) as closed:
+            await slow.read(count=50, timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4008
+        first = list(slow.changes)
+    assert 0 < len(first) < 50
+    async with Feed(api.ws_url, api.token, after=first[-1]["id"]) as back:
+        await back.read(until_id=50)
+    assert [c["queueTaskId"] for c in first + back.changes] == [f"t{i}" for i in range(50)]

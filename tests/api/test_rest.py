@@ -270,3 +270,18 @@ def test_the_panel_is_served_at_the_root(api: Served, farm: AgentFarm) -> None:
     with api.client(token=None) as c:
         r = c.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+
+
+def test_the_dashboard_is_served_under_report_behind_the_token(
+    serve: Callable[..., Served], tmp_path: Any
+) -> None:
+    (tmp_path / "index.html").write_text("<html>dashboard</html>")
+    api = serve(report_dir=tmp_path)
+    with api.client() as c, api.client(token=None) as anonymous:
+        assert c.get("/api/meta").json()["dashboardUrl"] == "/report/"
+        page = c.get("/report/")
+        assert page.status_code == 200 and "dashboard" in page.text
+        assert anonymous.get("/report/").status_code == 401
+        assert anonymous.get(f"/report/?token={API_TOKEN}").status_code == 200
+        assert c.get("/report/../../../etc/passwd").status_code == 404
+        assert c.get("/report/%2e%2e/%2e%2e/etc/passwd").status_code == 404
