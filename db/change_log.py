@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, event, func, insert, or_, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from agent_dispatch.db.models import ChangeLogEntry, JobDistributionAgent, JobDistributionRecord
 from agent_dispatch.db.types import utcnow
@@ -27,6 +27,7 @@ KEEP_INFO = "change_log_keep"  # a session.info key; the session factory sets it
 DEFAULT_KEEP = 100_000
 PRUNE_EVERY = 500  # prune when ids cross a multiple of this: cheap, and bounded
 _PENDING = "change_log_pending"
+_MARKS = "change_log_savepoints"  # savepoint -> how many changes were pending when it began
 _LOCK_KEY = 0x41_44_43_4C  # "ADCL": the one advisory lock that orders change-log commits
 _DETAIL_TEXT = 500  # longest error text kept in a change (the job row has all of it)
 
@@ -128,6 +129,7 @@ def _row(
 
 @event.listens_for(Session, "before_commit")
 def _write_pending(session: Session) -> None:
+    session.info.pop(_MARKS, None)
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
@@ -151,9 +153,22 @@ def _write_pending(session: Session) -> None:
         session.execute(delete(ChangeLogEntry).where(ChangeLogEntry.id <= last - keep))
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+@event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction: SessionTransaction) -> None:
+    # A savepoint that rolls back takes the changes recorded inside it along.
+    if transaction.nested:
+        marks = session.info.setdefault(_MARKS, {})
+        marks[transaction] = len(session.info.get(_PENDING, ()))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, previous_transaction: SessionTransaction) -> None:
+    mark = session.info.get(_MARKS, {}).pop(previous_transaction, None)
+    if not previous_transaction.nested:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_MARKS, None)
+    elif mark is not None:
+        del session.info.get(_PENDING, [])[mark:]
 
 
 # -- reads -------------------------------------------------------------------------------------
