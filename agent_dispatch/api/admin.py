@@ -105,16 +105,19 @@ async def list_agents(rt: Runtime) -> list[AgentView]:
     return await asyncio.to_thread(_list, rt)
 
 
-async def cancel_job(rt: Runtime, ref: str) -> str:
-    """Cancel a job (agents stopped, queue told); 404 unknown, 409 already finished."""
+async def cancel_job(rt: Runtime, ref: str) -> tuple[str, str]:
+    """Cancel a job (agents stopped, queue told): (its queue task id, what happened).
+    404 for an unknown job, 409 for one already finished."""
 
-    def known() -> bool:
+    def queue_task_id() -> str | None:
         with rt.uow() as uow:
-            return uow.jobs.find(ref) is not None
+            job = uow.jobs.find(ref)
+            return job.queue_task_id if job is not None else None
 
-    if not await asyncio.to_thread(known):
+    qid = await asyncio.to_thread(queue_task_id)
+    if qid is None:
         raise AdminError(404, f"no job {ref!r}")
     try:
-        return await _cancel_job(rt, ref)
+        return qid, await _cancel_job(rt, ref)
     except OperationError as exc:
         raise AdminError(409, str(exc)) from None

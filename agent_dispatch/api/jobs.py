@@ -186,7 +186,7 @@ async def cancel(request: Request, queue_task_id: str) -> Cancelled:
     """Agents told to stop, the queue told CANCELLED; 409 when the job already ended."""
     rt: Runtime = request.app.state.rt
     try:
-        message = await cancel_job(rt, queue_task_id)
+        qid, message = await cancel_job(rt, queue_task_id)
     except AdminError as exc:
         raise problem(exc.status, str(exc), exc.field) from None
-    return Cancelled(queue_task_id=queue_task_id, status=JobStatus.CANCELLED, message=message)
+    return Cancelled(queue_task_id=qid, status=JobStatus.CANCELLED, message=message)

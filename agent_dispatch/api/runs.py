@@ -8,6 +8,7 @@ import logging
 import threading
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Query, Request
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -79,13 +80,24 @@ async def stats(
 @router.post("/runs", response_model=RunStarted, status_code=202, summary="Start a dispatch run")
 async def start_run(request: Request, params: RunIn | None = None) -> RunStarted:
     """Through the `dispatch` deployment when one is deployed, else in this process."""
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from agent_dispatch.flows.dispatch import DispatchParams
+
+    wanted = DispatchParams(**(params or RunIn()).model_dump())
+    try:
+        return await _start(wanted)
+    except (httpx.HTTPError, PrefectHTTPStatusError, OSError) as exc:
+        raise problem(503, f"the Prefect API cannot start a run: {_first_line(exc)}") from None
+
+
+async def _start(wanted: Any) -> RunStarted:
     from prefect.client.orchestration import get_client
     from prefect.deployments import arun_deployment
     from prefect.exceptions import ObjectNotFound
 
-    from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
+    from agent_dispatch.flows.dispatch import dispatch_flow
 
-    wanted = DispatchParams(**(params or RunIn()).model_dump())
     async with get_client() as client:
         try:
             await client.read_deployment_by_name(DEPLOYMENT)
