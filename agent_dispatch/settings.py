@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     quorum_max_agents: int = Field(default=5, ge=2, le=10, description="Escalation limit")
     # e.g. DISPATCH_RULES='{"legal": {"policy": "hedge", "strategy": "quorum", "quorum": 3}}'
     dispatch_rules: dict[str, CategoryRule] = Field(default_factory=dict)
+    # The HTTP API (`agent-dispatch serve`). Without API_TOKEN the API is open, and serve
+    # refuses to listen anywhere but loopback.
+    api_token: SecretStr = SecretStr("")
+    api_public_read: bool = Field(default=False, description="GETs need no token")
+    # The change log behind the live feed: rows kept, and how often SQLite is polled.
+    change_log_keep: int = Field(default=100_000, ge=100, description="Newest rows kept")
+    change_log_poll_seconds: float = Field(default=0.25, gt=0, le=5)
 
     @field_validator("database_url")
     @classmethod

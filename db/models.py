@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -249,3 +250,25 @@ class QueueRejection(Base):
     reason: Mapped[str] = mapped_column(Text)
     reported: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChangeLogEntry(Base):
+    """One job or agent status change, written in the transaction that made it (the live
+    feed's source of truth: `GET /api/ws?after=<id>` replays from here). Bounded: old rows
+    are pruned (db/change_log.py). No foreign keys: an entry outlives a removed agent."""
+
+    __tablename__ = "change_log"
+    __table_args__ = (CheckConstraint("kind IN ('job', 'agent')", name="kind"),)
+
+    # BIGINT on PostgreSQL; SQLite's rowid alias must be spelled INTEGER to autoincrement.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(10))
+    job_id: Mapped[str] = mapped_column(String(36))
+    queue_task_id: Mapped[str] = mapped_column(String(128))
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    agent_name: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)

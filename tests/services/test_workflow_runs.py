@@ -262,7 +262,8 @@ async def test_a_twenty_step_diamond_runs_its_middle_at_once_and_joins_once(
     deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Add
 ) -> None:
     wf.register(deps, diamond(18))
-    add_agent("worker", "fast:delay=4", max_concurrency=50)  # a wide window, even under load
+    # A wide window (the agent time limit here is 3 s), so all 18 overlap even under load.
+    add_agent("worker", "fast:delay=2.5", max_concurrency=50)
     task = queue.add_task(title="d", category="general", workflow="diamond")
     [claim] = await wf.claim_all(deps)
 
