@@ -13,6 +13,7 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import cast
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, Table, bindparam, update
 
@@ -81,13 +82,29 @@ def compute(engine: Engine, now: dt.datetime, half_life: dt.timedelta) -> list[A
     since = now - HORIZON_HALF_LIVES * half_life
     with engine.connect() as conn:
         frame = decided_per_hour(conn, since, now)
-    out = []
-    for agent_id, group in frame.groupby("agent_id", sort=True):
-        starts = [pd.Timestamp(t).to_pydatetime() + HOUR_MIDDLE for t in group["period_start"]]
-        rows = zip(
-            starts, group["successes"].astype(int), group["decided"].astype(int), strict=True
+    if frame.empty:
+        return []
+    # Vectorised decayed_counts(): one weight per (agent, hour) row, summed per agent.
+    half_us = half_life / dt.timedelta(microseconds=1)
+    if half_us <= 0:
+        raise ValueError("half-life must be positive")
+    middles = pd.to_datetime(frame["period_start"], utc=True) + HOUR_MIDDLE
+    age_us = (pd.Timestamp(now) - middles).to_numpy(dtype="timedelta64[us]").astype(np.int64)
+    w = np.power(0.5, np.maximum(age_us, 0) / half_us)
+    sums = (
+        pd.DataFrame(
+            {
+                "agent_id": frame["agent_id"].astype(str),
+                "successes": w * frame["successes"].to_numpy(dtype=np.float64),
+                "weight": w * frame["decided"].to_numpy(dtype=np.float64),
+            }
         )
-        score = decayed_counts(rows, now, half_life)
+        .groupby("agent_id", sort=True)[["successes", "weight"]]
+        .sum()
+    )
+    out = []
+    for agent_id, successes, total in sums.itertuples():
+        score = Decayed(float(successes), float(total))
         rate = score.success_rate
         out.append(
             AgentFeedback(

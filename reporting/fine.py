@@ -44,10 +44,17 @@ from reporting.queries import DURATION_QS, LATENCY_EDGES_MS, LATENCY_QS, A, D, J
 from reporting.window import PeriodKind, Window
 
 HOUR_S = 3600
-# Per-statement settings of the aggregation: enough memory to hash-aggregate and hash-join
-# in memory (PostgreSQL's default work_mem of 4 MB spills the join to disk at millions of
-# rows), and hashing rather than sorting the rows (the planner overestimates the groups).
-SESSION = {"work_mem": "256MB", "enable_sort": "off"}
+# Settings of the aggregation's transaction (SET LOCAL). Enough memory to hash-join and
+# hash-aggregate in memory (the default work_mem of 4 MB spills the joins to disk at millions
+# of rows); hashing rather than sorting the rows (the planner overestimates the groups); and
+# parallel workers for the scan and joins even though every joined row then crosses the
+# Gather (string_agg cannot be combined from partial aggregates before PostgreSQL 16).
+SESSION = {
+    "work_mem": "256MB",
+    "enable_sort": "off",
+    "parallel_setup_cost": "0",
+    "parallel_tuple_cost": "0.001",
+}
 
 AGENT_SUMS = ["calls", *sql.OUTCOME_COLUMNS.values(), "wins", "latency_samples", "latency_sum_ms"]
 JOB_SUMS = ["jobs", "completed", "failed", "expired", "cancelled", "dispatch_attempts"]
@@ -105,7 +112,8 @@ def _hour_of(column: ColumnElement[Any]) -> ColumnElement[Any]:
 
 def _hours(bucket: ColumnElement[Any]) -> ColumnElement[Any]:
     """An hour bucket as whole hours since the epoch (computed once per group, not per row)."""
-    return type_coerce(cast(extract("epoch", bucket), BigInteger) / HOUR_S, BigInteger)
+    epoch = cast(extract("epoch", bucket), BigInteger)
+    return type_coerce(epoch / literal_column(str(HOUR_S), BigInteger), BigInteger)
 
 
 def _fetch(
