@@ -104,7 +104,11 @@ class ReportWatermark(Base):
     (up to the settle margin the next run re-reads). An incremental run recomputes only the
     buckets from the one holding `watermark - settle` to now, and moves the watermark in the
     same transaction as it replaces those buckets. Runs over an explicit period replace their
-    buckets and leave the watermark alone.
+    buckets and leave the watermark alone (they may extend `covered_since`).
+
+    `covered_since`: the buckets from there up to the watermark are complete, because every
+    run since started at or before the watermark of the one before. Ranking feedback reads
+    the hour rows instead of the execution rows once they cover its whole horizon.
     """
 
     __tablename__ = "report_watermark"
@@ -112,6 +116,7 @@ class ReportWatermark(Base):
 
     period_kind: Mapped[str] = mapped_column(String(4), primary_key=True)
     watermark: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    covered_since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     # The buckets the last incremental run replaced, and what it wrote and read.
     window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     window_end: Mapped[dt.datetime] = mapped_column(UTCDateTime)

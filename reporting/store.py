@@ -5,12 +5,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import math
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, delete, insert, select
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
 
-from db.reporting_models import ReportAgentPeriod, ReportJobPeriod, ReportWatermark
+from db.reporting_models import (
+    ALL_CATEGORIES,
+    ReportAgentPeriod,
+    ReportJobPeriod,
+    ReportWatermark,
+)
 from reporting.window import STEP, PeriodKind, Window, aligned
 
 RAP = cast(Table, ReportAgentPeriod.__table__)
@@ -72,18 +79,30 @@ def _insert(conn: Connection, table: Table, frame: pd.DataFrame, at: dt.datetime
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
+def _escape(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    text = str(value)
+    for char, escaped in _ESCAPES.items():
+        text = text.replace(char, escaped)
+    return text
+
+
 def copy_text(frame: pd.DataFrame, at: dt.datetime) -> str:
     """The frame as COPY text: tab-separated, NULL as \\N, text escaped, floats exact (repr)."""
     out = frame.assign(computed_at=at)
     for name in out.columns:
         col = out[name]
-        if name in ("period_start", "computed_at"):
-            out[name] = pd.to_datetime(col, utc=True).dt.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
-        elif not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-            text = col.astype("object").where(col.notna(), None).astype("string")
-            for char, escaped in _ESCAPES.items():
-                text = text.str.replace(char, escaped, regex=False)
-            out[name] = text
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        if pd.api.types.is_datetime64_any_dtype(col):
+            col = pd.Series(list(col.dt.to_pydatetime()), index=col.index, dtype=object)
+        # Few distinct values (buckets, agents, categories): format each once.
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        texts = np.array([_escape(v) for v in uniques] + [None], dtype=object)
+        out[name] = texts[np.where(codes >= 0, codes, len(texts) - 1)]
     # QUOTE_NONE with a quote character no text can hold after escaping: fields go verbatim.
     return out.to_csv(
         sep="\t", header=False, index=False, na_rep="\\N", quoting=csv.QUOTE_NONE,
@@ -129,22 +148,45 @@ def replace_periods(
             )
         for table, frame in ((RAP, agents), (RJP, jobs)):
             _insert(conn, table, frame, computed_at)
-        if mark is not None:
-            conn.execute(delete(RWM).where(RWM.c.period_kind == kind))
-            conn.execute(
-                insert(RWM).values(
-                    period_kind=kind,
-                    watermark=mark.watermark,
-                    window_start=w.start,
-                    window_end=w.end,
-                    buckets=int((w.end - w.start) / STEP[kind]),
-                    agent_rows=len(agents),
-                    job_rows=len(jobs),
-                    source_rows=mark.source_rows,
-                    updated_at=computed_at,
-                )
-            )
+        _move_mark(conn, kind, w, mark, len(agents), len(jobs), computed_at)
     return Written(kind, w, len(agents), len(jobs))
+
+
+def _move_mark(
+    conn: Connection,
+    kind: PeriodKind,
+    w: Window,
+    mark: Mark | None,
+    agent_rows: int,
+    job_rows: int,
+    at: dt.datetime,
+) -> None:
+    """Watermark row of `kind` after replacing the buckets `w` (in the same transaction)."""
+    row = conn.execute(select(RWM).where(RWM.c.period_kind == kind).with_for_update())
+    prev = row.mappings().first()
+    if mark is None:
+        # An explicit period only extends the covered span it overlaps or adjoins.
+        if prev is not None and w.start < prev["covered_since"] <= w.end:
+            conn.execute(update(RWM).where(RWM.c.period_kind == kind).values(covered_since=w.start))
+        return
+    covered = w.start
+    if prev is not None and w.start <= prev["watermark"]:  # no gap since the last run
+        covered = min(prev["covered_since"], w.start)
+    values = {
+        "watermark": mark.watermark,
+        "covered_since": covered,
+        "window_start": w.start,
+        "window_end": w.end,
+        "buckets": int((w.end - w.start) / STEP[kind]),
+        "agent_rows": agent_rows,
+        "job_rows": job_rows,
+        "source_rows": mark.source_rows,
+        "updated_at": at,
+    }
+    if prev is None:
+        conn.execute(insert(RWM).values(period_kind=kind, **values))
+    else:
+        conn.execute(update(RWM).where(RWM.c.period_kind == kind).values(**values))
 
 
 def read_watermarks(conn: Connection) -> dict[PeriodKind, dict[str, Any]]:
@@ -177,3 +219,24 @@ def read_job_periods(
     conn: Connection, kind: PeriodKind, window: Window, category: str | None = "*"
 ) -> pd.DataFrame:
     return _read(conn, RJP, kind, aligned(window, kind), category)
+
+
+def decided_hours(conn: Connection, window: Window) -> pd.DataFrame:
+    """Per (agent_id, hour) successes and decided calls, from the all-categories hour rows."""
+    stmt = select(
+        RAP.c.agent_id,
+        RAP.c.period_start,
+        RAP.c.completed.label("successes"),
+        (RAP.c.completed + RAP.c.failed).label("decided"),
+    ).where(
+        RAP.c.period_kind == "hour",
+        RAP.c.category == ALL_CATEGORIES,
+        RAP.c.agent_id.is_not(None),
+        RAP.c.completed + RAP.c.failed > 0,
+        RAP.c.period_start >= window.start,
+        RAP.c.period_start < window.end,
+    )
+    result = conn.execute(stmt)
+    frame = pd.DataFrame(result.all(), columns=["agent_id", "period_start", "successes", "decided"])
+    frame["period_start"] = pd.to_datetime(frame["period_start"], utc=True)
+    return frame

@@ -318,7 +318,24 @@ def marks(engine: Engine) -> dict[str, dict[str, Any]]:
         return {str(k): v for k, v in store.read_watermarks(conn).items()}
 
 
-def test_incremental_run_recomputes_only_the_new_buckets(seeded: Engine) -> None:
+def test_incremental_run_recomputes_only_the_new_buckets(
+    seeded: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check_incremental(seeded, monkeypatch)
+
+
+def test_incremental_run_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lite = make_engine(f"sqlite:///{tmp_path / 'lite.db'}")
+    upgrade(lite)
+    with Session(lite) as session:
+        seed_history(session, B)
+    try:
+        check_incremental(lite, monkeypatch)
+    finally:
+        lite.dispose()
+
+
+def check_incremental(seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     # First incremental run, 10 minutes into hour 2: no watermark yet, so the default
     # lookback (48 h: all of the history, j0 included).
     now1 = B + dt.timedelta(hours=2, minutes=10)
@@ -328,6 +345,7 @@ def test_incremental_run_recomputes_only_the_new_buckets(seeded: Engine) -> None
     m1 = marks(seeded)
     assert m1["hour"]["watermark"] == now1 and m1["day"]["watermark"] == now1
     assert m1["hour"]["source_rows"] == 23 + 11  # every ended call and job
+    assert m1["hour"]["covered_since"] == now1.replace(minute=0) - dt.timedelta(hours=48)
     # A job ends in hour 2, after that run.
     with Session(seeded) as session:
         ids = {a.name: a.id for a in session.scalars(select(Agent))}
@@ -356,6 +374,21 @@ def test_incremental_run_recomputes_only_the_new_buckets(seeded: Engine) -> None
     assert agent_row(rows, "hour", B + dt.timedelta(hours=2), "alpha")["calls"] == 1
     assert agent_row(rows, "day", B, "alpha")["calls"] == 9
     assert agent_row(rows, "day", B, "beta")["cancelled"] == 3
+
+    # Ranking feedback now reads the hour rows (they cover the horizon) — same scores as
+    # from the execution rows.
+    for half_life in (dt.timedelta(hours=1), dt.timedelta(days=7)):
+        with seeded.connect() as conn:
+            assert feedback._reports_cover(conn, now2 - 10 * half_life, now2)
+        from_reports = feedback.compute(seeded, now2, half_life)
+        with monkeypatch.context() as patched:
+            patched.setattr(feedback, "_reports_cover", lambda *_: False)
+            from_rows = feedback.compute(seeded, now2, half_life)
+        assert [(f.agent_id, f.reputation, f.success_rate) for f in from_reports] == [
+            (f.agent_id, f.reputation, f.success_rate) for f in from_rows]  # fmt: skip
+        assert len(from_rows) == 3
+    with seeded.connect() as conn:  # not once the watermark is behind
+        assert not feedback._reports_cover(conn, B, now2 + dt.timedelta(minutes=1))
 
     # The tables equal a full recompute of the same data.
     incremental_tables = snapshot(seeded)

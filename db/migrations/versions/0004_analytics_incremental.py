@@ -30,6 +30,7 @@ def upgrade() -> None:
         "report_watermark",
         sa.Column("period_kind", sa.String(length=4), nullable=False),
         when("watermark"),
+        when("covered_since"),
         when("window_start"),
         when("window_end"),
         *[
