@@ -15,6 +15,7 @@ SQLite keeps the plain queries of reporting.queries (same numbers, slower).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,6 +68,11 @@ class Values:
 
     owner: np.ndarray[Any, np.dtype[np.int64]]
     values: np.ndarray[Any, np.dtype[np.float64]]
+
+    @functools.cached_property
+    def by_value(self) -> np.ndarray[Any, np.dtype[np.intp]]:
+        """np.argsort(values, kind="stable"): sorted once, shared by every roll-up."""
+        return np.argsort(self.values, kind="stable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,21 +217,43 @@ def fetch_jobs(conn: Connection, window: Window) -> Fine:
 # Roll-ups
 
 
+def grouped_order(
+    group: np.ndarray[Any, np.dtype[np.int64]],
+    by_value: np.ndarray[Any, np.dtype[np.intp]],
+    n_groups: int,
+) -> np.ndarray[Any, np.dtype[np.intp]]:
+    """Indexes sorting the values by group, then by value, given `by_value` (the values'
+    stable argsort): stable 16-bit radix passes over the group ids keep the value order
+    inside each group. Several times faster than np.lexsort at millions of values."""
+    idx = by_value
+    g = group[idx]
+    shift = 0
+    while True:
+        step = np.argsort(((g >> shift) & 0xFFFF).astype(np.uint16), kind="stable")
+        idx, g = idx[step], g[step]
+        shift += 16
+        if (max(n_groups - 1, 0) >> shift) == 0:
+            return idx
+
+
 def percentiles(
     group: np.ndarray[Any, np.dtype[np.int64]],
     values: np.ndarray[Any, np.dtype[np.float64]],
     n_groups: int,
     qs: Sequence[float],
+    by_value: np.ndarray[Any, np.dtype[np.intp]] | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], list[np.ndarray[Any, Any]]]:
     """Per group: count, sum and percentile_cont(q) for each q (NaN for an empty group).
 
     percentile_cont(q) over n sorted values v: with p = q * (n - 1), the answer is
     v[floor(p)] + (p - floor(p)) * (v[ceil(p)] - v[floor(p)]), as PostgreSQL computes it.
+    `by_value` (np.argsort(values, kind="stable")) can be shared by several groupings.
     """
     counts = np.bincount(group, minlength=n_groups).astype(np.int64)
     sums = np.bincount(group, weights=values, minlength=n_groups)
-    order = np.lexsort((values, group))
-    ordered = values[order]
+    if by_value is None:
+        by_value = np.argsort(values, kind="stable")
+    ordered = values[grouped_order(group, by_value, n_groups)]
     starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
     present = counts > 0
     out = []
@@ -290,7 +318,7 @@ def _rollup(
         out[col] = choices[np.where(picked >= 0, picked, len(choices) - 1)]
     for name, qs in measures.items():
         v = fine.values[name]
-        counts, total, pcts = percentiles(gid[v.owner], v.values, len(out), qs)
+        counts, total, pcts = percentiles(gid[v.owner], v.values, len(out), qs, v.by_value)
         out[f"{name}_count"] = counts
         out[f"{name}_sum"] = total
         for q, pct in zip(qs, pcts, strict=True):
