@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
-import math
 from typing import Any, cast
 
 import numpy as np
@@ -67,47 +65,39 @@ def _insert(conn: Connection, table: Table, frame: pd.DataFrame, at: dt.datetime
         for first in range(0, len(frame), BATCH_ROWS):
             conn.execute(insert(table), records(frame.iloc[first : first + BATCH_ROWS], at))
         return
-    # PostgreSQL: COPY (text format) in the caller's transaction, the payload written by
-    # pandas in one go: an INSERT per row costs ~0.2 ms of Python per row.
-    names = [str(c) for c in frame.columns]
-    quoted = ", ".join(f'"{n}"' for n in [*names, "computed_at"])
+    # PostgreSQL: one INSERT ... SELECT FROM unnest(arrays), an array per column, in the
+    # caller's transaction: nothing is formatted per row in Python (an INSERT per row cost
+    # ~0.2 ms of Python per row, a COPY text payload written by pandas ~0.1 ms).
+    names, selected, sources, arrays = [], [], [], []
+    for i, name in enumerate(frame.columns):
+        col = frame[name]
+        names.append(f'"{name}"')
+        if name == "period_start":  # microseconds since the epoch, exact
+            stamps = pd.to_datetime(col, utc=True)
+            micros = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
+            values, pg_type, expr = (
+                micros.to_numpy(np.int64),
+                "int8",
+                f"'epoch'::timestamptz + v{i} * interval '1 microsecond'",
+            )
+        elif pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
+            values, pg_type, expr = col.to_numpy(np.int64), "int8", f"v{i}"
+        elif pd.api.types.is_float_dtype(col):
+            # NaN travels as NaN and is stored as NULL.
+            values, pg_type, expr = col.to_numpy(np.float64), "float8", f"nullif(v{i}, 'NaN')"
+        else:
+            values = col.astype("object").where(col.notna(), None).to_numpy(dtype=object)
+            pg_type, expr = "text", f"v{i}"
+        selected.append(expr)
+        sources.append(f"%s::{pg_type}[]")
+        arrays.append(values.tolist())
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(names)}, computed_at) "
+        f"SELECT {', '.join(selected)}, %s::timestamptz "
+        f"FROM unnest({', '.join(sources)}) AS u({', '.join(f'v{i}' for i in range(len(names)))})"
+    )
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
-        copy.write(copy_text(frame, at))
-
-
-_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def _escape(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
-    text = str(value)
-    for char, escaped in _ESCAPES.items():
-        text = text.replace(char, escaped)
-    return text
-
-
-def copy_text(frame: pd.DataFrame, at: dt.datetime) -> str:
-    """The frame as COPY text: tab-separated, NULL as \\N, text escaped, floats exact (repr)."""
-    out = frame.assign(computed_at=at)
-    for name in out.columns:
-        col = out[name]
-        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
-            continue
-        if pd.api.types.is_datetime64_any_dtype(col):
-            col = pd.Series(list(col.dt.to_pydatetime()), index=col.index, dtype=object)
-        # Few distinct values (buckets, agents, categories): format each once.
-        codes, uniques = pd.factorize(col, use_na_sentinel=True)
-        texts = np.array([_escape(v) for v in uniques] + [None], dtype=object)
-        out[name] = texts[np.where(codes >= 0, codes, len(texts) - 1)]
-    # QUOTE_NONE with a quote character no text can hold after escaping: fields go verbatim.
-    return out.to_csv(
-        sep="\t", header=False, index=False, na_rep="\\N", quoting=csv.QUOTE_NONE,
-        quotechar="\x00", lineterminator="\n",
-    )  # fmt: skip
+    cursor.execute(statement, [at, *arrays])  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
