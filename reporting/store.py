@@ -65,39 +65,56 @@ def _insert(conn: Connection, table: Table, frame: pd.DataFrame, at: dt.datetime
         for first in range(0, len(frame), BATCH_ROWS):
             conn.execute(insert(table), records(frame.iloc[first : first + BATCH_ROWS], at))
         return
-    # PostgreSQL: one INSERT ... SELECT FROM unnest(arrays), an array per column, in the
-    # caller's transaction: nothing is formatted per row in Python (an INSERT per row cost
-    # ~0.2 ms of Python per row, a COPY text payload written by pandas ~0.1 ms).
-    names, selected, sources, arrays = [], [], [], []
-    for i, name in enumerate(frame.columns):
-        col = frame[name]
-        names.append(f'"{name}"')
-        if name == "period_start":  # microseconds since the epoch, exact
-            stamps = pd.to_datetime(col, utc=True)
-            micros = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(microseconds=1)
-            values, pg_type, expr = (
-                micros.to_numpy(np.int64),
-                "int8",
-                f"'epoch'::timestamptz + v{i} * interval '1 microsecond'",
-            )
-        elif pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
-            values, pg_type, expr = col.to_numpy(np.int64), "int8", f"v{i}"
-        elif pd.api.types.is_float_dtype(col):
-            # NaN travels as NaN and is stored as NULL.
-            values, pg_type, expr = col.to_numpy(np.float64), "float8", f"nullif(v{i}, 'NaN')"
-        else:
-            values = col.astype("object").where(col.notna(), None).to_numpy(dtype=object)
-            pg_type, expr = "text", f"v{i}"
-        selected.append(expr)
-        sources.append(f"%s::{pg_type}[]")
-        arrays.append(values.tolist())
-    statement = (
-        f"INSERT INTO {table.name} ({', '.join(names)}, computed_at) "
-        f"SELECT {', '.join(selected)}, %s::timestamptz "
-        f"FROM unnest({', '.join(sources)}) AS u({', '.join(f'v{i}' for i in range(len(names)))})"
-    )
+    # PostgreSQL: COPY in the caller's transaction, its text built column by column with
+    # numpy (an INSERT per row cost ~0.2 ms of Python per row; psycopg's write_row and
+    # pandas' to_csv ~0.1 ms).
+    names = ", ".join(f'"{n}"' for n in [*frame.columns, "computed_at"])
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(statement, [at, *arrays])  # type: ignore[arg-type]
+    with cursor.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+        copy.write(copy_text(frame, at))
+
+
+_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+NULL = "\\N"
+
+
+def _text(value: object) -> str:
+    if isinstance(value, dt.datetime | pd.Timestamp):
+        return value.astimezone(dt.UTC).isoformat()
+    text = str(value)
+    for char, escaped in _ESCAPES.items():
+        text = text.replace(char, escaped)
+    return text
+
+
+def _copy_column(col: pd.Series) -> list[str]:
+    """One column as COPY text fields: NULL as \\N, floats as their shortest exact repr."""
+    fields: list[str]
+    if pd.api.types.is_bool_dtype(col):
+        fields = np.where(col.to_numpy(bool), "t", "f").tolist()
+    elif pd.api.types.is_integer_dtype(col):
+        fields = col.to_numpy(np.int64).astype(str).tolist()
+    elif pd.api.types.is_float_dtype(col):
+        values = col.to_numpy(np.float64)
+        fields = np.where(np.isnan(values), NULL, values.astype(str)).tolist()
+    else:
+        fields = _few_texts(col)
+    return fields
+
+
+def _few_texts(col: pd.Series) -> list[str]:
+    """Text and timestamps: few distinct values (buckets, agents, categories), each once."""
+    codes, uniques = pd.factorize(col, use_na_sentinel=True)
+    texts = np.array([_text(v) for v in uniques] + [NULL], dtype=object)
+    fields: list[str] = texts[np.where(codes >= 0, codes, len(texts) - 1)].tolist()
+    return fields
+
+
+def copy_text(frame: pd.DataFrame, at: dt.datetime) -> str:
+    """The frame plus `computed_at` as COPY text format (tab-separated, one line a row)."""
+    columns = [_copy_column(frame[name]) for name in frame.columns]
+    columns.append([_text(at)] * len(frame))
+    return "".join("\t".join(row) + "\n" for row in zip(*columns, strict=True))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

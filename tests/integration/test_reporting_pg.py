@@ -421,3 +421,30 @@ def test_benchmark_command_smoke(pg_factory: DatabaseFactory) -> None:
     assert full["report_rows"] > step["report_rows"] > 0
     assert full["same_as_full"] and step["same_as_full"]
     assert full["peak_rss_mb"] > 0
+
+
+def test_report_rows_survive_copy_exactly(runtime: Runtime) -> None:
+    """PostgreSQL writes go through COPY text: awkward names, NULLs and floats come back."""
+    from reporting.aggregate import AGENT_COLUMNS, JOB_COLUMNS
+
+    names = ["tab\there", "back\\slash", "new\nline", 'quote"d', "ünïcode ✓"]
+    row: dict[str, Any] = dict.fromkeys(AGENT_COLUMNS, 0)
+    rows = []
+    for i, name in enumerate(names):
+        rows.append({**row, "period_kind": "hour", "period_start": B, "agent_id": None if i else
+                     "id-0", "agent_name": name, "category": "*", "calls": 2**31 - 1,
+                     "success_rate": 0.1 + 0.2, "win_rate": float("nan"),
+                     "latency_mean_ms": 1 / 3, "latency_p50_ms": 1e-300, "latency_p90_ms": None,
+                     "latency_p99_ms": 123456789.123456789,
+                     "throughput_per_hour": 2.0})  # fmt: skip
+    frame = pd.DataFrame(rows, columns=AGENT_COLUMNS)
+    store.replace_periods(runtime.engine, "hour", Window(B, H1), frame,
+                          pd.DataFrame(columns=JOB_COLUMNS), B)  # fmt: skip
+    got = table(runtime.engine, ReportAgentPeriod).sort_values("agent_name")
+    assert got["agent_name"].tolist() == sorted(names)
+    first = got.set_index("agent_name").loc["tab\there"]
+    assert first["agent_id"] == "id-0" and first["calls"] == 2**31 - 1
+    assert first["success_rate"] == 0.1 + 0.2 and first["latency_mean_ms"] == 1 / 3
+    assert first["latency_p50_ms"] == 1e-300 and first["latency_p99_ms"] == 123456789.123456789
+    assert pd.isna(first["win_rate"]) and pd.isna(first["latency_p90_ms"])
+    assert got["agent_id"].isna().sum() == 4
