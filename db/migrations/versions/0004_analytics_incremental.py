@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-import db.types
+from agent_dispatch.db.types import UTCDateTime
 
 revision: str = "0004_analytics"
 down_revision: str | None = "0003"
@@ -24,7 +24,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     def when(name: str) -> sa.Column[Any]:
-        return sa.Column(name, db.types.UTCDateTime(timezone=True), nullable=False)
+        return sa.Column(name, UTCDateTime(timezone=True), nullable=False)
 
     op.create_table(
         "report_watermark",
