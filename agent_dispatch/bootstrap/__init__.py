@@ -16,14 +16,16 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent_dispatch.bootstrap.prefect_events import PrefectEvents
+from agent_dispatch.bootstrap.secrets import SecretTokens
 from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.bearer import TokenSource
 from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.protocols import AgentClients
 from agent_dispatch.clients.queue import RemoteQueueClient
 from agent_dispatch.clients.retry import RetryPolicy
 from agent_dispatch.db.engine import make_engine, make_session_factory
 from agent_dispatch.db.uow import UnitOfWork
-from agent_dispatch.services.deps import EventSink
+from agent_dispatch.services.deps import EventSink, secret_block_of
 from agent_dispatch.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class Runtime:
         )
         self.worker_name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self.events: EventSink = PrefectEvents()
+        self.secrets = SecretTokens(settings.secret_cache_seconds)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
@@ -65,7 +68,7 @@ class Runtime:
             s = self.settings
             client = RemoteQueueClient(
                 s.remote_queue_url,
-                s.remote_queue_token.get_secret_value(),
+                self.queue_token(),
                 transport=self._queue_transport,
                 timeout=s.queue_timeout_seconds,
                 retry=RetryPolicy(attempts=s.execution_retry_count + 2),
@@ -101,9 +104,21 @@ class Runtime:
             return None
         return NetGuard()
 
-    def agent_token(self, token_ref: str | None) -> str | None:
+    def queue_token(self) -> str | TokenSource:
+        """REMOTE_QUEUE_TOKEN_SECRET's block, read per request (cached), else the variable."""
+        block = self.settings.remote_queue_token_secret
+        if block:
+            return self.secrets.source(block)
+        return self.settings.remote_queue_token.get_secret_value()
+
+    async def agent_token(self, token_ref: str | None) -> str | None:
+        """`secret-block:NAME` reads that Secret block (cached); other refs are AGENT_TOKENS
+        keys, and an unknown key means no token, as it always has."""
         if not token_ref:
             return None
+        block = secret_block_of(token_ref)
+        if block is not None:
+            return await self.secrets.get(block)
         secret = self.settings.agent_tokens.get(token_ref)
         return secret.get_secret_value() if secret else None
 
