@@ -54,6 +54,9 @@ class Runtime:
         self._agents: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AgentClients] = (
             weakref.WeakKeyDictionary()
         )
+        self._holds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
+            weakref.WeakKeyDictionary()
+        )
         self.worker_name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self.events: EventSink = PrefectEvents()
         self.secrets = SecretTokens(settings.secret_cache_seconds)
@@ -122,9 +125,20 @@ class Runtime:
         secret = self.settings.agent_tokens.get(token_ref)
         return secret.get_secret_value() if secret else None
 
-    async def aclose_clients(self) -> None:
-        """Close this loop's HTTP clients (end of a flow run)."""
+    def hold_clients(self) -> None:
+        """A flow run uses this loop's clients until its `aclose_clients()`. Runs sharing a
+        loop (started together in one process) must not close them under each other: the
+        last one to end closes them."""
         loop = asyncio.get_running_loop()
+        self._holds[loop] = self._holds.get(loop, 0) + 1
+
+    async def aclose_clients(self) -> None:
+        """Close this loop's HTTP clients (end of a flow run, or of a CLI command)."""
+        loop = asyncio.get_running_loop()
+        held = self._holds.pop(loop, 0)
+        if held > 1:
+            self._holds[loop] = held - 1
+            return
         for registry in (self._queues, self._agents):
             client = registry.pop(loop, None)
             if client is not None:
