@@ -19,6 +19,8 @@ from agent_dispatch.reporting.stats import ms, pct
 from agent_dispatch.reporting.store import Written
 from agent_dispatch.reporting.window import PeriodKind, Window
 
+# Every task keeps its result in memory (persist_result=False): frames of job and agent
+# history must not reach a result store where a worker sets PREFECT_RESULTS_PERSIST_BY_DEFAULT.
 LEADERBOARD_KEY = "agent-leaderboard"
 SUMMARY_KEY = "analytics-summary"
 
@@ -26,6 +28,7 @@ SUMMARY_KEY = "analytics-summary"
 @task(
     name="aggregate-agent-periods",
     cache_policy=NO_CACHE,
+    persist_result=False,
     task_run_name="aggregate-agent-periods {kind}",
 )
 def aggregate_agent_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
@@ -37,6 +40,7 @@ def aggregate_agent_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
 @task(
     name="aggregate-job-periods",
     cache_policy=NO_CACHE,
+    persist_result=False,
     task_run_name="aggregate-job-periods {kind}",
 )
 def aggregate_job_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
@@ -45,7 +49,12 @@ def aggregate_job_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
         return compute.job_periods(conn, kind, window)
 
 
-@task(name="write-period-tables", cache_policy=NO_CACHE, task_run_name="write-period-tables {kind}")
+@task(
+    name="write-period-tables",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    task_run_name="write-period-tables {kind}",
+)
 def write_period_tables(
     kind: PeriodKind, window: Window, agents: pd.DataFrame, jobs: pd.DataFrame, at: dt.datetime
 ) -> Written:
@@ -53,26 +62,26 @@ def write_period_tables(
     return store.replace_periods(get_runtime().engine, kind, window, agents, jobs, at)
 
 
-@task(name="compute-feedback", cache_policy=NO_CACHE)
+@task(name="compute-feedback", cache_policy=NO_CACHE, persist_result=False)
 def compute_feedback(now: dt.datetime, half_life_days: float) -> list[AgentFeedback]:
     """Time-decayed success rate and reputation per agent."""
     return feedback.compute(get_runtime().engine, now, dt.timedelta(days=half_life_days))
 
 
-@task(name="write-feedback", cache_policy=NO_CACHE)
+@task(name="write-feedback", cache_policy=NO_CACHE, persist_result=False)
 def write_feedback(scores: list[AgentFeedback]) -> int:
     """Store them on the agents, where ranking reads them."""
     return feedback.write(get_runtime().engine, scores)
 
 
-@task(name="window-overview", cache_policy=NO_CACHE)
+@task(name="window-overview", cache_policy=NO_CACHE, persist_result=False)
 def load_overview(window: Window) -> Overview:
     """Totals over the whole window: leaderboard, headline numbers, latency histogram."""
     with get_runtime().engine.connect() as conn:
         return compute.overview(conn, window)
 
 
-@task(name="read-timelines", cache_policy=NO_CACHE)
+@task(name="read-timelines", cache_policy=NO_CACHE, persist_result=False)
 def read_timelines(kind: PeriodKind, window: Window) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The all-categories rows just written, for the dashboard's time charts."""
     with get_runtime().engine.connect() as conn:
@@ -81,7 +90,7 @@ def read_timelines(kind: PeriodKind, window: Window) -> tuple[pd.DataFrame, pd.D
         )
 
 
-@task(name="publish-leaderboard", cache_policy=NO_CACHE)
+@task(name="publish-leaderboard", cache_policy=NO_CACHE, persist_result=False)
 def publish_leaderboard(rows: list[dict[str, Any]], window: Window) -> str:
     """Table artifact: one row per agent, best first."""
     table = [
@@ -109,14 +118,14 @@ def publish_leaderboard(rows: list[dict[str, Any]], window: Window) -> str:
     return LEADERBOARD_KEY
 
 
-@task(name="publish-summary", cache_policy=NO_CACHE)
+@task(name="publish-summary", cache_policy=NO_CACHE, persist_result=False)
 def publish_summary(markdown: str) -> str:
     """Markdown artifact: headline numbers, failures by kind, what was written where."""
     create_markdown_artifact(markdown=markdown, key=SUMMARY_KEY, description="Analytics summary")
     return SUMMARY_KEY
 
 
-@task(name="render-dashboard", cache_policy=NO_CACHE)
+@task(name="render-dashboard", cache_policy=NO_CACHE, persist_result=False)
 def render_dashboard(
     overview: Overview,
     timelines: tuple[pd.DataFrame, pd.DataFrame],
@@ -126,6 +135,6 @@ def render_dashboard(
     return dashboard.render(overview, timelines[0], timelines[1], kind, at)
 
 
-@task(name="write-dashboard", cache_policy=NO_CACHE)
+@task(name="write-dashboard", cache_policy=NO_CACHE, persist_result=False)
 def write_dashboard(out_dir: str, html: str) -> str:
     return str(dashboard.write(Path(out_dir), html))
