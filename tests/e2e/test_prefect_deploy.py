@@ -392,7 +392,9 @@ async def check_ui(
 
             # The typed parameters render as a form on the deployment's custom-run page.
             await page.goto(f"{stack.ui_url}/deployments/deployment/{adhoc.deployment_id}/run")
-            await page.wait_for_text(["DispatchParams", "Max Jobs", "Stop after taking this many"])
+            await page.wait_for_text(
+                ["Parameters of one dispatch run", "Max Jobs", "Stop after taking this many"]
+            )
 
             await page.goto(f"{stack.ui_url}/runs/flow-run/{adhoc.id}")
             await page.wait_for_text([adhoc.name, "Task Runs"])
@@ -416,7 +418,7 @@ async def check_ui(
 
             # The operator deployment's typed form, and its run under a readable name.
             await page.goto(f"{stack.ui_url}/deployments/deployment/{admin.deployment_id}/run")
-            await page.wait_for_text(["AgentAdminParams", "Token Secret", "Max Concurrency"])
+            await page.wait_for_text(["One change to the agent registry", "Token Secret"])
             shot = tmp / "agent-admin-form.png"
             await page.screenshot(shot)
             keep_artifact(shot)
