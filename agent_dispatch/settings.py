@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SQLITE_PATH = Path.home() / ".agent-dispatch" / "agent-dispatch.db"
@@ -17,6 +18,19 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+PolicyName = Literal["all-at-once", "hedge", "single"]
+StrategyName = Literal["first", "best-score", "quorum"]
+
+
+class CategoryRule(BaseModel):
+    """Per-category overrides of the dispatch policy and result strategy (unset: global)."""
+
+    policy: PolicyName | None = None
+    hedge_delay_ms: float | None = Field(default=None, ge=0)
+    strategy: StrategyName | None = None
+    quorum: int | None = Field(default=None, ge=2, le=10)
 
 
 class Settings(BaseSettings):
@@ -55,6 +69,37 @@ class Settings(BaseSettings):
     # agent's token_ref `secret-block:NAME` names a Prefect Secret block instead.
     agent_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     worker_name: str = Field(default="", description="Lease owner; empty: host:pid")
+
+    # Learned ranking (Thompson sampling over per-(agent, category) evidence).
+    ranking: Literal["learned", "classic"] = "learned"
+    ranking_explore: bool = Field(default=True, description="False: posterior mean, no sampling")
+    ranking_half_life_seconds: float = Field(default=3600.0, gt=0)
+    ranking_failure_cost_ms: int | None = Field(
+        default=None, ge=0, description="What a failed call costs in time; None: the agent timeout"
+    )
+    ranking_seed: int | None = Field(default=None, description="Fixed seed: repeatable picks")
+    # How agents are started and how the result is chosen (per-category rules override).
+    dispatch_policy: PolicyName = "all-at-once"
+    hedge_delay_ms: float | None = Field(
+        default=None, ge=0, description="Fixed hedge delay; None: the agent's own p95"
+    )
+    hedge_quantile: float = Field(default=0.95, gt=0, lt=1)
+    hedge_fallback_delay_ms: float = Field(default=2000.0, ge=0, description="p95 unknown yet")
+    hedge_min_success: float | None = Field(
+        default=None, gt=0, lt=1, description="Also start agents until P(one succeeds) >= this"
+    )
+    result_strategy: StrategyName = "first"
+    quorum_size: int = Field(default=2, ge=2, le=10)
+    quorum_max_agents: int = Field(default=5, ge=2, le=10, description="Escalation limit")
+    # e.g. DISPATCH_RULES='{"legal": {"policy": "hedge", "strategy": "quorum", "quorum": 3}}'
+    dispatch_rules: dict[str, CategoryRule] = Field(default_factory=dict)
+    # The HTTP API (`agent-dispatch serve`). Without API_TOKEN the API is open, and serve
+    # refuses to listen anywhere but loopback.
+    api_token: SecretStr = SecretStr("")
+    api_public_read: bool = Field(default=False, description="GETs need no token")
+    # The change log behind the live feed: rows kept, and how often SQLite is polled.
+    change_log_keep: int = Field(default=100_000, ge=100, description="Newest rows kept")
+    change_log_poll_seconds: float = Field(default=0.25, gt=0, le=5)
 
     @field_validator("database_url")
     @classmethod

@@ -1,12 +1,21 @@
-"""Analytics at scale: seconds and peak memory of the aggregation over 1M and 10M execution rows.
+"""Analytics at scale (B3): a full run and an incremental hourly run over 1M and 10M rows.
 
-    .venv/bin/python benchmarks/analytics_scale.py                 # 1M and 10M rows
-    .venv/bin/python benchmarks/analytics_scale.py --rows 200000   # or --quick (100k)
+    .venv/bin/python -m benchmarks.analytics_scale                  # 1M and 10M rows
+    .venv/bin/python -m benchmarks.analytics_scale --rows 200000    # or --quick (100k)
 
 For each size it creates its own database (ad_bench_<random>) on the PostgreSQL server, fills
 it server-side with INSERT ... SELECT generate_series (3 agent rows per job, 20 agents, 5
-categories, spread over 30 days), then runs the whole analytics computation over the full range
-in a fresh child process, so ru_maxrss is that run's peak alone, and drops the database.
+categories, spread over 30 days; secondary indexes are built after the load), then measures,
+each in a fresh child process so ru_maxrss is that run's peak alone:
+
+* full — what one analytics run computes over the whole range: hour and day tables for every
+  bucket, ranking feedback, window totals and the dashboard. It leaves the watermark a run
+  one hour before the newest row would have left.
+* incremental — the next hourly run: only the buckets touched since that watermark (the last
+  hours and the current day), feedback, the 48-hour dashboard.
+
+It checks that the incremental run left the tables exactly as a full recompute does, prints
+one table and drops the database.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -79,6 +89,11 @@ FROM generate_series(1, %(agents)s) i
 """
 
 
+# Plain secondary indexes and unique constraints are built once after the load: maintaining
+# them row by row costs more than the inserts themselves.
+DEFERRED = ("jobs", "job_distributions", "job_distribution_agents")
+
+
 def url_of(admin: str, name: str) -> str:
     return admin.rsplit("/", 1)[0] + "/" + name
 
@@ -93,22 +108,47 @@ def generate(url: str, rows: int, days: float, agents: int, cats: int) -> float:
     began = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = off")
+        conn.execute("SET maintenance_work_mem = '512MB'")
         # Bulk load: skip per-row foreign-key triggers (the generated keys are consistent).
         conn.execute("SET session_replication_role = replica")
+        rebuild = _drop_secondary(conn)
         for sql in (AGENTS_SQL, JOBS_SQL, DISTS_SQL, CALLS_SQL):
             conn.execute(sql, params)  # type: ignore[arg-type]
+        for statement in rebuild:
+            conn.execute(statement)  # type: ignore[arg-type]
         conn.execute("VACUUM ANALYZE")
     return time.perf_counter() - began
 
 
-def measure(url: str) -> dict[str, Any]:
-    """The analytics computation over the whole range (child process: run with --measure)."""
+def _drop_secondary(conn: psycopg.Connection[Any]) -> list[str]:
+    """Drop the non-primary indexes of the execution tables; returns how to rebuild them."""
+    rows = conn.execute(
+        """SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid),
+                  c.conname, pg_get_constraintdef(c.oid), t.relname
+           FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
+           LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.contype = 'u'
+           WHERE t.relname = ANY(%s) AND NOT i.indisprimary""",
+        [list(DEFERRED)],
+    ).fetchall()
+    rebuild = []
+    for index, definition, constraint, condef, table in rows:
+        if constraint:
+            conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{constraint}"')  # type: ignore[arg-type]
+            rebuild.append(f'ALTER TABLE {table} ADD CONSTRAINT "{constraint}" {condef}')
+        else:
+            conn.execute(f'DROP INDEX "{index}"')  # type: ignore[arg-type]
+            rebuild.append(definition)
+    return rebuild
+
+
+def measure(url: str, mode: str) -> dict[str, Any]:
+    """One analytics run in this (child) process: `full` or `incremental` (see the module)."""
     from sqlalchemy import func, select
 
     from agent_dispatch.db.engine import make_engine
     from agent_dispatch.db.models import JobDistributionAgent as A
-    from agent_dispatch.reporting import compute, dashboard, feedback, store
-    from agent_dispatch.reporting.window import KINDS, Window
+    from agent_dispatch.reporting import compute, dashboard, feedback, incremental, store
+    from agent_dispatch.reporting.window import Window, aligned
     from agent_dispatch.settings import normalize_database_url
 
     engine = make_engine(normalize_database_url(url))
@@ -122,33 +162,39 @@ def measure(url: str) -> dict[str, Any]:
 
     with engine.connect() as conn:
         low, high = conn.execute(select(func.min(A.finished_at), func.max(A.finished_at))).one()
-    window = Window(low, high + dt.timedelta(seconds=1))
-    now = dt.datetime.now(dt.UTC)
-    written = 0
-    for kind in KINDS:
-        t = time.perf_counter()
-        with engine.connect() as conn:
-            agents = compute.agent_periods(conn, kind, window)
-        step(f"agents/{kind}", t)
-        t = time.perf_counter()
-        with engine.connect() as conn:
-            jobs = compute.job_periods(conn, kind, window)
-        step(f"jobs/{kind}", t)
-        t = time.perf_counter()
-        w = store.replace_periods(engine, kind, window, agents, jobs, now)
-        written += w.agent_rows + w.job_rows
-        step(f"write/{kind}", t)
+    now = high + dt.timedelta(seconds=1)
     t = time.perf_counter()
-    scores = feedback.compute(engine, high, dt.timedelta(days=7))
-    feedback.write(engine, scores)
+    if mode == "full":
+        shown = Window(low, now)
+        plan = incremental.explicit(shown)
+        # The watermark a run one hour before the newest row would have left behind.
+        mark = store.Mark(now - dt.timedelta(hours=1), 0)
+    else:
+        shown = Window(now - incremental.DEFAULT_LOOKBACK, now)
+        plan = incremental.incremental(engine, now)
+        mark = store.Mark(now, 0)
+    with engine.connect() as conn:
+        periods, done = compute.periods(conn, plan.windows)
+    step("aggregate", t)
+    t = time.perf_counter()
+    written = source = 0
+    for part in periods:
+        w = store.replace_periods(engine, part.kind, part.window, part.agents, part.jobs, now,
+                                  store.Mark(mark.watermark, part.source_rows))  # fmt: skip
+        written += w.agent_rows + w.job_rows
+        source = max(source, part.source_rows)
+    step("write", t)
+    t = time.perf_counter()
+    feedback.write(engine, feedback.compute(engine, now, dt.timedelta(days=7)))
     step("feedback", t)
     t = time.perf_counter()
-    kind = dashboard.granularity(window)
+    kind = dashboard.granularity(shown)
+    shown = aligned(shown, kind)
     with engine.connect() as conn:
-        overview = compute.overview(conn, window)
+        overview = compute.overview(conn, shown, done)
         timelines = (
-            store.read_agent_periods(conn, kind, window),
-            store.read_job_periods(conn, kind, window),
+            store.read_agent_periods(conn, kind, shown),
+            store.read_job_periods(conn, kind, shown),
         )
     html = dashboard.render(overview, *timelines, kind, now)
     step("overview+dashboard", t)
@@ -156,7 +202,8 @@ def measure(url: str) -> dict[str, Any]:
     _, traced_peak = tracemalloc.get_traced_memory()
     engine.dispose()
     return {
-        "seconds": round(seconds, 2), "steps": steps, "report_rows": written,
+        "mode": mode, "seconds": round(seconds, 2), "steps": steps, "report_rows": written,
+        "rows_read": source, "buckets": {k: w.label() for k, w in plan.windows.items()},
         "dashboard_kb": len(html) // 1024,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "baseline_rss_mb": round(baseline / 1024, 1),
@@ -164,7 +211,52 @@ def measure(url: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run_one(admin: str, rows: int, days: float, agents: int, cats: int) -> dict[str, Any]:
+def report_tables(url: str) -> list[list[tuple[Any, ...]]]:
+    """Both report tables, sorted, without ids and write times (to compare two runs)."""
+    out = []
+    with psycopg.connect(url) as conn:
+        for table in ("report_agent_period", "report_job_period"):
+            cols = [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                "AND column_name NOT IN ('id', 'computed_at') ORDER BY ordinal_position",
+                [table]).fetchall()]  # fmt: skip
+            keys = [c for c in ("period_kind", "period_start", "agent_name", "category")
+                    if c in cols]  # fmt: skip
+            query = f"SELECT {', '.join(cols)} FROM {table} ORDER BY {', '.join(keys)}"
+            out.append(conn.execute(query).fetchall())  # type: ignore[arg-type]
+    return out
+
+
+def differences(a: list[list[tuple[Any, ...]]], b: list[list[tuple[Any, ...]]]) -> list[str]:
+    """Rows that differ (floats compared to 1e-9 relative: sums may differ in the last bit
+    with the order the rows were added in)."""
+
+    def same(x: Any, y: Any) -> bool:
+        if isinstance(x, float) and isinstance(y, float):
+            return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+        return bool(x == y)
+
+    out = []
+    for rows_a, rows_b in zip(a, b, strict=True):
+        if len(rows_a) != len(rows_b):
+            out.append(f"{len(rows_a)} rows vs {len(rows_b)}")
+            continue
+        for ra, rb in zip(rows_a, rows_b, strict=True):
+            if not all(same(x, y) for x, y in zip(ra, rb, strict=True)):
+                out.append(f"{ra} vs {rb}")
+    return out
+
+
+def child(url: str, mode: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.analytics_scale", "--measure", url, "--mode", mode]
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{mode} run failed:\n{proc.stderr}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_one(admin: str, rows: int, days: float, agents: int, cats: int) -> list[dict[str, Any]]:
     from sqlalchemy import create_engine
 
     from agent_dispatch.db.migrate import upgrade
@@ -179,18 +271,38 @@ def run_one(admin: str, rows: int, days: float, agents: int, cats: int) -> dict[
         upgrade(engine)
         engine.dispose()
         gen = generate(url, rows, days, agents, cats)
-        print(f"  {rows:,} rows generated in {gen:.1f} s; aggregating ...", flush=True)
-        child = subprocess.run([sys.executable, __file__, "--measure", url],
-                               capture_output=True, text=True, check=True)  # fmt: skip
-        result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-        result.update(rows=rows, generate_seconds=round(gen, 1))
-        return result
+        print(f"  {rows:,} rows generated in {gen:.1f} s; full run ...", flush=True)
+        full = child(url, "full")
+        expected = report_tables(url)
+        print("  incremental run ...", flush=True)
+        step = child(url, "incremental")
+        # The incremental run must leave the tables exactly as the full run computed them
+        # (no new rows arrived in between: same data, same numbers).
+        diff = differences(expected, report_tables(url))
+        for r in (full, step):
+            r.update(rows=rows, generate_seconds=round(gen, 1), same_as_full=not diff)
+        if diff:
+            raise AssertionError(f"the incremental run changed {len(diff)} rows: {diff[:3]}")
+        return [full, step]
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
-def main() -> None:
+def table(results: list[dict[str, Any]]) -> str:
+    head = (f"{'rows':>12} {'run':<12} {'rows read':>11} {'seconds':>8} {'peak RSS MB':>12} "
+            f"{'after imports MB':>17} {'tracemalloc MB':>15} {'report rows':>12}")  # fmt: skip
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(
+            f"{r['rows']:>12,} {r['mode']:<12} {r['rows_read']:>11,} {r['seconds']:>8.2f} "
+            f"{r['peak_rss_mb']:>12.1f} {r['baseline_rss_mb']:>17.1f} "
+            f"{r['tracemalloc_peak_mb']:>15.1f} {r['report_rows']:>12,}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rows", default="1000000,10000000", help="comma-separated sizes")
     p.add_argument("--quick", action="store_true", help="one small run (100k rows)")
@@ -199,24 +311,23 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=20)
     p.add_argument("--categories", type=int, default=5)
     p.add_argument("--measure", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    p.add_argument(
+        "--mode", default="full", choices=("full", "incremental"), help=argparse.SUPPRESS
+    )
+    args = p.parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(args.measure)))
-        return
+        print(json.dumps(measure(args.measure, args.mode)))
+        return []
     sizes = [100_000] if args.quick else [int(s.replace("_", "")) for s in args.rows.split(",")]
     results = []
     for rows in sizes:
         print(f"{rows:,} execution rows:", flush=True)
-        results.append(run_one(args.admin_url, rows, args.days, args.agents, args.categories))
-    head = f"{'rows':>12} {'seconds':>8} {'rows/s':>12} {'peak RSS MB':>12} " \
-           f"{'baseline MB':>12} {'tracemalloc MB':>15} {'report rows':>12}"  # fmt: skip
-    print("\n" + head + "\n" + "-" * len(head))
+        results += run_one(args.admin_url, rows, args.days, args.agents, args.categories)
+    print("\n" + table(results))
     for r in results:
-        print(f"{r['rows']:>12,} {r['seconds']:>8.1f} {r['rows'] / r['seconds']:>12,.0f} "
-              f"{r['peak_rss_mb']:>12.1f} {r['baseline_rss_mb']:>12.1f} "
-              f"{r['tracemalloc_peak_mb']:>15.1f} {r['report_rows']:>12,}")  # fmt: skip
-    for r in results:
-        print(f"\n{r['rows']:,} rows, seconds per step: {r['steps']}")
+        print(f"\n{r['rows']:,} rows, {r['mode']}: buckets {r['buckets']}; seconds per step "
+              f"{r['steps']}; tables equal to the full run: {r['same_as_full']}")  # fmt: skip
+    return results
 
 
 if __name__ == "__main__":

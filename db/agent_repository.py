@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from agent_dispatch.db.models import Agent, JobDistributionAgent
+from agent_dispatch.db.models import Agent, AgentCategoryStats, JobDistributionAgent
 from agent_dispatch.domain.breaker import Circuit
 from agent_dispatch.domain.model import AgentProfile, AgentStats
+from agent_dispatch.domain.posterior import Evidence
 from agent_dispatch.domain.statuses import AGENT_OPEN
 
 
@@ -32,6 +33,18 @@ def stats_of(agent: Agent) -> AgentStats:
         reputation=agent.reputation,
         avg_latency_ms=agent.avg_latency_ms,
         recent_success_rate=agent.success_rate,
+    )
+
+
+def evidence_of(row: AgentCategoryStats) -> Evidence:
+    return Evidence(
+        row.successes,
+        row.failures,
+        row.censored,
+        row.lat_n,
+        row.log_sum,
+        row.log_sq,
+        row.updated_at.timestamp() if row.updated_at else None,
     )
 
 
@@ -123,6 +136,26 @@ class AgentRepository:
         )
         agent.avg_latency_ms = stats.avg_latency_ms
         agent.last_run_at = now
+
+    def evidence(self, category: str, agent_ids: Iterable[str]) -> dict[str, Evidence]:
+        """What ranking learned about these agents in this category (absent: nothing yet)."""
+        stmt = select(AgentCategoryStats).where(
+            AgentCategoryStats.category == category,
+            AgentCategoryStats.agent_id.in_(builtins.list(agent_ids)),
+        )
+        return {row.agent_id: evidence_of(row) for row in self.session.scalars(stmt)}
+
+    def save_evidence(self, agent_id: str, category: str, ev: Evidence) -> None:
+        """Store one agent's evidence; callers hold the agent's row lock (see `lock`)."""
+        row = self.session.get(AgentCategoryStats, (agent_id, category))
+        if row is None:
+            row = AgentCategoryStats(agent_id=agent_id, category=category)
+            self.session.add(row)
+        row.successes, row.failures, row.censored = ev.successes, ev.failures, ev.censored
+        row.lat_n, row.log_sum, row.log_sq = ev.lat_n, ev.log_sum, ev.log_sq
+        row.updated_at = (
+            dt.datetime.fromtimestamp(ev.updated_at, dt.UTC) if ev.updated_at is not None else None
+        )
 
     def record_health(
         self, agent: Agent, healthy: bool, detail: str | None, now: dt.datetime

@@ -11,6 +11,7 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.agent_repository import AgentRepository
+from agent_dispatch.db.change_log import record_agent
 from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
 from agent_dispatch.domain.breaker import Circuit, CircuitState
 from agent_dispatch.domain.lease import Lease, LeaseLost
@@ -108,6 +109,18 @@ class DistributionRepository:
             )
             self.session.add(row)
             self.session.flush()
+            record_agent(
+                self.session,
+                job.id,
+                job.queue_task_id,
+                agent.id,
+                agent.name,
+                AgentRunStatus.ASSIGNED.value,
+                distributionId=record.id,
+                attempt=record.attempt,
+                rank=row.rank,
+                flowRunId=flow_run_id,
+            )
             assignments.append(
                 Assignment(
                     row.id,
@@ -130,8 +143,20 @@ class DistributionRepository:
         **fields: Any,
     ) -> AgentRunStatus:
         """Move one agent row; with a lease, only while that lease still holds (fencing)."""
-        current = self.session.scalars(
-            select(JobDistributionAgent.status).where(JobDistributionAgent.id == row_id)
+        current, agent_id, agent_name, job_id, queue_task_id = self.session.execute(
+            select(
+                JobDistributionAgent.status,
+                JobDistributionAgent.agent_id,
+                JobDistributionAgent.agent_name,
+                Job.id,
+                Job.queue_task_id,
+            )
+            .join(
+                JobDistributionRecord,
+                JobDistributionAgent.distribution_id == JobDistributionRecord.id,
+            )
+            .join(Job, JobDistributionRecord.job_id == Job.id)
+            .where(JobDistributionAgent.id == row_id)
         ).one()
         check_agent_move(current, target)
         cond = [JobDistributionAgent.id == row_id, JobDistributionAgent.status == current]
@@ -144,6 +169,17 @@ class DistributionRepository:
             if lease is not None and not self._holds(lease):
                 raise LeaseLost(lease.job_id)
             raise IllegalTransition("agent", current, target)
+        record_agent(
+            self.session,
+            job_id,
+            queue_task_id,
+            agent_id,
+            agent_name,
+            target.value,
+            error=fields.get("error"),
+            failureKind=fields.get("failure_kind"),
+            latencyMs=fields.get("latency_ms"),
+        )
         return AgentRunStatus(current)
 
     def _holds(self, lease: Lease) -> bool:
@@ -187,7 +223,19 @@ class DistributionRepository:
         record = self.session.get(JobDistributionRecord, distribution_id)
         if record is None:
             return
+        qid = self.session.scalars(select(Job.queue_task_id).where(Job.id == lease.job_id)).one()
         for row in record.agents:
+            # Its ASSIGNED went out on the feed: say it is over, or watchers wait forever.
+            record_agent(
+                self.session,
+                lease.job_id,
+                qid,
+                row.agent_id,
+                row.agent_name,
+                AgentRunStatus.CANCELLED.value,
+                error="assignment undone before the call started",
+                discarded=True,
+            )
             self.session.delete(row)
         self.session.delete(record)
         self.session.execute(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -37,8 +37,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(
+    engine: Engine, change_log_keep: int | None = None
+) -> sessionmaker[Session]:
+    # Each session carries how many change-log rows to keep (read when the log is pruned).
+    info = {} if change_log_keep is None else {"change_log_keep": change_log_keep}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+def ping(engine: Engine) -> None:
+    """Raise unless the database answers."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def _begin_immediate(conn: Any) -> None:

@@ -11,9 +11,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from agent_dispatch.db.change_log import record_job
 from agent_dispatch.db.models import Job, QueueRejection, new_id, on_queue
 from agent_dispatch.domain.lease import Lease, LeaseLost
-from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.model import JobSpec, ResultStrategy
 from agent_dispatch.domain.statuses import (
     JOB_ACTIVE,
     IllegalTransition,
@@ -38,6 +39,7 @@ def spec_of(job: Job) -> JobSpec:
         workflow=job.workflow,
         parent_job_id=job.parent_job_id,
         step_id=job.step_id,
+        result_strategy=ResultStrategy.from_dict(job.result_strategy),
     )
 
 
@@ -71,6 +73,7 @@ class JobRepository:
             "timeout_ms": spec.timeout_ms,
             "expires_at": spec.expires_at,
             "workflow": spec.workflow,
+            "result_strategy": spec.result_strategy.as_dict() if spec.result_strategy else None,
             "status": JobStatus.OPEN.value,
             "attempts": 0,
             "queue_status": JobStatus.OPEN.value,
@@ -78,8 +81,16 @@ class JobRepository:
         }
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = insert(Job).values(**values).on_conflict_do_nothing(index_elements=["queue_task_id"])
-        self.session.execute(stmt)
+        stmt = (
+            insert(Job)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["queue_task_id"])
+            .returning(Job.id)
+        )
+        inserted = self.session.scalars(stmt).one_or_none()  # None: delivered before
+        if inserted is not None:
+            record_job(self.session, inserted, spec.queue_task_id, JobStatus.OPEN.value, {})
+            return inserted
         job_id = self.session.scalars(
             select(Job.id).where(Job.queue_task_id == spec.queue_task_id)
         ).one()
@@ -221,11 +232,11 @@ class JobRepository:
     ) -> JobStatus:
         """Move a leased job to `target`; refuses illegal moves and writes by a lost lease."""
         found = self.session.execute(
-            select(Job.status, Job.parent_job_id).where(self._fenced(lease))
+            select(Job.status, Job.parent_job_id, Job.queue_task_id).where(self._fenced(lease))
         ).one_or_none()
         if found is None:
             raise LeaseLost(lease.job_id)
-        current = found.status
+        current, queue_task_id = found.status, found.queue_task_id
         check_job_move(current, target, step=found.parent_job_id is not None)
         values = self._status_values(target, now, fields)
         if target.terminal:
@@ -235,6 +246,7 @@ class JobRepository:
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
+        record_job(self.session, lease.job_id, queue_task_id, target.value, fields)
         return JobStatus(current)
 
     def transition_unleased(
@@ -242,11 +254,13 @@ class JobRepository:
     ) -> JobStatus:
         """Operator or sweep move: revokes any lease, so the worker holding it stops writing."""
         found = self.session.execute(
-            select(Job.status, Job.parent_job_id).where(Job.id == job_id).with_for_update()
+            select(Job.status, Job.parent_job_id, Job.queue_task_id)
+            .where(Job.id == job_id)
+            .with_for_update()
         ).one_or_none()
         if found is None:
             raise KeyError(job_id)
-        current = found.status
+        current, queue_task_id = found.status, found.queue_task_id
         check_job_move(current, target, step=found.parent_job_id is not None)
         values = self._status_values(target, now, fields)
         values.update(lease_token=None, lease_owner=None, lease_expires_at=None)
@@ -255,6 +269,7 @@ class JobRepository:
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise IllegalTransition("job", current, target)
+        record_job(self.session, job_id, queue_task_id, target.value, fields)
         return JobStatus(current)
 
     @staticmethod

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -114,6 +115,8 @@ class Job(Base):
     max_agents: Mapped[int | None] = mapped_column(Integer)
     timeout_ms: Mapped[int | None] = mapped_column(Integer)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The task's resultStrategy as the queue sent it ({"type": ..., "quorum": k}), or NULL.
+    result_strategy: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc, nullable=True)
     status: Mapped[str] = mapped_column(String(20), default=JobStatus.OPEN.value)
     selected_agent_id: Mapped[str | None] = mapped_column(
         ForeignKey("agents.id", ondelete="SET NULL")
@@ -215,6 +218,28 @@ class JobDistributionAgent(Base):
     distribution: Mapped[JobDistributionRecord] = relationship(back_populates="agents")
 
 
+class AgentCategoryStats(Base):
+    """What ranking has learned about one agent in one category: decayed evidence sums.
+
+    Updated in the same transaction that finishes a job (under the agent's row lock), read
+    by planning and by the race (hedge delays); see domain.posterior.Evidence.
+    """
+
+    __tablename__ = "agent_category_stats"
+
+    agent_id: Mapped[str] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
+    )
+    category: Mapped[str] = mapped_column(String(100), primary_key=True)
+    successes: Mapped[float] = mapped_column(Float, default=0.0)
+    failures: Mapped[float] = mapped_column(Float, default=0.0)
+    censored: Mapped[float] = mapped_column(Float, default=0.0)
+    lat_n: Mapped[float] = mapped_column(Float, default=0.0)
+    log_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    log_sq: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
 class QueueRejection(Base):
     """A queue item refused at intake (bad shape), kept so nothing vanishes silently."""
 
@@ -225,3 +250,25 @@ class QueueRejection(Base):
     reason: Mapped[str] = mapped_column(Text)
     reported: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ChangeLogEntry(Base):
+    """One job or agent status change, written in the transaction that made it (the live
+    feed's source of truth: `GET /api/ws?after=<id>` replays from here). Bounded: old rows
+    are pruned (db/change_log.py). No foreign keys: an entry outlives a removed agent."""
+
+    __tablename__ = "change_log"
+    __table_args__ = (CheckConstraint("kind IN ('job', 'agent')", name="kind"),)
+
+    # BIGINT on PostgreSQL; SQLite's rowid alias must be spelled INTEGER to autoincrement.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(10))
+    job_id: Mapped[str] = mapped_column(String(36))
+    queue_task_id: Mapped[str] = mapped_column(String(128))
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    agent_name: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict)

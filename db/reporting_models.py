@@ -97,5 +97,35 @@ class ReportJobPeriod(Base):
     computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ReportWatermark(Base):
+    """Where the incremental analytics runs stand, one row per period kind.
+
+    Every call and job that ended before `watermark` is counted in the table of that kind
+    (up to the settle margin the next run re-reads). An incremental run recomputes only the
+    buckets from the one holding `watermark - settle` to now, and moves the watermark in the
+    same transaction as it replaces those buckets. Runs over an explicit period replace their
+    buckets and leave the watermark alone (they may extend `covered_since`).
+
+    `covered_since`: the buckets from there up to the watermark are complete, because every
+    run since started at or before the watermark of the one before. Ranking feedback reads
+    the hour rows instead of the execution rows once they cover its whole horizon.
+    """
+
+    __tablename__ = "report_watermark"
+    __table_args__ = (CheckConstraint(_KIND_CHECK, name="period_kind"),)
+
+    period_kind: Mapped[str] = mapped_column(String(4), primary_key=True)
+    watermark: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    covered_since: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The buckets the last incremental run replaced, and what it wrote and read.
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    buckets: Mapped[int] = mapped_column(Integer)
+    agent_rows: Mapped[int] = mapped_column(Integer)
+    job_rows: Mapped[int] = mapped_column(Integer)
+    source_rows: Mapped[int] = mapped_column(Integer)  # calls + jobs aggregated
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 # Job buckets are chosen by finished_at; without an index every analytics run scans all jobs.
 Index("ix_jobs_finished_at", Job.finished_at)

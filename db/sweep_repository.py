@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
+from agent_dispatch.db.change_log import record_agent
 from agent_dispatch.db.job_repository import JobRepository
 from agent_dispatch.db.models import (
     Agent,
@@ -135,6 +136,17 @@ class SweepRepository:
                 )
                 .values(status=target.value, failure_kind=kind.value, finished_at=now, error=reason)
             )
+            if job is not None:
+                record_agent(
+                    self.session,
+                    job.id,
+                    job.queue_task_id,
+                    row.agent_id,
+                    row.agent_name,
+                    target.value,
+                    error=reason,
+                    failureKind=kind.value,
+                )
             agent = self.session.get(Agent, row.agent_id) if row.agent_id else None
             if working and agent is not None:
                 calls.append(

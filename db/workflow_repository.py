@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from agent_dispatch.db.change_log import record_job
 from agent_dispatch.db.job_repository import JobRepository
 from agent_dispatch.db.models import Job, new_id
 from agent_dispatch.db.workflow_models import Workflow, WorkflowRun
@@ -156,6 +157,8 @@ class WorkflowRepository:
         )
         self.session.add(job)
         self.session.flush()
+        # The live feed sees each step appear, as it sees a queue task arrive.
+        record_job(self.session, job.id, job.queue_task_id, job.status, {"error": skipped_because})
         if skipped:
             return None
         return JobRepository(self.session).grant_leases([job.id], parent.owner, lease_seconds, now)[

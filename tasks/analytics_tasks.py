@@ -12,9 +12,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from agent_dispatch.bootstrap import get_runtime
-from agent_dispatch.reporting import compute, dashboard, feedback, store
-from agent_dispatch.reporting.compute import Overview
+from agent_dispatch.reporting import compute, dashboard, feedback, incremental, store
+from agent_dispatch.reporting.compute import Overview, Pass, Periods
 from agent_dispatch.reporting.feedback import AgentFeedback
+from agent_dispatch.reporting.incremental import Plan
 from agent_dispatch.reporting.stats import ms, pct
 from agent_dispatch.reporting.store import Written
 from agent_dispatch.reporting.window import PeriodKind, Window
@@ -25,41 +26,34 @@ LEADERBOARD_KEY = "agent-leaderboard"
 SUMMARY_KEY = "analytics-summary"
 
 
-@task(
-    name="aggregate-agent-periods",
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    task_run_name="aggregate-agent-periods {kind}",
-)
-def aggregate_agent_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
-    """Per agent, category and bucket: outcomes, rates, latency percentiles (SQL-side)."""
-    with get_runtime().engine.connect() as conn:
-        return compute.agent_periods(conn, kind, window)
+@task(name="plan-analytics-run", cache_policy=NO_CACHE, persist_result=False)
+def plan_run(window: Window | None, now: dt.datetime, settle_minutes: float) -> Plan:
+    """The buckets to recompute: an explicit period, or what changed since the watermarks."""
+    if window is not None:
+        return incremental.explicit(window)
+    settle = dt.timedelta(minutes=settle_minutes)
+    return incremental.incremental(get_runtime().engine, now, settle=settle)
 
 
-@task(
-    name="aggregate-job-periods",
-    cache_policy=NO_CACHE,
-    persist_result=False,
-    task_run_name="aggregate-job-periods {kind}",
-)
-def aggregate_job_periods(kind: PeriodKind, window: Window) -> pd.DataFrame:
-    """Per category and bucket: job outcomes, time to first result, end-to-end time."""
+@task(name="aggregate-periods", cache_policy=NO_CACHE, persist_result=False)
+def aggregate_periods(plan: Plan) -> tuple[list[Periods], Pass | None]:
+    """Per agent/category and per category, per hour and day bucket (one pass on PostgreSQL)."""
     with get_runtime().engine.connect() as conn:
-        return compute.job_periods(conn, kind, window)
+        return compute.periods(conn, plan.windows)
 
 
 @task(
     name="write-period-tables",
     cache_policy=NO_CACHE,
     persist_result=False,
-    task_run_name="write-period-tables {kind}",
+    task_run_name="write-period-tables {periods.kind}",
 )
-def write_period_tables(
-    kind: PeriodKind, window: Window, agents: pd.DataFrame, jobs: pd.DataFrame, at: dt.datetime
-) -> Written:
+def write_period_tables(periods: Periods, at: dt.datetime, incremental_run: bool) -> Written:
     """Replace the buckets' rows in report_agent_period and report_job_period."""
-    return store.replace_periods(get_runtime().engine, kind, window, agents, jobs, at)
+    mark = store.Mark(at, periods.source_rows) if incremental_run else None
+    return store.replace_periods(
+        get_runtime().engine, periods.kind, periods.window, periods.agents, periods.jobs, at, mark
+    )
 
 
 @task(name="compute-feedback", cache_policy=NO_CACHE, persist_result=False)
@@ -75,10 +69,10 @@ def write_feedback(scores: list[AgentFeedback]) -> int:
 
 
 @task(name="window-overview", cache_policy=NO_CACHE, persist_result=False)
-def load_overview(window: Window) -> Overview:
+def load_overview(window: Window, done: Pass | None = None) -> Overview:
     """Totals over the whole window: leaderboard, headline numbers, latency histogram."""
     with get_runtime().engine.connect() as conn:
-        return compute.overview(conn, window)
+        return compute.overview(conn, window, done)
 
 
 @task(name="read-timelines", cache_policy=NO_CACHE, persist_result=False)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from agent_dispatch.settings import Settings
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
 from tests.support.postgres import DatabaseFactory, admin_url
 
 if TYPE_CHECKING:  # the bootstrap imports Prefect: seconds that service and unit tests skip
@@ -42,6 +44,25 @@ def database_url(pg_factory: DatabaseFactory) -> Iterator[str]:
     finally:
         set_runtime(None)
         pg_factory.drop(url)
+
+
+QUEUE_TOKEN = "loopback-queue-token"  # the token every loopback queue of the tests demands
+
+
+@pytest.fixture
+def queue() -> Iterator[SimulatedQueue]:
+    """The remote queue of the contract, served on loopback (real HTTP)."""
+    q = SimulatedQueue(QUEUE_TOKEN)
+    with q.serve():
+        yield q
+
+
+@pytest.fixture
+def farm() -> Iterator[AgentFarm]:
+    """http-json agents of the contract, served on loopback; add them with `farm.add`."""
+    f = AgentFarm()
+    with f.serve():
+        yield f
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

@@ -44,7 +44,9 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.engine: Engine = make_engine(settings.effective_database_url)
-        self.session_factory: sessionmaker[Session] = make_session_factory(self.engine)
+        self.session_factory: sessionmaker[Session] = make_session_factory(
+            self.engine, settings.change_log_keep
+        )
         self._queue_transport = queue_transport
         self._agent_transport = agent_transport
         # httpx async clients belong to one event loop; the CLI, tests and Prefect may use several.

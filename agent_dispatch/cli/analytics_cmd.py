@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=positive_number,
         default=None,
         metavar="N",
-        help="look back N hours (default 48)",
+        help="recompute the last N hours (default: only what is new since the last run)",
     )
     p.add_argument(
         "--half-life-days",
@@ -102,7 +102,7 @@ def cmd_analytics(args: argparse.Namespace) -> int:
     upgrade(rt.engine)  # the reporting tables come with a migration
     params = AnalyticsParams(
         since=args.since,
-        lookback_hours=args.hours or 48,
+        lookback_hours=args.hours,  # neither --since nor --hours: incremental
         out_dir=str(args.out.resolve()) if args.out is not None else None,
         half_life_days=args.half_life_days,
     )

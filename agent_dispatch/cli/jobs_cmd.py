@@ -68,6 +68,7 @@ def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
         data["payload"] = job.payload
         data["result"] = job.result
         data["expiresAt"] = job.expires_at
+        data["resultStrategy"] = job.result_strategy
         data["distributions"] = [
             {
                 "id": d.id,
@@ -89,6 +90,7 @@ def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
                         "startedAt": r.started_at,
                         "finishedAt": r.finished_at,
                         "latencyMs": r.latency_ms,
+                        "score": r.score,
                         "failureKind": r.failure_kind,
                         "error": r.error,
                         "idempotencyKey": r.idempotency_key,
@@ -179,13 +181,16 @@ def cmd_show(args: argparse.Namespace) -> int:
                 r["status"] + (" (winner)" if r["won"] else ""),
                 str(r["attempts"]),
                 f"{r['latencyMs']:.0f}" if r["latencyMs"] is not None else "-",
+                f"{r['score']:.2f}" if r["score"] is not None else "-",
                 (r["error"] or "")[:70],
             ]
             for r in d["agents"]
         ]
         print(
             "    "
-            + table(rows, ["AGENT", "STATUS", "TRIES", "MS", "ERROR"]).replace("\n", "\n    ")
+            + table(rows, ["AGENT", "STATUS", "TRIES", "MS", "SCORE", "ERROR"]).replace(
+                "\n", "\n    "
+            )
         )
         print("    why:")
         for dec in d["decisions"]:
@@ -193,7 +198,30 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "chosen  " if dec["chosen"] else "excluded" if not dec["eligible"] else "ranked  "
             )
             print(f"      {mark} {dec['agent_name']}: {dec['reason']}")
+        scored = [dec for dec in d["decisions"] if dec["chosen"] and "expected_ms" in dec]
+        if scored:
+            print("    scores (learned ranking):")
+            print("      " + _scores_table(scored, d["agents"]).replace("\n", "\n      "))
     return 0
+
+
+def _scores_table(decisions: list[dict[str, Any]], agents: list[dict[str, Any]]) -> str:
+    """Each chosen agent's score, its 90% interval, exploration, and whether it was called."""
+    called = {r["agent"]: r["startedAt"] is not None for r in agents}
+    rows = [
+        [
+            dec["agent_name"],
+            str(dec["rank"]),
+            f"{dec['score']:.2f}",
+            f"[{dec['low']:.2f}, {dec['high']:.2f}]",
+            f"{dec['expected_ms'] / 1000:.2f}",
+            "yes" if dec["exploration"] else "no",
+            "yes" if called.get(dec["agent_name"]) else "no",
+        ]
+        for dec in decisions
+    ]
+    head = ["AGENT", "RANK", "SUCCESS", "90% INTERVAL", "EXPECTED S", "EXPLORATION", "CALLED"]
+    return table(rows, head)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

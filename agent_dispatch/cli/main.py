@@ -17,6 +17,7 @@ from agent_dispatch.cli import (
     jobs_cmd,
     ops_cmd,
     run_cmd,
+    serve_cmd,
     workflows_cmd,
 )
 from agent_dispatch.cli.base import CLIError, Parser
@@ -26,6 +27,7 @@ COMMANDS = [
     db_cmd,
     agents_cmd,
     run_cmd,
+    serve_cmd,
     jobs_cmd,
     workflows_cmd,
     ops_cmd,

@@ -19,7 +19,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from agent_dispatch.clients.errors import one_line
-from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.domain.model import JobSpec, ResultStrategy, StrategyKind
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.domain.storable import json_problem, storable_text, text_problem
 
@@ -62,6 +62,16 @@ class WireModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
+class ResultStrategyWire(WireModel):
+    """The task's optional resultStrategy: {type: first|best-score|quorum, quorum: k}."""
+
+    type: Literal["first", "best-score", "quorum"]
+    quorum: int | None = Field(None, ge=2, le=10)
+
+    def to_domain(self) -> ResultStrategy:
+        return ResultStrategy(StrategyKind(self.type), self.quorum or 2)
+
+
 class QueueTask(WireModel):
     """One task as the remote queue lists it."""
 
@@ -76,6 +86,7 @@ class QueueTask(WireModel):
     timeout_ms: int | None = Field(None, ge=100, le=MAX_STORED_INT)
     expires_at: UtcDatetime | None = None
     workflow: str | None = Field(None, min_length=1, max_length=100)  # a registered workflow
+    result_strategy: ResultStrategyWire | None = None
     # A plain string: a status this version does not know must not reject the task.
     status: str
     created_at: UtcDatetime
@@ -119,6 +130,7 @@ class QueueTask(WireModel):
             timeout_ms=self.timeout_ms,
             expires_at=self.expires_at,
             workflow=self.workflow,
+            result_strategy=self.result_strategy.to_domain() if self.result_strategy else None,
         )
 
 

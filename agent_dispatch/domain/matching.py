@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import random
+from collections.abc import Iterable, Mapping
 
 from agent_dispatch.domain.breaker import CircuitState
 from agent_dispatch.domain.model import AgentProfile, JobSpec
-from agent_dispatch.domain.ranking import rank_score
+from agent_dispatch.domain.posterior import Evidence, Prior
+from agent_dispatch.domain.ranking import rank_score, smoothed_success_rate
+from agent_dispatch.domain.thompson import Candidate, rank_candidates
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -21,9 +24,19 @@ class Decision:
     reason: str
     score: float | None = None
     rank: int | None = None
+    # Learned ranking only: the success interval, expected time and whether sampling
+    # (not the posterior mean) put the agent this high.
+    low: float | None = None
+    high: float | None = None
+    expected_ms: float | None = None
+    exploration: bool = False
 
     def as_dict(self) -> dict[str, object]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.expected_ms is None:  # a classic decision keeps its original shape
+            for key in ("low", "high", "expected_ms", "exploration"):
+                del data[key]
+        return data
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,20 +86,29 @@ def _latency(agent: AgentProfile) -> float:
     return float("inf") if known is None else known
 
 
-def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResult:
-    """Filter eligible agents, rank them best first and keep the top `limit`."""
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    eligible: list[tuple[float, AgentProfile]] = []
-    decisions: list[Decision] = []
+def _split(
+    job: JobSpec, agents: Iterable[AgentProfile]
+) -> tuple[list[AgentProfile], list[Decision], int]:
+    """Eligible agents, the excluded ones' decisions, and how many fit but are busy."""
+    eligible: list[AgentProfile] = []
+    excluded: list[Decision] = []
     busy = 0
     for agent in agents:
         reason = exclusion_reason(job, agent)
         if reason is None:
-            eligible.append((rank_score(agent.stats), agent))
+            eligible.append(agent)
         else:
             busy += exclusion_reason(job, agent, capacity=False) is None
-            decisions.append(Decision(agent.id, agent.name, False, False, reason))
+            excluded.append(Decision(agent.id, agent.name, False, False, reason))
+    return eligible, excluded, busy
+
+
+def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResult:
+    """Filter eligible agents, rank them best first and keep the top `limit` (classic)."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    fits, decisions, busy = _split(job, agents)
+    eligible = [(rank_score(a.stats), a) for a in fits]
     # Ties break on latency (faster first), then name, so the order is deterministic.
     eligible.sort(key=lambda sa: (-sa[0], _latency(sa[1]), sa[1].name))
     chosen = tuple(a for _, a in eligible[:limit])
@@ -96,4 +118,67 @@ def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResu
         why = f"rank {rank} by score {score:.3f}"
         why += "" if picked else f" (only top {limit} taken)"
         ranked.append(Decision(agent.id, agent.name, True, picked, why, round(score, 4), rank))
+    return MatchResult(chosen, tuple(ranked + decisions), busy)
+
+
+def match_learned(
+    job: JobSpec,
+    agents: Iterable[AgentProfile],
+    limit: int,
+    evidence: Mapping[str, Evidence],
+    rng: random.Random,
+    *,
+    explore: bool,
+    failure_cost_ms: float,
+    now_s: float,
+    half_life_s: float,
+) -> MatchResult:
+    """Rank eligible agents by Thompson sampling over their evidence in the job's category.
+
+    An agent new to the category starts from its overall record (weight 2), so a proven
+    agent entering a new category is neither a blank slate nor trusted blindly.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    fits, decisions, busy = _split(job, agents)
+    by_id = {a.id: a for a in fits}
+    cands = [
+        Candidate(
+            a.id, evidence.get(a.id, Evidence()), Prior.around(smoothed_success_rate(a.stats))
+        )
+        for a in fits
+    ]
+    picks = rank_candidates(
+        cands,
+        rng,
+        explore=explore,
+        failure_cost_ms=failure_cost_ms,
+        now=now_s,
+        half_life_s=half_life_s,
+    )
+    ranked: list[Decision] = []
+    for p in picks:
+        agent, picked = by_id[p.key], p.rank <= limit
+        why = (
+            f"rank {p.rank}: ~{p.expected_ms / 1000:.2f} s to a good answer, success "
+            f"{p.mean:.2f} [{p.low:.2f}-{p.high:.2f}]"
+        )
+        why += " (exploration)" if p.exploration else ""
+        why += "" if picked else f" (only top {limit} taken)"
+        ranked.append(
+            Decision(
+                agent.id,
+                agent.name,
+                True,
+                picked,
+                why,
+                round(p.mean, 4),
+                p.rank,
+                round(p.low, 4),
+                round(p.high, 4),
+                round(p.expected_ms, 1),
+                p.exploration,
+            )
+        )
+    chosen = tuple(by_id[p.key] for p in picks[:limit])
     return MatchResult(chosen, tuple(ranked + decisions), busy)

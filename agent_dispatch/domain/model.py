@@ -4,9 +4,47 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from typing import Any
 
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
+
+
+class StrategyKind(enum.StrEnum):
+    """How the job's result is chosen among the agents' answers (the queue's resultStrategy)."""
+
+    FIRST = "first"  # the first good answer wins
+    BEST_SCORE = "best-score"  # wait for the started agents, take the highest score
+    QUORUM = "quorum"  # k answers that agree; escalate on disagreement
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResultStrategy:
+    kind: StrategyKind = StrategyKind.FIRST
+    quorum: int = 2  # with QUORUM: agreeing answers needed
+    max_agents: int | None = None  # with QUORUM: escalation limit (None: the job's limit)
+
+    @property
+    def wanted(self) -> int:
+        """Good answers the strategy needs before it can decide (what hedging waits for)."""
+        return self.quorum if self.kind is StrategyKind.QUORUM else 1
+
+    def label(self) -> str:
+        return f"quorum({self.quorum})" if self.kind is StrategyKind.QUORUM else self.kind.value
+
+    def as_dict(self) -> dict[str, Any]:
+        """The queue contract's shape: {"type": ..., "quorum": k}."""
+        out: dict[str, Any] = {"type": self.kind.value}
+        if self.kind is StrategyKind.QUORUM:
+            out["quorum"] = self.quorum
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ResultStrategy | None:
+        if not data:
+            return None
+        kind = StrategyKind(data["type"])
+        return cls(kind, int(data.get("quorum") or 2))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -23,6 +61,7 @@ class JobSpec:
     max_agents: int | None = None
     timeout_ms: int | None = None
     expires_at: dt.datetime | None = None
+    result_strategy: ResultStrategy | None = None  # the task's own; None: settings decide
     workflow: str | None = None  # a queue task done as this registered workflow's steps
     parent_job_id: str | None = None  # set on a workflow's step job: never on the queue
     step_id: str | None = None

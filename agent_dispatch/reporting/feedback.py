@@ -13,12 +13,15 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import cast
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, Table, bindparam, update
+from sqlalchemy import Connection, Engine, Table, bindparam, func, select, update
 
 from agent_dispatch.db.models import Agent
 from agent_dispatch.domain.ranking import PRIOR_MEAN, PRIOR_WEIGHT
-from agent_dispatch.reporting.queries import decided_per_hour
+from agent_dispatch.reporting import store
+from agent_dispatch.reporting.queries import A, decided_per_hour
+from agent_dispatch.reporting.window import Window, ceil, floor
 
 # Results older than this many half-lives weigh under 0.1% and are not read at all.
 HORIZON_HALF_LIVES = 10
@@ -76,18 +79,62 @@ class AgentFeedback:
     weight: float
 
 
+def _reports_cover(conn: Connection, since: dt.datetime, now: dt.datetime) -> bool:
+    """Do the hour rows hold every decided call of [since, now)? (see ReportWatermark)"""
+    mark = store.read_watermarks(conn).get("hour")
+    if mark is None or mark["watermark"] < now:
+        return False
+    first = conn.scalar(select(func.min(A.c.finished_at)))
+    if first is None:
+        return False
+    first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
+    return bool(mark["covered_since"] <= max(since, floor(first, "hour")))
+
+
+def hourly_results(conn: Connection, since: dt.datetime, now: dt.datetime) -> pd.DataFrame:
+    """Per (agent_id, hour): successes and decided calls that ended in [since, now).
+
+    From the report_agent_period hour rows when they cover the span — what an incremental
+    hourly run reads is then the agents x hours of the horizon, not its execution rows —
+    and from the execution rows otherwise. Both give the same counts; the partial first
+    hour always comes from the execution rows.
+    """
+    if not _reports_cover(conn, since, now):
+        return decided_per_hour(conn, since, now)
+    whole = ceil(since, "hour")
+    parts = [decided_per_hour(conn, since, whole)] if whole > since else []
+    parts.append(store.decided_hours(conn, Window(whole, now)))
+    return pd.concat([p for p in parts if not p.empty] or parts[-1:], ignore_index=True)
+
+
 def compute(engine: Engine, now: dt.datetime, half_life: dt.timedelta) -> list[AgentFeedback]:
     """Decayed scores of every agent with decided results inside the horizon."""
     since = now - HORIZON_HALF_LIVES * half_life
     with engine.connect() as conn:
-        frame = decided_per_hour(conn, since, now)
-    out = []
-    for agent_id, group in frame.groupby("agent_id", sort=True):
-        starts = [pd.Timestamp(t).to_pydatetime() + HOUR_MIDDLE for t in group["period_start"]]
-        rows = zip(
-            starts, group["successes"].astype(int), group["decided"].astype(int), strict=True
+        frame = hourly_results(conn, since, now)
+    if frame.empty:
+        return []
+    # Vectorised decayed_counts(): one weight per (agent, hour) row, summed per agent.
+    half_us = half_life / dt.timedelta(microseconds=1)
+    if half_us <= 0:
+        raise ValueError("half-life must be positive")
+    middles = pd.to_datetime(frame["period_start"], utc=True) + HOUR_MIDDLE
+    age_us = (pd.Timestamp(now) - middles).to_numpy(dtype="timedelta64[us]").astype(np.int64)
+    w = np.power(0.5, np.maximum(age_us, 0) / half_us)
+    sums = (
+        pd.DataFrame(
+            {
+                "agent_id": frame["agent_id"].astype(str),
+                "successes": w * frame["successes"].to_numpy(dtype=np.float64),
+                "weight": w * frame["decided"].to_numpy(dtype=np.float64),
+            }
         )
-        score = decayed_counts(rows, now, half_life)
+        .groupby("agent_id", sort=True)[["successes", "weight"]]
+        .sum()
+    )
+    out = []
+    for agent_id, successes, total in sums.itertuples():
+        score = Decayed(float(successes), float(total))
         rate = score.success_rate
         out.append(
             AgentFeedback(

@@ -32,8 +32,11 @@ D = JobDistributionRecord.__table__
 J = Job.__table__
 
 
-def _calls(dialect: str, window: Window, kind: PeriodKind | None) -> Any:
-    """Ended agent calls in the window, one row each, with their bucket and outcome label."""
+def _calls(dialect: str, window: Window, kind: PeriodKind | None, *, category: bool = True) -> Any:
+    """Ended agent calls in the window, one row each, with their bucket and outcome label.
+
+    Without `category` the calls are not joined to their jobs (every call has one).
+    """
     cols: list[ColumnElement[Any]] = []
     if kind is not None:
         cols.append(sql.bucket(dialect, kind, A.c.finished_at).label("period_start"))
@@ -41,14 +44,15 @@ def _calls(dialect: str, window: Window, kind: PeriodKind | None) -> Any:
     cols += [
         A.c.agent_name,
         A.c.agent_id,
-        J.c.category,
+        *([J.c.category] if category else []),
         sql.outcome(A).label("outcome"),
         A.c.won,
         case((ok, A.c.latency_ms)).label("ok_latency"),
     ]
+    source = A.join(D, D.c.id == A.c.distribution_id).join(J, J.c.id == D.c.job_id)
     return (
         select(*cols)
-        .select_from(A.join(D, D.c.id == A.c.distribution_id).join(J, J.c.id == D.c.job_id))
+        .select_from(source if category else A)
         .where(sql.in_window(A.c.finished_at, window.start, window.end))
         .where(A.c.status.in_(sql.AGENT_ENDED))
         .subquery("calls")
@@ -219,12 +223,12 @@ def latency_histogram(conn: Connection, window: Window) -> pd.DataFrame:
 
 def decided_per_hour(conn: Connection, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
     """Per (agent_id, hour): successes and decided calls; cancelled and blocked left out."""
-    sub = _calls(conn.dialect.name, Window(since, until), "hour")
+    sub = _calls(conn.dialect.name, Window(since, until), "hour", category=False)
     stmt = (
         select(
             sub.c.agent_id,
             sub.c.period_start,
-            sql.count_if(sub.c.outcome == sql.COMPLETED).label("successes"),
+            func.count().filter(sub.c.outcome == sql.COMPLETED).label("successes"),
             func.count().label("decided"),
         )
         .where(sub.c.agent_id.is_not(None), sub.c.outcome.not_in(sql.NOT_DECIDED))

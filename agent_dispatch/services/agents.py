@@ -76,9 +76,9 @@ async def register_agent(
     """Store a new agent after checking its URL (shape, and every resolved address public
     unless AGENT_ALLOW_PRIVATE_NETWORKS) and that its token name is configured."""
     if not name or len(name) > MAX_NAME:
-        raise Invalid(f"an agent name has 1 to {MAX_NAME} characters")
+        raise Invalid(f"an agent name has 1 to {MAX_NAME} characters", "name")
     if protocol not in PROTOCOLS:
-        raise Invalid(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        raise Invalid(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}", "protocol")
     await _check_token_ref(deps, token_ref)
     await _check_address(deps, url)
     if protocol == A2A:
@@ -163,11 +163,11 @@ def _check_profile(
     categories: list[str] | None, skill_level: int | None, max_concurrency: int | None
 ) -> None:
     if categories is not None and not categories:
-        raise Invalid("give at least one category the agent can work on")
+        raise Invalid("give at least one category the agent can work on", "categories")
     if skill_level is not None and not 1 <= skill_level <= 5:
-        raise Invalid(f"skill level {skill_level} is not between 1 and 5")
+        raise Invalid(f"skill level {skill_level} is not between 1 and 5", "skillLevel")
     if max_concurrency is not None and max_concurrency < 1:
-        raise Invalid(f"max concurrency {max_concurrency} is not at least 1")
+        raise Invalid(f"max concurrency {max_concurrency} is not at least 1", "maxConcurrency")
 
 
 async def _from_card(
@@ -185,7 +185,7 @@ async def _from_card(
         token = await deps.agent_token(token_ref)
         card = await deps.agents().fetch_card(url, name=name, token=token)
     except AgentCallError as exc:
-        raise Invalid(f"agent card refused: {exc}") from None
+        raise Invalid(f"agent card refused: {exc}", "url") from None
     await _check_address(deps, card.rpc_url)
     given = list(categories)
     return (given or list(card.default_categories)), [*tags, *card.tags]
@@ -198,21 +198,21 @@ async def _check_token_ref(deps: Deps, token_ref: str | None) -> None:
         return
     if secret_block_of(token_ref) is None:
         if token_ref not in deps.settings.agent_tokens:
-            raise Invalid(f"token ref {token_ref!r} is not a key of AGENT_TOKENS")
+            raise Invalid(f"token ref {token_ref!r} is not a key of AGENT_TOKENS", "tokenRef")
         return
     try:
         await deps.agent_token(token_ref)
     except TokenUnavailable as exc:
-        raise Invalid(f"token refused: {exc}") from None
+        raise Invalid(f"token refused: {exc}", "tokenRef") from None
 
 
 async def _check_address(deps: Deps, url: str) -> None:
     """The SSRF guard at the door: refuse an agent we would refuse to call later."""
     if len(url) > MAX_URL:
-        raise Invalid(f"agent URL refused: longer than {MAX_URL} characters")
+        raise Invalid(f"agent URL refused: longer than {MAX_URL} characters", "url")
     try:
         check_url_shape(url)
         if not deps.settings.agent_allow_private_networks:
             await asyncio.to_thread(check_url, url)  # resolves the host: off the event loop
     except UnsafeAddress as exc:
-        raise Invalid(f"agent URL refused: {exc}") from None
+        raise Invalid(f"agent URL refused: {exc}", "url") from None

@@ -47,6 +47,7 @@ class CallContext:
     assignment: Assignment
     request: JobExecutionData
     deadline: dt.datetime
+    launch: str = ""  # why the race started this call now (first, hedge, escalation)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -101,7 +102,12 @@ async def call_agent(
     if stop.is_set():
         return await _stopped(deps, ctx, endpoint, started, None)
     if not await _write(
-        deps, ctx, AgentRunStatus.WORKING, started_at=utcnow(), task_run_id=task_run_id
+        deps,
+        ctx,
+        AgentRunStatus.WORKING,
+        note=ctx.launch or None,
+        started_at=utcnow(),
+        task_run_id=task_run_id,
     ):
         return CallEnd(None, f"{a.agent_name}: job no longer held by this run")
     remote_task_id: str | None = None
@@ -138,7 +144,9 @@ async def _refuse(error: AgentBlocked) -> AgentReply:
     raise error
 
 
-async def _write(deps: Deps, ctx: CallContext, target: AgentRunStatus, **fields: Any) -> bool:
+async def _write(
+    deps: Deps, ctx: CallContext, target: AgentRunStatus, note: str | None = None, **fields: Any
+) -> bool:
     """Fenced row update; False when the lease is gone or the row already ended elsewhere."""
     try:
         await in_transaction(
@@ -158,6 +166,7 @@ async def _write(deps: Deps, ctx: CallContext, target: AgentRunStatus, **fields:
         distribution_id=ctx.distribution_id,
         latency_ms=fields.get("latency_ms"),
         error=fields.get("error"),
+        launch=note,
     )
     return True
 

@@ -21,4 +21,11 @@ class Conflict(Refused):
 
 
 class Invalid(Refused):
-    """The request itself is wrong (an unsafe URL, an unknown token name, a value out of range)."""
+    """The request itself is wrong (an unsafe URL, an unknown token name, a value out of range).
+
+    `field` names the input at fault, in the words of the contracts (camelCase), when one is.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

@@ -13,7 +13,8 @@ from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.breaker import Circuit, after_outcome
 from agent_dispatch.domain.lifecycle import final_status
-from agent_dispatch.domain.model import AgentOutcome
+from agent_dispatch.domain.model import AgentOutcome, ResultStrategy, StrategyKind
+from agent_dispatch.domain.posterior import Evidence, seen_of
 from agent_dispatch.domain.selection import verdict
 from agent_dispatch.domain.stats import apply_outcome
 from agent_dispatch.domain.statuses import (
@@ -23,7 +24,9 @@ from agent_dispatch.domain.statuses import (
     FailureKind,
     JobStatus,
 )
+from agent_dispatch.domain.strategies import Answer, Decided, Failed, decide
 from agent_dispatch.services.deps import Deps, in_transaction
+from agent_dispatch.services.dispatch_rules import rules_for
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.queue_io import queue_side
 from agent_dispatch.services.taking import Taken
@@ -40,6 +43,45 @@ class JobEnd:
     winner_latency_ms: float | None = None
     error: str | None = None
     report_problem: str | None = None  # the queue was not told yet: the sweep resends
+
+
+NOT_NEEDED = "not started: the result was decided before this agent was needed"
+
+
+def _close_open_rows(
+    uow: UnitOfWork, claim: Claim, distribution_id: str, now: dt.datetime
+) -> list[tuple[str | None, str]]:
+    """End rows the race left open; returns the never-started ones (hedge reserves)."""
+    unneeded = []
+    for row in uow.distributions.rows(distribution_id):
+        if AgentRunStatus(row.status) not in AGENT_OPEN:
+            continue
+        started = row.started_at is not None
+        uow.distributions.move_agent(
+            claim.lease,
+            row.id,
+            AgentRunStatus.CANCELLED,
+            finished_at=now,
+            failure_kind=FailureKind.CANCELLED.value,
+            error="cancelled before the call finished" if started else NOT_NEEDED,
+        )
+        if not started:
+            unneeded.append((row.agent_id, row.agent_name))
+    return unneeded
+
+
+def _strategy_verdict(
+    strategy: ResultStrategy, rows: list[JobDistributionAgent]
+) -> tuple[bool, str]:
+    """Whether the strategy gave up over the final rows, and its verdict in words."""
+    answers = [
+        Answer(r.id, outcome_of(r))
+        for r in sorted(rows, key=lambda r: r.finished_at or dt.datetime.max.replace(tzinfo=dt.UTC))
+        if r.started_at is not None
+    ]
+    v = decide(strategy, answers, running=0, launchable=0)
+    reason = v.reason if isinstance(v, Decided | Failed) else "undecided"
+    return isinstance(v, Failed), f"{strategy.label()}: {reason}"
 
 
 def outcome_of(row: JobDistributionAgent) -> AgentOutcome:
@@ -63,30 +105,31 @@ async def finish_job(
     claim, dist = taken.claim, taken.distribution
     qid = claim.spec.queue_task_id
 
-    def decide(uow: UnitOfWork) -> tuple[JobEnd, Any, str | None]:
+    def decide(
+        uow: UnitOfWork,
+    ) -> tuple[JobEnd, Any, JobDistributionAgent | None, str, int]:
         now = utcnow()
         # Agents first, in id order (as distributions.create does): setting selected_agent_id
         # below takes a key-share lock on the winner, and a FOR UPDATE after it deadlocks
         # with another finish of the same agent holding its own key-share.
         locked = uow.agents.lock(a.agent_id for a in dist.assignments)
-        for row in uow.distributions.rows(dist.distribution_id):
-            if AgentRunStatus(row.status) in AGENT_OPEN:  # cancelled before it recorded its end
-                uow.distributions.move_agent(
-                    claim.lease,
-                    row.id,
-                    AgentRunStatus.CANCELLED,
-                    finished_at=now,
-                    failure_kind=FailureKind.CANCELLED.value,
-                    error="cancelled before the call finished",
-                )
+        unneeded.extend(_close_open_rows(uow, claim, dist.distribution_id, now))
         uow.session.expire_all()
         rows = list(uow.distributions.rows(dist.distribution_id))
         outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
         names = {r.agent_id or r.agent_name: r.agent_name for r in rows}
         winner = next((r for r in rows if r.id == winner_row_id), None)
+        gave_up, decided = _strategy_verdict(rules.strategy, rows)
         if winner is not None and winner.status == AgentRunStatus.COMPLETED:
             winner.won = True
             status, error = JobStatus.COMPLETED, None
+        elif rules.strategy.kind is not StrategyKind.FIRST:
+            # No winner under best-score or quorum is a failure even with good answers in
+            # (a quorum that never agreed): never fall back to "any completed answer wins".
+            winner = None
+            if not gave_up:
+                decided = f"{rules.strategy.label()}: no decision before the race ended"
+            status, error = final_status(JobStatus.FAILED, decided, claim.spec, now)
         else:
             winner = None
             v = verdict(outcomes, names)
@@ -110,12 +153,19 @@ async def finish_job(
         )
         # Statistics and circuit state move in the same transaction as the job's end.
         row_of = {r.agent_id: r for r in rows}  # one row per agent per distribution
+        evidence = uow.agents.evidence(claim.spec.category, (a.id for a in locked))
         for agent in locked:
             r = row_of.get(agent.id)
-            if r is None:
-                continue
+            if r is None or r.started_at is None:
+                continue  # a hedge reserve never called says nothing about its agent
             out = outcome_of(r)
             uow.agents.save_stats(agent, apply_outcome(stats_of(agent), out, won=r.won), now)
+            seen = seen_of(out)
+            if seen is not None:
+                ev = evidence.get(agent.id, Evidence()).observe(
+                    seen, out.latency_ms, now.timestamp(), s.ranking_half_life_seconds
+                )
+                uow.agents.save_evidence(agent.id, claim.spec.category, ev)
             c = after_outcome(
                 Circuit(agent.consecutive_failures, agent.circuit_open_until),
                 out,
@@ -135,17 +185,35 @@ async def finish_job(
             winner.latency_ms if winner else None,
             error,
         )
-        return end, (winner.result if winner else None), (winner.agent_id if winner else None)
+        called = sum(r.started_at is not None for r in rows)
+        return end, (winner.result if winner else None), winner, decided, called
 
-    end, result, agent_id = await in_transaction(deps, decide)
+    rules = rules_for(s, claim.spec)
+    unneeded: list[tuple[str | None, str]] = []
+    end, result, winner, decided, called = await in_transaction(deps, decide)
+    for agent_id, name in unneeded:
+        deps.events.agent_changed(
+            claim.job_id,
+            qid,
+            agent_id,
+            name,
+            AgentRunStatus.CANCELLED.value,
+            distribution_id=dist.distribution_id,
+            error=NOT_NEEDED,
+        )
     deps.events.job_changed(
         claim.job_id,
         qid,
         end.status.value,
-        agent_id=agent_id,
+        agent_id=winner.agent_id if winner else None,
         agent_name=end.winner,
         error=end.error,
+        policy=rules.rule.policy.value,
+        strategy=rules.strategy.label(),
+        decided=decided,
+        agents_called=called,
     )
+    agent_id = winner.agent_id if winner else None
     problem = await queue_side(deps, claim.spec).report(
         qid,
         end.status,

@@ -8,9 +8,10 @@ from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.lifecycle import PlanKind, precheck
-from agent_dispatch.domain.matching import Decision, match
+from agent_dispatch.domain.matching import Decision
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.deps import Deps, in_transaction
+from agent_dispatch.services.dispatch_rules import rank_for_job, rules_for
 from agent_dispatch.services.intake import Claim
 
 
@@ -33,11 +34,13 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
         ending = precheck(spec, JobStatus(job.status), job.attempts, s.job_max_attempts, now)
         if ending is not None:
             return Plan(ending[0], summary=ending[1])
-        limit = spec.max_agents or s.max_agents_per_job
-        result = match(spec, uow.agents.profiles(now), limit)
-        uow.jobs.note_plan(claim.lease, result.summary, now)
+        rules = rules_for(s, spec)
+        profiles = uow.agents.profiles(now)
+        result = rank_for_job(uow, s, spec, job.id, profiles, rules.limit, now)
+        summary = result.summary + (f" ({rules.label()})" if result.chosen else "")
+        uow.jobs.note_plan(claim.lease, summary, now)
         kind = PlanKind.DISPATCH if result.chosen else PlanKind.UNSERVED
-        return Plan(kind, result.decisions, result.summary, result.busy)
+        return Plan(kind, result.decisions, summary, result.busy)
 
     return await in_transaction(deps, work)
 

@@ -1,4 +1,9 @@
-"""The race for one job: agents called at once, the first good result wins, the rest stop.
+"""The race for one job: agents started by the job's policy, a result chosen by its strategy.
+
+The domain's `RacePlan` decides who starts when (all at once, one at a time, or hedged
+after a delay) and when the race is over (first good answer, best score, or a quorum,
+escalating on disagreement); this module only runs calls, feeds the plan what landed and
+wakes it at its hedge deadlines. Calls still running when it decides are stopped at once.
 
 How each call runs is injected (`StartCall`): as a Prefect task run per agent (traced mode),
 or as a plain coroutine (tests, lean mode). The race itself knows nothing of Prefect.
@@ -14,11 +19,14 @@ from typing import Any
 
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.domain.hedging import RacePlan, Step
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import AgentOutcome
-from agent_dispatch.domain.selection import first_winner
+from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
+from agent_dispatch.domain.strategies import Decided, Same, Scorer, reported_score, same_json
 from agent_dispatch.services.calling import CallContext, call_agent, call_contexts
 from agent_dispatch.services.deps import Deps, in_transaction
+from agent_dispatch.services.dispatch_rules import RaceInputs, race_inputs, rules_for
 from agent_dispatch.services.taking import Taken
 
 STOP_GRACE_SECONDS = 15.0  # a stopped call records its end and sends one bounded cancel
@@ -32,6 +40,7 @@ class RaceResult:
     winner_row_id: str | None
     first_result_at: dt.datetime | None
     lease_lost: bool
+    reason: str | None = None  # why the strategy decided (or gave up)
 
 
 def plain_calls(deps: Deps) -> StartCall:
@@ -71,41 +80,97 @@ async def watch_lease(deps: Deps, lease: Lease) -> None:
             return
 
 
-async def race(deps: Deps, taken: Taken, start: StartCall) -> RaceResult:
-    """Start every agent call at once; keep the first COMPLETED, stop the others."""
-    calls: dict[asyncio.Task[AgentOutcome | None], CallContext] = {}
+# What the plan is told when a call ended without an outcome (the job was no longer held).
+NO_OUTCOME = AgentOutcome(AgentRunStatus.CANCELLED, failure_kind=FailureKind.CANCELLED)
+
+
+def _plan_for(deps: Deps, taken: Taken, inputs: RaceInputs, scorer: Scorer, same: Same) -> RacePlan:
+    rules = rules_for(deps.settings, taken.claim.spec)
+    rows = sorted(taken.distribution.assignments, key=lambda a: a.rank)
+    return RacePlan(
+        [a.row_id for a in rows],
+        rules.rule,
+        rules.strategy,
+        limit=rules.limit,
+        p95_ms={a.row_id: inputs.delay_basis_ms.get(a.agent_id) for a in rows},
+        success_p={a.row_id: inputs.success_p[a.agent_id] for a in rows},
+        scorer=scorer,
+        same=same,
+    )
+
+
+async def race(
+    deps: Deps,
+    taken: Taken,
+    start: StartCall,
+    *,
+    scorer: Scorer = reported_score,
+    same: Same = same_json,
+) -> RaceResult:
+    """Start calls as the plan says; stop the others as soon as it has decided.
+
+    `scorer` (best-score) and `same` (quorum) are pluggable; by default the agents' own
+    `score` and canonical-JSON equality.
+    """
+    spec = taken.claim.spec
+    agent_ids = [a.agent_id for a in taken.distribution.assignments]
+    inputs = await in_transaction(
+        deps, lambda uow: race_inputs(uow, deps.settings, spec.category, agent_ids, utcnow())
+    )
+    plan = _plan_for(deps, taken, inputs, scorer, same)
+    contexts = {ctx.assignment.row_id: ctx for ctx in call_contexts(deps, taken)}
+    calls: dict[asyncio.Task[AgentOutcome | None], str] = {}
     stops: dict[str, asyncio.Event] = {}
-    for ctx in call_contexts(deps, taken):
-        stop = stops[ctx.assignment.row_id] = asyncio.Event()
-        calls[asyncio.create_task(start(ctx, stop))] = ctx
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    def launch(step: Step) -> None:
+        for row_id in step.start:
+            ctx = dataclasses.replace(contexts[row_id], launch=step.why)
+            stops[row_id] = asyncio.Event()
+            calls[asyncio.create_task(start(ctx, stops[row_id]))] = row_id
+
     watchdog = asyncio.create_task(watch_lease(deps, taken.claim.lease))
-    pending: set[asyncio.Task[AgentOutcome | None]] = set(calls)
-    winner: str | None = None
+    step = plan.step(0.0)
+    launch(step)
     first_at: dt.datetime | None = None
     lease_lost = False
+    landed_tasks: set[asyncio.Task[AgentOutcome | None]] = set()
     try:
-        while pending and winner is None:
-            done, _ = await asyncio.wait(pending | {watchdog}, return_when=asyncio.FIRST_COMPLETED)
+        while step.verdict is None:
+            pending = {t for t in calls if t not in landed_tasks}
+            wait = step.wake_at_ms
+            timeout = None if wait is None else max(wait - (loop.time() - began) * 1000, 0) / 1000
+            done, _ = await asyncio.wait(
+                pending | {watchdog}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
             if watchdog in done:
                 lease_lost = True
                 break
-            landed = []
-            for finished in done:
-                pending.discard(finished)  # type: ignore[arg-type]
-                outcome = finished.result()
-                if isinstance(outcome, AgentOutcome):
-                    landed.append((calls[finished].assignment.row_id, outcome))  # type: ignore[index]
-            winner = first_winner(landed)
-            if winner is not None:
-                first_at = utcnow()
+            # Every finished call is fed once, answers that land together in answer order.
+            finished = [t for t in calls if t.done() and t not in landed_tasks]
+            landed_tasks.update(finished)
+            landed = [(calls[t], t.result() or NO_OUTCOME) for t in finished]
+            for row_id, outcome in sorted(landed, key=lambda ro: ro[1].answered_at or 0.0):
+                plan.landed(row_id, outcome)
+            step = plan.step((loop.time() - began) * 1000)
+            launch(step)
+            idle = all(t.done() for t in calls) and step.wake_at_ms is None
+            if step.verdict is None and idle:
+                break  # nothing runs and nothing is due: cannot happen with a sound plan
+        if isinstance(step.verdict, Decided):
+            first_at = utcnow()
     finally:
         watchdog.cancel()
         # A stop signal, not task.cancel(): cancelling a Prefect task's asyncio task can land
         # before its body starts, and Prefect then records the run as Crashed.
+        pending = {t for t in calls if not t.done()}
         for loser in pending:
-            stops[calls[loser].assignment.row_id].set()
+            stops[calls[loser]].set()
         _, stuck = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS) if pending else ((), ())
         for task_ in stuck:
             task_.cancel()
         await asyncio.gather(*pending, watchdog, return_exceptions=True)
-    return RaceResult(winner, first_at, lease_lost)
+    verdict = plan.verdict
+    winner = verdict.winner if isinstance(verdict, Decided) else None
+    return RaceResult(winner, first_at, lease_lost, verdict.reason if verdict else None)

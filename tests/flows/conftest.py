@@ -11,23 +11,7 @@ from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.models import Agent
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.conftest import make_settings
-
-TOKEN = "flow-test-token"
-
-
-@pytest.fixture
-def queue() -> Iterator[SimulatedQueue]:
-    q = SimulatedQueue(TOKEN)
-    with q.serve():
-        yield q
-
-
-@pytest.fixture
-def farm() -> Iterator[AgentFarm]:
-    f = AgentFarm()
-    with f.serve():
-        yield f
+from tests.conftest import QUEUE_TOKEN, make_settings
 
 
 @pytest.fixture
@@ -40,7 +24,7 @@ def make_runtime(
     def build(**overrides: Any) -> Runtime:
         settings = make_settings(
             database_url,
-            **{"remote_queue_url": queue.url, "remote_queue_token": TOKEN, **overrides},
+            **{"remote_queue_url": queue.url, "remote_queue_token": QUEUE_TOKEN, **overrides},
         )
         rt = Runtime(settings)
         set_runtime(rt)

@@ -47,6 +47,7 @@ def test_analytics_flow_publishes_artifacts_and_dashboard(
     assert summary.stats["jobs"]["finished"] == 10  # j1..j10; j0 is older, j11 still running
     assert summary.stats["calls"]["calls"] == 22
     assert summary.rows_written["agent/hour"] == 18
+    assert summary.incremental is False  # an explicit period: the watermarks stay unset
     with Session(runtime.engine) as session:
         hour_rows = session.scalar(select(func.count()).select_from(ReportAgentPeriod)
                                    .where(ReportAgentPeriod.period_kind == "hour"))  # fmt: skip
@@ -75,3 +76,22 @@ def test_analytics_flow_publishes_artifacts_and_dashboard(
     assert summary_md.type == "markdown"
     assert "| jobs finished | 10 |" in str(summary_md.data)
     assert str(tmp_path / "rep" / "index.html") in str(summary_md.data)
+
+
+def test_scheduled_runs_are_incremental(
+    runtime: Runtime, prefect_harness: None, tmp_path: Path
+) -> None:
+    base = floor(dt.datetime.now(dt.UTC), "hour") - dt.timedelta(hours=3)
+    with Session(runtime.engine) as session:
+        seed_history(session, base)
+    params = AnalyticsParams(out_dir=str(tmp_path / "rep"))  # what the schedule passes
+    first = analytics_flow(params)
+    # No watermark yet: the default 48 hours, so j0 (23 h ago) is in too.
+    assert first.incremental and first.rows_written["agent/hour"] == 20
+    assert first.source_rows == {"hour": 23 + 11, "day": 23 + 11}
+    assert first.stats["jobs"]["finished"] == 11
+    second = analytics_flow(params)
+    # Nothing ended since: only the current hour and day are recomputed, from no new rows.
+    assert second.incremental and second.source_rows["hour"] == 0
+    assert second.rows_written["agent/hour"] == 0
+    assert second.stats == first.stats | {"window": second.stats["window"]}

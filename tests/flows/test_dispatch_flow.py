@@ -255,9 +255,11 @@ async def test_job_nobody_can_serve_stays_open(
 
 
 async def test_max_agents_from_the_task_overrides_the_default(
-    rt: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
+    make_runtime: Callable[..., Runtime], queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
-    # A long good record outranks one lucky success and an unknown newcomer.
+    # Without exploration the order is the posterior mean, whose prior is the agent's record:
+    # a long good record outranks one lucky success and an unknown newcomer.
+    rt = make_runtime(ranking_explore=False)
     add_agent("veteran", "fast", runs=100, successes=95, failures=5, reputation=0.9)
     add_agent("lucky", "fast", runs=1, successes=1, reputation=0.55)
     add_agent("newcomer", "fast")
@@ -342,3 +344,33 @@ async def test_queue_rejecting_the_token_stops_the_run_cleanly(
     assert "wrong-token" not in summary.stopped_reason
     with rt.uow() as uow:
         assert list(uow.jobs.list()) == []
+
+
+async def test_a_hedged_job_adds_a_second_agent_only_when_the_first_is_slow(
+    make_runtime: Callable[..., Runtime],
+    queue: SimulatedQueue,
+    farm: AgentFarm,
+    add_agent: Callable[..., str],
+) -> None:
+    rt = make_runtime(dispatch_policy="hedge", hedge_delay_ms=300, ranking_explore=False)
+    # A long record puts "sluggish" first; it answers in 10 s, so the hedge fires.
+    add_agent("sluggish", "slow:delay=10", runs=60, successes=60, reputation=0.95)
+    add_agent("backup", "fast:delay=0.05", runs=60, successes=50, failures=10, reputation=0.8)
+    add_agent("spare", "fast:delay=0.05", runs=60, successes=40, failures=20, reputation=0.6)
+    task = queue.add_task(title="Summarise", category="general")
+
+    summary = await dispatch_flow(DispatchParams())
+
+    assert line(summary, task["id"]) == "COMPLETED"
+    rows = rows_by_agent(job_of(rt, task["id"]))
+    assert rows["backup"].won and rows["sluggish"].status == "CANCELLED"
+    assert rows["spare"].status == "CANCELLED" and rows["spare"].started_at is None
+    assert sorted(c.agent for c in farm.calls if c.path == "/execute") == ["backup", "sluggish"]
+    # Prefect shows a task run for each agent actually called, none for the unneeded spare.
+    run_id = job_of(rt, task["id"]).distributions[0].flow_run_id
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id or ""]))
+        )
+    states = {r.name.split(" <- ")[0]: r.state_type.value for r in runs if " <- " in r.name}
+    assert states == {"backup": "COMPLETED", "sluggish": "CANCELLED"}

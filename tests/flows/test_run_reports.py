@@ -22,8 +22,8 @@ from agent_dispatch.flows.dispatch import DispatchParams, DispatchSummary, dispa
 from agent_dispatch.flows.health import health_flow
 from agent_dispatch.flows.sweep import SweepParams, sweep_flow
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.conftest import make_settings
-from tests.flows.conftest import TOKEN
+from tests.conftest import QUEUE_TOKEN, make_settings
+
 from tests.support.reliability import age_lease, claim, store
 
 pytestmark = [pytest.mark.flow, pytest.mark.postgres]
@@ -90,7 +90,7 @@ async def test_a_run_without_its_database_ends_failed_naming_the_database(
     queue: SimulatedQueue, prefect_harness: None
 ) -> None:
     nowhere = "postgresql://postgres@127.0.0.1:1/nowhere"  # nothing listens on port 1
-    rt = Runtime(make_settings(nowhere, remote_queue_url=queue.url, remote_queue_token=TOKEN))
+    rt = Runtime(make_settings(nowhere, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN))
     previous = set_runtime(rt)
     queue.add_task(title="t", category="general")
     try:

@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from agent_dispatch.services.intake_guard import store_each
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -162,7 +161,7 @@ def test_hostile_items_are_refused_alone_and_every_valid_item_is_stored_unchange
         listed
     )
     with runtime.uow() as uow:
-        refused = store_each(uow, ((listed[i].to_job_spec(), None) for i in valid))
+        refused = uow.jobs.intake_each((listed[i].to_job_spec(), None) for i in valid)
         uow.session.add_all(
             QueueRejection(queue_task_id=r.task_id, reason=r.reason) for r in page.rejected
         )
@@ -191,12 +190,12 @@ def test_an_item_the_database_refuses_is_refused_alone_in_its_savepoint(runtime:
     ]
 
     with runtime.uow() as uow:
-        refused = store_each(uow, ((s, None) for s in specs))
+        refused = uow.jobs.intake_each((s, None) for s in specs)
         uow.commit()
 
-    assert [r.queue_task_id for r in refused] == ["nul", "int4"]
-    assert refused[0].reason.startswith("description: contains a NUL character (U+0000)")
-    assert refused[1].reason.startswith("the database refused it: integer out of range")
+    assert [task_id for task_id, _ in refused] == ["nul", "int4"]
+    assert refused[0][1].startswith("description: contains a NUL character (U+0000)")
+    assert refused[1][1].startswith("the database refused it: integer out of range")
     with runtime.uow() as uow:
         stored = sorted(j.queue_task_id for j in uow.session.query(Job).all())
     assert stored == ["after", "before"]

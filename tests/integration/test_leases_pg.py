@@ -23,24 +23,16 @@ from agent_dispatch.services.planning import Plan
 from agent_dispatch.services.sweep import reconcile_stale_open, rescue_expired
 from agent_dispatch.services.taking import Taken, take_job
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.conftest import make_settings
+from tests.conftest import QUEUE_TOKEN, make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
 
 pytestmark = [pytest.mark.postgres]
-TOKEN = "lease-test-token"
-
-
-@pytest.fixture
-def queue() -> Iterator[SimulatedQueue]:
-    q = SimulatedQueue(TOKEN)
-    with q.serve():
-        yield q
 
 
 @pytest.fixture
 def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
     runtime = Runtime(
-        make_settings(database_url, remote_queue_url=queue.url, remote_queue_token=TOKEN)
+        make_settings(database_url, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN)
     )
     previous = set_runtime(runtime)
     yield runtime

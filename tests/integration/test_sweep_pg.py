@@ -16,7 +16,7 @@ from agent_dispatch.services.outbox import send_unreported
 from agent_dispatch.services.sweep import reconcile_stale_open, rescue_expired, stop_abandoned
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.conftest import make_settings
+from tests.conftest import QUEUE_TOKEN, make_settings
 from tests.support.reliability import (
     add_agent,
     age_lease,
@@ -30,14 +30,6 @@ from tests.support.reliability import (
 from tests.support.service_deps import RecordingEvents
 
 pytestmark = [pytest.mark.postgres]
-TOKEN = "sweep-test-token"
-
-
-@pytest.fixture
-def queue() -> Iterator[SimulatedQueue]:
-    q = SimulatedQueue(TOKEN)
-    with q.serve():
-        yield q
 
 
 @pytest.fixture
@@ -46,7 +38,7 @@ def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
         make_settings(
             database_url,
             remote_queue_url=queue.url,
-            remote_queue_token=TOKEN,
+            remote_queue_token=QUEUE_TOKEN,
             job_max_attempts=3,
             execution_retry_count=0,
         )

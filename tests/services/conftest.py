@@ -4,7 +4,7 @@ migrated template (a file copy, not a migration run), and loopback simulators wh
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,8 @@ from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.conftest import make_settings
+from tests.conftest import QUEUE_TOKEN, make_settings
 from tests.support.service_deps import TestDeps
-
-TOKEN = "service-test-token"
 
 
 @pytest.fixture(scope="session")
@@ -28,20 +26,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     upgrade(engine)
     engine.dispose()  # the last connection closing folds the WAL into the file we copy
     return path
-
-
-@pytest.fixture
-def queue() -> Iterator[SimulatedQueue]:
-    q = SimulatedQueue(TOKEN)
-    with q.serve():
-        yield q
-
-
-@pytest.fixture
-def farm() -> Iterator[AgentFarm]:
-    f = AgentFarm()
-    with f.serve():
-        yield f
 
 
 @pytest.fixture
@@ -56,7 +40,7 @@ async def make_deps(
     def build(**overrides: Any) -> TestDeps:
         base: dict[str, Any] = {
             "remote_queue_url": "http://127.0.0.1:9",  # nothing listens: tests that talk
-            "remote_queue_token": TOKEN,  # to a queue ask for the `queue` fixture
+            "remote_queue_token": QUEUE_TOKEN,  # to a queue ask for the `queue` fixture
             "execution_retry_count": 0,
             "job_max_attempts": 3,
         }

@@ -77,7 +77,9 @@ async def test_the_example_runs_end_to_end_with_the_branches_overlapping_and_fix
     review, translate = wf.span(deps, s["review"][0]), wf.span(deps, s["translate"][0])
     overlap = wf.overlap_seconds(review, translate)
     print(f"review and translate (0.4 s agents each) overlapped {overlap:.2f} s")
-    assert overlap > 0.2
+    # Each started before the other ended: they ran at the same time (how long they overlap
+    # depends on the machine's load, so no figure is asserted).
+    assert review[0] < translate[1] and translate[0] < review[1]
     assert s["draft"][0].payload == {"brief": "c"}
     assert s["review"][0].payload == {"text": "a draft"}
     assert s["review"][0].max_agents == 2 and s["review"][0].timeout_ms == 60000  # defaults
@@ -119,7 +121,9 @@ async def test_a_failing_step_fails_the_run_naming_it_and_its_running_sibling_is
 ) -> None:
     wf.register(deps)
     add_agent("writer", "fast", categories=("writing",), tags=["draft"])
-    add_agent("reviewer", "failing", categories=("review",))
+    # The review fails only after a second, so the translator's call is surely under way and
+    # its agent has something to be told to stop.
+    add_agent("reviewer", "failing:delay=1", categories=("review",))
     add_agent("translator", "slow:delay=20", categories=("translate",))
     task = queue.add_task(title="Cats", category="general", workflow="write-review-translate")
     [claim] = await wf.claim_all(deps)
@@ -258,7 +262,8 @@ async def test_a_twenty_step_diamond_runs_its_middle_at_once_and_joins_once(
     deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Add
 ) -> None:
     wf.register(deps, diamond(18))
-    add_agent("worker", "fast:delay=1.5", max_concurrency=50)
+    # A wide window (the agent time limit here is 3 s), so all 18 overlap even under load.
+    add_agent("worker", "fast:delay=2.5", max_concurrency=50)
     task = queue.add_task(title="d", category="general", workflow="diamond")
     [claim] = await wf.claim_all(deps)
 

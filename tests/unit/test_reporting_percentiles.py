@@ -102,3 +102,26 @@ def test_no_values_gives_no_rows() -> None:
     got = from_ranked(pd.DataFrame(columns=["g", "v", "rn", "n"]), ["g"], QS, "v")
     assert got.empty
     assert list(got.columns) == ["g", "v_p50", "v_p90", "v_p99"]
+
+
+def test_grouped_percentiles_match_percentile_cont() -> None:
+    """reporting.fine.percentiles (numpy, every group at once) == interpolate() per group."""
+    from agent_dispatch.reporting.fine import percentiles
+
+    rng = np.random.default_rng(7)
+    n_groups = 70_000  # more than 16 bits of group ids: two radix passes
+    group = rng.integers(0, n_groups, 200_000).astype(np.int64)
+    values = np.round(rng.random(200_000) * 1000, 1)  # with ties
+    qs = (0.5, 0.9, 0.99)
+    counts, sums, pcts = percentiles(group, values, n_groups, qs)
+    for g in [*rng.integers(0, n_groups, 50), int(np.argmax(counts))]:
+        mine = np.sort(values[group == g])
+        assert counts[g] == len(mine) and sums[g] == pytest.approx(mine.sum())
+        for q, column in zip(qs, pcts, strict=True):
+            if not len(mine):
+                assert np.isnan(column[g])
+                continue
+            by_rank = {i + 1: float(v) for i, v in enumerate(mine)}
+            assert column[g] == interpolate(by_rank, len(mine), q)
+    empty = percentiles(np.zeros(0, np.int64), np.zeros(0), 2, qs)
+    assert empty[0].tolist() == [0, 0] and np.isnan(empty[2][0]).all()

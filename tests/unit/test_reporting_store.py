@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from agent_dispatch.db.reporting_models import ReportAgentPeriod, ReportJobPeriod
+from agent_dispatch.db.reporting_models import ReportAgentPeriod, ReportJobPeriod, ReportWatermark
 from agent_dispatch.reporting.aggregate import AGENT_COLUMNS, JOB_COLUMNS
 from agent_dispatch.reporting.store import read_agent_periods, records, replace_periods
 from agent_dispatch.reporting.window import Window
@@ -39,7 +39,7 @@ def no_jobs() -> pd.DataFrame:
 @pytest.fixture
 def engine() -> Iterator[Engine]:
     e = create_engine("sqlite://")
-    for model in (ReportAgentPeriod, ReportJobPeriod):
+    for model in (ReportAgentPeriod, ReportJobPeriod, ReportWatermark):
         model.__table__.create(e)
     yield e
     e.dispose()

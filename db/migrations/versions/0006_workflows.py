@@ -19,7 +19,7 @@ from alembic import op
 from agent_dispatch.db.types import JSONDoc, UTCDateTime
 
 revision: str = "0006_workflows"
-down_revision: str | None = "0003"
+down_revision: str | None = "0005_change_log"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

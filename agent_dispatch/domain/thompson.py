@@ -1,0 +1,101 @@
+"""Learned ranking: fill dispatch slots by Thompson sampling over each agent's posterior.
+
+Each eligible agent's success probability is drawn from its Beta posterior; agents are then
+ordered by the expected time to a good answer under that draw. An agent with little evidence
+has a wide posterior, so it sometimes draws high and gets tried; a proven agent draws near
+its true rate every time, so it keeps its slot unless a newcomer looks genuinely better.
+With exploration off the posterior mean replaces the draw (a greedy, deterministic order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+
+from agent_dispatch.domain.betadist import beta_interval
+from agent_dispatch.domain.posterior import Evidence, Prior, beta_params
+
+DEFAULT_LATENCY_MS = 1000.0  # assumed for an agent never seen answering (and no peers known)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Candidate:
+    key: str  # agent id
+    evidence: Evidence = dataclasses.field(default_factory=Evidence)
+    prior: Prior = dataclasses.field(default_factory=Prior)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pick:
+    """One candidate's place in the order, with the numbers `jobs show` prints."""
+
+    key: str
+    rank: int  # 1-based, after sampling
+    expected_ms: float  # expected time to a good answer, under the draw (lower is better)
+    drawn: float  # the sampled (or mean) success probability used for the order
+    mean: float  # posterior mean success probability
+    low: float  # lower end of the 90% credible interval: the displayed reputation
+    high: float
+    latency_ms: float  # mean time to a good answer used in the score
+    exploration: bool  # placed higher than its greedy (posterior-mean) rank
+
+
+def expected_time_ms(p: float, latency_ms: float, failure_cost_ms: float) -> float:
+    """Expected time to a good answer: the call's own time, plus the cost of falling back
+    (to the next agent, or a retry) weighted by the chance that this one fails."""
+    return latency_ms + (1.0 - p) * failure_cost_ms
+
+
+def _latency(ev: Evidence, fallback_ms: float) -> float:
+    known = ev.mean_latency_ms()
+    return fallback_ms if known is None else known
+
+
+def rank_candidates(
+    candidates: Sequence[Candidate],
+    rng: random.Random,
+    *,
+    explore: bool,
+    failure_cost_ms: float,
+    now: float | None = None,
+    half_life_s: float = 0.0,
+    intervals: bool = True,
+) -> list[Pick]:
+    """Every candidate, best first. The caller takes as many as it has slots.
+
+    `intervals=False` skips the credible interval (a few hundred float operations each),
+    which only display needs; the simulation ranks millions of times.
+    """
+    evs = [c.evidence if now is None else c.evidence.decayed(now, half_life_s) for c in candidates]
+    known = sorted(m for m in (e.mean_latency_ms() for e in evs) if m is not None)
+    # A newcomer is assumed as fast as the typical peer: neither favoured nor buried.
+    fallback = known[len(known) // 2] if known else DEFAULT_LATENCY_MS
+    rows = []
+    for cand, ev in zip(candidates, evs, strict=True):
+        a, b = beta_params(ev, cand.prior)
+        mean = a / (a + b)
+        drawn = rng.betavariate(a, b) if explore else mean
+        latency = _latency(ev, fallback)
+        rows.append(
+            (
+                expected_time_ms(drawn, latency, failure_cost_ms),
+                expected_time_ms(mean, latency, failure_cost_ms),
+                cand.key,
+                drawn,
+                mean,
+                a,
+                b,
+                latency,
+            )
+        )
+    greedy_rank = {r[2]: i for i, r in enumerate(sorted(rows, key=lambda r: (r[1], r[2])), 1)}
+    picks = []
+    for rank, (score, _, key, drawn, mean, a, b, latency) in enumerate(
+        sorted(rows, key=lambda r: (r[0], r[2])), start=1
+    ):
+        low, high = beta_interval(a, b) if intervals else (0.0, 1.0)
+        picks.append(
+            Pick(key, rank, score, drawn, mean, low, high, latency, rank < greedy_rank[key])
+        )
+    return picks

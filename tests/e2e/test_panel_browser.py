@@ -1,0 +1,204 @@
+"""`agent-dispatch serve` as a user runs it; the live panel in headless Chromium shows a job go
+from in flight to COMPLETED with its winner, updated over the WebSocket, never reloaded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL
+
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.support.browser import Page, chromium
+from tests.support.prefect_server import free_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.flow, pytest.mark.slow]
+
+CLI = str(Path(sys.executable).with_name("agent-dispatch"))
+QUEUE_TOKEN, API_TOKEN = "panel-queue-token", "panel-api-token"
+SHOTS = Path(os.environ.get("AD_SCREENSHOTS", "/tmp/agent-dispatch-shots"))
+
+
+class Serve:
+    """`agent-dispatch serve` in a process of its own, output kept in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.proc = subprocess.Popen([CLI, "serve", "--port", str(self.port), *args], env=env,
+                                     stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+        self.http = httpx.Client(base_url=self.url, trust_env=False, timeout=30,
+                                 headers={"Authorization": f"Bearer {API_TOKEN}"})  # fmt: skip
+        deadline = time.monotonic() + 90
+        while True:
+            assert self.proc.poll() is None, self.output()
+            try:
+                if self.http.get("/api/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not answer:\n" + self.output()
+            time.sleep(0.3)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def interrupt(self) -> int:
+        """Ctrl-C, as a user at the terminal would."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            return self.proc.wait(60)
+        finally:
+            self.http.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def queue() -> Iterator[SimulatedQueue]:
+    q = SimulatedQueue(QUEUE_TOKEN)
+    with q.serve():
+        yield q
+
+
+@pytest.fixture
+def farm() -> Iterator[AgentFarm]:
+    f = AgentFarm()
+    with f.serve():
+        yield f
+
+
+@pytest.fixture
+def env(database_url: str, queue: SimulatedQueue, prefect_harness: None) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": database_url, "REMOTE_QUEUE_URL": queue.url,
+            "REMOTE_QUEUE_TOKEN": QUEUE_TOKEN, "AGENT_ALLOW_PRIVATE_NETWORKS": "true",
+            "API_TOKEN": API_TOKEN, "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+            "PREFECT_LOGGING_LEVEL": "WARNING"}  # fmt: skip
+
+
+async def value(page: Page, expression: str) -> Any:
+    res = await page.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    return res.get("result", {}).get("value")
+
+
+def shown(selector: str) -> str:
+    return f"!!document.querySelector({json.dumps(selector)})"
+
+
+def text(selector: str) -> str:
+    return f"document.querySelector({json.dumps(selector)})?.textContent"
+
+
+async def wait_until(page: Page, expression: str, what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await value(page, expression)
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"not shown after {timeout:.0f} s: {what}\n{await page.text()}")
+
+
+async def test_the_panel_shows_a_job_move_from_in_flight_to_completed_without_a_reload(
+    env: dict[str, str], queue: SimulatedQueue, farm: AgentFarm, tmp_path: Path
+) -> None:
+    serve = Serve(env, tmp_path / "serve.log", "--no-flows")
+    try:
+        farm.add("steady", "fast:delay=4")
+        farm.add("shaky", "failing:delay=1")  # answers first, FAILED: the race goes on
+        for name in ("steady", "shaky"):  # registered the way the README does, over HTTP
+            r = serve.http.post("/api/agents", json={"name": name, "url": farm.url_for(name),
+                                                     "categories": ["general"]})  # fmt: skip
+            assert r.status_code == 201, r.text
+        task = queue.add_task(title="Summarise the report")
+        qid = task["id"]
+
+        with chromium() as browser:
+            async with browser.page() as page:
+                await page.goto(f"{serve.url}/#token={API_TOKEN}")
+                await wait_until(page, "document.querySelector('#conn')?.dataset.state === 'live'",
+                                 "the panel connected to /api/ws")  # fmt: skip
+                await value(page, "window.__marker = 'same page'")
+                assert serve.http.post("/api/runs", json={"maxJobs": 1}).status_code == 202
+
+                row = f"#inflight tr[data-qid='{qid}']"
+                steady, shaky = (
+                    f"{row} .agent[data-agent=steady]",
+                    f"{row} .agent[data-agent=shaky]",
+                )
+                await wait_until(page, shown(f"{steady}[data-status=WORKING]"), "steady WORKING")
+                await wait_until(page, shown(f"{shaky}[data-status=FAILED]"), "shaky FAILED")
+                await wait_until(page, f"{text(row + ' td:nth-child(2)')} === '{task['title']}'",
+                                 "the job's title")  # fmt: skip
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                await page.screenshot(SHOTS / "panel-mid-run.png")
+                assert await value(page, text(f"{row} .status")) == "IN_PROGRESS"
+
+                ended = f"#endings tr[data-qid='{qid}'][data-status=COMPLETED]"
+                winner = await wait_until(page, text(f"{ended} .winner"), "the job COMPLETED")
+                assert winner == "steady"
+                assert not await value(page, shown(row))  # it left the in-flight table
+                latency = await value(page, text(f"{ended} .latency"))
+                assert latency.endswith(" s") and float(latency.split()[0]) >= 4
+                assert await value(page, "window.__marker") == "same page"  # never reloaded
+                load = text("#agents tr[data-agent=steady] .load")
+                await wait_until(page, f"{load} === '0/1'", "steady free again")
+                finished = text("#kpi-finished b")
+                await wait_until(page, f"{finished} === '1'", "the KPIs counted the job")
+                assert await value(page, "window.__panel.connects") == 1
+                await page.screenshot(SHOTS / "panel-after-run.png")
+        assert "panel-api-token" not in serve.output()
+        assert serve.interrupt() == 0, serve.output()
+        assert "agent-dispatch: stopped" in serve.output()
+    finally:
+        serve.kill()
+
+
+async def test_serve_serves_the_flows_on_their_schedules_and_stops_on_ctrl_c(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    serve = Serve(env, tmp_path / "serve.log")
+    try:
+        names: set[str] = set()
+        deadline = time.monotonic() + 60
+        async with get_client() as client:
+            while time.monotonic() < deadline and len(names) < 4:
+                deployments = await client.read_deployments()
+                names = {d.name for d in deployments if d.name in
+                         ("dispatch", "sweep", "health-check", "analytics")}  # fmt: skip
+                time.sleep(0.5)
+            assert names == {"dispatch", "sweep", "health-check", "analytics"}
+            dispatch = await client.read_deployment_by_name("dispatch/dispatch")
+            assert dispatch.schedules and dispatch.parameters == {"params": {"max_jobs": 100}}
+        started = serve.http.post("/api/runs", json={"maxJobs": 1}).json()
+        assert started["via"] == "deployment", json.dumps(started)
+        assert serve.interrupt() == 0, serve.output()
+    finally:
+        serve.kill()
+        async with get_client() as client:  # the session's Prefect server is shared
+            for d in await client.read_deployments():
+                if d.name in ("dispatch", "sweep", "health-check", "analytics"):
+                    await client.delete_deployment(d.id)
+
+
+def test_serve_refuses_a_public_address_without_a_token(env: dict[str, str]) -> None:
+    bare = {k: v for k, v in env.items() if k != "API_TOKEN"}
+    done = subprocess.run([CLI, "serve", "--host", "0.0.0.0", "--no-flows"], env=bare,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without API_TOKEN" in done.stderr
