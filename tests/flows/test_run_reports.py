@@ -23,7 +23,6 @@ from agent_dispatch.flows.health import health_flow
 from agent_dispatch.flows.sweep import SweepParams, sweep_flow
 from agent_dispatch.simulators.queue import SimulatedQueue
 from tests.conftest import QUEUE_TOKEN, make_settings
-
 from tests.support.reliability import age_lease, claim, store
 
 pytestmark = [pytest.mark.flow, pytest.mark.postgres]
