@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="Empty: SQLite at ~/.agent-dispatch")
     remote_queue_url: str = "http://127.0.0.1:8700"
     remote_queue_token: SecretStr = SecretStr("")
+    # The name of a Prefect Secret block holding the queue token; when set, it wins over
+    # REMOTE_QUEUE_TOKEN and is read at run time (a token rotated in the UI is picked up).
+    remote_queue_token_secret: str = ""
+    secret_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long a token read from a Secret block is reused"
+    )
     default_agent_timeout: int = Field(default=30_000, ge=100, description="Per-agent ms")
     max_agents_per_job: int = Field(default=3, ge=1, le=10)
     execution_retry_count: int = Field(default=2, ge=0, le=10)
@@ -59,7 +65,8 @@ class Settings(BaseSettings):
         default=60.0, ge=0, description="How long a job waits in a run for a busy agent"
     )
     lease_check_seconds: float = Field(default=1.0, gt=0, description="Cancel/lease poll")
-    # Per-agent bearer tokens by reference name, e.g. AGENT_TOKENS='{"acme": "s3cret"}'.
+    # Per-agent bearer tokens by reference name, e.g. AGENT_TOKENS='{"acme": "s3cret"}'. An
+    # agent's token_ref `secret-block:NAME` names a Prefect Secret block instead.
     agent_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     worker_name: str = Field(default="", description="Lease owner; empty: host:pid")
 

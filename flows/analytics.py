@@ -6,9 +6,10 @@ import datetime as dt
 from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent_dispatch.db.types import utcnow
+from agent_dispatch.flows.reports import publish_dashboard_link, run_name
 from agent_dispatch.reporting.dashboard import granularity
 from agent_dispatch.reporting.incremental import DEFAULT_LOOKBACK, SETTLE
 from agent_dispatch.reporting.stats import glance, render_markdown
@@ -33,6 +34,8 @@ DEFAULT_REPORT_DIR = DEFAULT_SQLITE_PATH.parent / "report"
 
 class AnalyticsParams(BaseModel):
     """Parameters of one analytics run (rendered as a form in the Prefect UI)."""
+
+    model_config = ConfigDict(frozen=True)  # the flow's default instance is shared
 
     since: dt.datetime | None = Field(default=None, description="Window start; naive = UTC")
     until: dt.datetime | None = Field(default=None, description="Window end; default now")
@@ -92,8 +95,10 @@ class AnalyticsSummary(BaseModel):
     stats: dict[str, Any] = Field(default_factory=dict)  # the `agent-dispatch stats` document
 
 
-@flow(name="analytics", log_prints=True)
-def analytics_flow(params: AnalyticsParams | None = None) -> AnalyticsSummary:
+@flow(name="analytics", log_prints=True, flow_run_name=run_name("analytics"))
+def analytics_flow(
+    params: AnalyticsParams = AnalyticsParams(),  # noqa: B008 (frozen; prefills the UI's form)
+) -> AnalyticsSummary:
     """Aggregate execution history per hour and day, refresh ranking, publish the results."""
     params = params or AnalyticsParams()
     logger = get_run_logger()
@@ -136,6 +141,7 @@ def analytics_flow(params: AnalyticsParams | None = None) -> AnalyticsSummary:
         publish_summary(render_markdown(doc, notes)),
     ]
     logger.info("dashboard written to %s", path)
+    publish_dashboard_link(path)
     return AnalyticsSummary(
         window_start=shown.start,
         window_end=shown.end,

@@ -4,16 +4,22 @@ driven plan -> take -> race -> finish by `dispatch_one` with every step a Prefec
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field
+from prefect.states import Failed
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import OperationalError
 
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
 from agent_dispatch.clients.queue import RejectedItem
 from agent_dispatch.flows.progress import Progress
+from agent_dispatch.flows.reports import param, publish_dispatch_jobs, run_name
 from agent_dispatch.flows.workflow import workflow_flow
 from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, dispatch_one
 from agent_dispatch.services.drain import Drain, Listing
@@ -26,6 +32,8 @@ from agent_dispatch.tasks.queue_io import fetch_open_page, reject_items
 
 class DispatchParams(BaseModel):
     """Parameters of one dispatch run (rendered as a form in the Prefect UI)."""
+
+    model_config = ConfigDict(frozen=True)  # the flow's default instance is shared
 
     max_jobs: int | None = Field(default=None, ge=1, description="Stop after taking this many")
     page_size: int | None = Field(default=None, ge=1, le=500, description="Queue page size")
@@ -41,6 +49,12 @@ class DispatchSummary(BaseModel):
 
     def count(self, outcome: str) -> int:
         return sum(1 for j in self.jobs if j.outcome == outcome)
+
+    def headline(self) -> str:
+        outcomes = Counter(j.outcome for j in self.jobs)
+        counts = ", ".join(f"{n} {o.lower()}" for o, n in sorted(outcomes.items()))
+        line = f"{self.taken} taken, {self.rejected} rejected: {counts or 'nothing to do'}"
+        return line + (f"; stopped: {self.stopped_reason}" if self.stopped_reason else "")
 
 
 Listed = Incoming | RejectedItem
@@ -79,16 +93,28 @@ async def take_from_queue(
                 pool.start(intake.claims)
 
 
-@flow(name="dispatch", log_prints=True)
-async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary:
+def _max_jobs(parameters: Mapping[str, Any]) -> str:
+    limit = param(parameters, "params", "max_jobs")
+    return f"max {limit} jobs" if limit else ""
+
+
+@flow(name="dispatch", log_prints=True, flow_run_name=run_name("dispatch", _max_jobs))
+async def dispatch_flow(
+    params: DispatchParams = DispatchParams(),  # noqa: B008 (frozen; prefills the UI's form)
+) -> DispatchSummary | State[DispatchSummary]:
     """Take OPEN queue tasks and drive every taken job to a terminal status.
 
     Jobs are leased only as fast as they can be worked on (JOB_CONCURRENCY at once): a run
     never sits on leases it is not renewing, and concurrent workers share the queue.
+
+    A run that could not work (the queue unreachable or refusing the token, the database
+    down) ends Failed with that one line, its summary as the state's data: an automation or
+    alert on failed runs sees the outage, and `agent-dispatch run` still prints the summary.
     """
     params = params or DispatchParams()
     rt = get_runtime()
     s = rt.settings
+    rt.hold_clients()  # closed by the last run of this process to end
     logger = get_run_logger()
     progress = await Progress.start()
     steps = TracedSteps(str(flow_run.id) if flow_run.id else None)
@@ -115,6 +141,9 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
     except QueueError as exc:
         summary.stopped_reason = f"remote queue: {exc}"
         logger.error("stopped taking jobs: %s (jobs already taken will finish)", exc)
+    except OperationalError as exc:  # the database refused a connection or went away
+        summary.stopped_reason = f"database: {_first_line(exc)}"
+        logger.error("stopped taking jobs: %s", summary.stopped_reason)
     finally:
         summary.jobs = await pool.drain()
         await progress.finish()
@@ -130,4 +159,12 @@ async def dispatch_flow(params: DispatchParams | None = None) -> DispatchSummary
             f" by {line.winner} in {line.winner_latency_ms:.0f} ms" if line.winner else "",
             f" ({line.detail})" if line.detail else "",
         )
+    await publish_dispatch_jobs(summary.jobs, summary.headline())
+    if summary.stopped_reason:
+        return Failed(message=summary.stopped_reason, data=summary)
     return summary
+
+
+def _first_line(exc: OperationalError) -> str:
+    text = str(exc.orig or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

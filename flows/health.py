@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from agent_dispatch.bootstrap import get_runtime
+from agent_dispatch.flows.reports import publish_agent_health, run_name
 from agent_dispatch.services.health import PROBES_AT_ONCE, Health, Probe
 from agent_dispatch.tasks.health_tasks import agents_to_probe, probe_agent, record_health
 
@@ -24,10 +25,11 @@ class HealthSummary(BaseModel):
         return f"health: {n - self.unhealthy} of {n} agents healthy"
 
 
-@flow(name="health")
+@flow(name="health", flow_run_name=run_name("health"))
 async def health_flow() -> HealthSummary:
     """Probe /health of every active agent; matching leaves out the ones marked unhealthy."""
     rt = get_runtime()
+    rt.hold_clients()  # closed by the last run of this process to end
     gate = asyncio.Semaphore(PROBES_AT_ONCE)
 
     async def one(probe: Probe) -> Health:
@@ -46,4 +48,5 @@ async def health_flow() -> HealthSummary:
         agents=[{"name": h.name, "healthy": h.healthy, "detail": h.detail} for h in results]
     )
     logger.info(summary.headline())
+    await publish_agent_health(summary.agents, summary.headline())
     return summary

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import Counter
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent_dispatch.bootstrap import get_runtime
+from agent_dispatch.flows.reports import publish_sweep, run_name
 from agent_dispatch.services.sweep import SweepLine
 from agent_dispatch.tasks.sweep_tasks import (
     reconcile_stale_open,
@@ -18,6 +19,9 @@ from agent_dispatch.tasks.sweep_tasks import (
 
 
 class SweepParams(BaseModel):
+    """Parameters of one sweep run (rendered as a form in the Prefect UI)."""
+
+    model_config = ConfigDict(frozen=True)  # the flow's default instance is shared
     limit: int = Field(default=500, ge=1, le=10_000, description="Jobs per step")
     settle_seconds: float = Field(
         default=10.0, ge=0, description="Leave endings younger than this to their worker"
@@ -51,11 +55,14 @@ def _as_dicts(lines: list[SweepLine]) -> list[dict[str, str]]:
     ]
 
 
-@flow(name="sweep")
-async def sweep_flow(params: SweepParams | None = None) -> SweepSummary:
+@flow(name="sweep", flow_run_name=run_name("sweep"))
+async def sweep_flow(
+    params: SweepParams = SweepParams(),  # noqa: B008 (frozen; prefills the UI's form)
+) -> SweepSummary:
     """Rescue jobs whose lease expired, reconcile stale OPEN jobs, then resend untold endings."""
     params = params or SweepParams()
     rt = get_runtime()
+    rt.hold_clients()  # closed by the last run of this process to end
     logger = get_run_logger()
     summary = SweepSummary()
     try:
@@ -71,4 +78,5 @@ async def sweep_flow(params: SweepParams | None = None) -> SweepSummary:
     for line in summary.lines:
         logger.info("%s: %s %s", line["queueTaskId"], line["action"], line["detail"])
     logger.info(summary.headline())
+    await publish_sweep(summary.lines, summary.headline())
     return summary

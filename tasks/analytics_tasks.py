@@ -20,11 +20,13 @@ from agent_dispatch.reporting.stats import ms, pct
 from agent_dispatch.reporting.store import Written
 from agent_dispatch.reporting.window import PeriodKind, Window
 
+# Every task keeps its result in memory (persist_result=False): frames of job and agent
+# history must not reach a result store where a worker sets PREFECT_RESULTS_PERSIST_BY_DEFAULT.
 LEADERBOARD_KEY = "agent-leaderboard"
 SUMMARY_KEY = "analytics-summary"
 
 
-@task(name="plan-analytics-run", cache_policy=NO_CACHE)
+@task(name="plan-analytics-run", cache_policy=NO_CACHE, persist_result=False)
 def plan_run(window: Window | None, now: dt.datetime, settle_minutes: float) -> Plan:
     """The buckets to recompute: an explicit period, or what changed since the watermarks."""
     if window is not None:
@@ -33,7 +35,7 @@ def plan_run(window: Window | None, now: dt.datetime, settle_minutes: float) -> 
     return incremental.incremental(get_runtime().engine, now, settle=settle)
 
 
-@task(name="aggregate-periods", cache_policy=NO_CACHE)
+@task(name="aggregate-periods", cache_policy=NO_CACHE, persist_result=False)
 def aggregate_periods(plan: Plan) -> tuple[list[Periods], Pass | None]:
     """Per agent/category and per category, per hour and day bucket (one pass on PostgreSQL)."""
     with get_runtime().engine.connect() as conn:
@@ -43,6 +45,7 @@ def aggregate_periods(plan: Plan) -> tuple[list[Periods], Pass | None]:
 @task(
     name="write-period-tables",
     cache_policy=NO_CACHE,
+    persist_result=False,
     task_run_name="write-period-tables {periods.kind}",
 )
 def write_period_tables(periods: Periods, at: dt.datetime, incremental_run: bool) -> Written:
@@ -53,26 +56,26 @@ def write_period_tables(periods: Periods, at: dt.datetime, incremental_run: bool
     )
 
 
-@task(name="compute-feedback", cache_policy=NO_CACHE)
+@task(name="compute-feedback", cache_policy=NO_CACHE, persist_result=False)
 def compute_feedback(now: dt.datetime, half_life_days: float) -> list[AgentFeedback]:
     """Time-decayed success rate and reputation per agent."""
     return feedback.compute(get_runtime().engine, now, dt.timedelta(days=half_life_days))
 
 
-@task(name="write-feedback", cache_policy=NO_CACHE)
+@task(name="write-feedback", cache_policy=NO_CACHE, persist_result=False)
 def write_feedback(scores: list[AgentFeedback]) -> int:
     """Store them on the agents, where ranking reads them."""
     return feedback.write(get_runtime().engine, scores)
 
 
-@task(name="window-overview", cache_policy=NO_CACHE)
+@task(name="window-overview", cache_policy=NO_CACHE, persist_result=False)
 def load_overview(window: Window, done: Pass | None = None) -> Overview:
     """Totals over the whole window: leaderboard, headline numbers, latency histogram."""
     with get_runtime().engine.connect() as conn:
         return compute.overview(conn, window, done)
 
 
-@task(name="read-timelines", cache_policy=NO_CACHE)
+@task(name="read-timelines", cache_policy=NO_CACHE, persist_result=False)
 def read_timelines(kind: PeriodKind, window: Window) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The all-categories rows just written, for the dashboard's time charts."""
     with get_runtime().engine.connect() as conn:
@@ -81,7 +84,7 @@ def read_timelines(kind: PeriodKind, window: Window) -> tuple[pd.DataFrame, pd.D
         )
 
 
-@task(name="publish-leaderboard", cache_policy=NO_CACHE)
+@task(name="publish-leaderboard", cache_policy=NO_CACHE, persist_result=False)
 def publish_leaderboard(rows: list[dict[str, Any]], window: Window) -> str:
     """Table artifact: one row per agent, best first."""
     table = [
@@ -109,14 +112,14 @@ def publish_leaderboard(rows: list[dict[str, Any]], window: Window) -> str:
     return LEADERBOARD_KEY
 
 
-@task(name="publish-summary", cache_policy=NO_CACHE)
+@task(name="publish-summary", cache_policy=NO_CACHE, persist_result=False)
 def publish_summary(markdown: str) -> str:
     """Markdown artifact: headline numbers, failures by kind, what was written where."""
     create_markdown_artifact(markdown=markdown, key=SUMMARY_KEY, description="Analytics summary")
     return SUMMARY_KEY
 
 
-@task(name="render-dashboard", cache_policy=NO_CACHE)
+@task(name="render-dashboard", cache_policy=NO_CACHE, persist_result=False)
 def render_dashboard(
     overview: Overview,
     timelines: tuple[pd.DataFrame, pd.DataFrame],
@@ -126,6 +129,6 @@ def render_dashboard(
     return dashboard.render(overview, timelines[0], timelines[1], kind, at)
 
 
-@task(name="write-dashboard", cache_policy=NO_CACHE)
+@task(name="write-dashboard", cache_policy=NO_CACHE, persist_result=False)
 def write_dashboard(out_dir: str, html: str) -> str:
     return str(dashboard.write(Path(out_dir), html))

@@ -16,14 +16,16 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent_dispatch.bootstrap.prefect_events import PrefectEvents
+from agent_dispatch.bootstrap.secrets import SecretTokens
 from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.bearer import TokenSource
 from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.protocols import AgentClients
 from agent_dispatch.clients.queue import RemoteQueueClient
 from agent_dispatch.clients.retry import RetryPolicy
 from agent_dispatch.db.engine import make_engine, make_session_factory
 from agent_dispatch.db.uow import UnitOfWork
-from agent_dispatch.services.deps import EventSink
+from agent_dispatch.services.deps import EventSink, secret_block_of
 from agent_dispatch.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -54,8 +56,12 @@ class Runtime:
         self._agents: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AgentClients] = (
             weakref.WeakKeyDictionary()
         )
+        self._holds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, int] = (
+            weakref.WeakKeyDictionary()
+        )
         self.worker_name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self.events: EventSink = PrefectEvents()
+        self.secrets = SecretTokens(settings.secret_cache_seconds)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory)
@@ -67,7 +73,7 @@ class Runtime:
             s = self.settings
             client = RemoteQueueClient(
                 s.remote_queue_url,
-                s.remote_queue_token.get_secret_value(),
+                self.queue_token(),
                 transport=self._queue_transport,
                 timeout=s.queue_timeout_seconds,
                 retry=RetryPolicy(attempts=s.execution_retry_count + 2),
@@ -103,15 +109,38 @@ class Runtime:
             return None
         return NetGuard()
 
-    def agent_token(self, token_ref: str | None) -> str | None:
+    def queue_token(self) -> str | TokenSource:
+        """REMOTE_QUEUE_TOKEN_SECRET's block, read per request (cached), else the variable."""
+        block = self.settings.remote_queue_token_secret
+        if block:
+            return self.secrets.source(block)
+        return self.settings.remote_queue_token.get_secret_value()
+
+    async def agent_token(self, token_ref: str | None) -> str | None:
+        """`secret-block:NAME` reads that Secret block (cached); other refs are AGENT_TOKENS
+        keys, and an unknown key means no token, as it always has."""
         if not token_ref:
             return None
+        block = secret_block_of(token_ref)
+        if block is not None:
+            return await self.secrets.get(block)
         secret = self.settings.agent_tokens.get(token_ref)
         return secret.get_secret_value() if secret else None
 
-    async def aclose_clients(self) -> None:
-        """Close this loop's HTTP clients (end of a flow run)."""
+    def hold_clients(self) -> None:
+        """A flow run uses this loop's clients until its `aclose_clients()`. Runs sharing a
+        loop (started together in one process) must not close them under each other: the
+        last one to end closes them."""
         loop = asyncio.get_running_loop()
+        self._holds[loop] = self._holds.get(loop, 0) + 1
+
+    async def aclose_clients(self) -> None:
+        """Close this loop's HTTP clients (end of a flow run, or of a CLI command)."""
+        loop = asyncio.get_running_loop()
+        held = self._holds.pop(loop, 0)
+        if held > 1:
+            self._holds[loop] = held - 1
+            return
         for registry in (self._queues, self._agents):
             client = registry.pop(loop, None)
             if client is not None:

@@ -14,6 +14,7 @@ from agent_dispatch.services.agents import (
     remove_agent,
     update_agent,
 )
+from agent_dispatch.services.deps import block_ref
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,7 +28,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--tag", action="append", default=[], dest="tags")
     add.add_argument("--skill-level", type=skill, default=1)
     add.add_argument("--max-concurrency", type=positive_int, default=1)
-    add.add_argument("--token-ref", default=None, help="name of its token in AGENT_TOKENS")
+    token = add.add_mutually_exclusive_group()
+    token.add_argument("--token-ref", default=None, help="name of its token in AGENT_TOKENS")
+    token.add_argument(
+        "--token-secret",
+        default=None,
+        metavar="BLOCK",
+        help="name of the Prefect Secret block holding its token (read when it is called)",
+    )
     add.set_defaults(handler=cmd_add)
     up = asub.add_parser("update", help="change an agent's profile, or take it out of matching")
     up.add_argument("name")
@@ -68,7 +76,7 @@ def cmd_add(args: argparse.Namespace) -> int:
                 protocol=args.protocol,
                 skill_level=args.skill_level,
                 max_concurrency=args.max_concurrency,
-                token_ref=args.token_ref,
+                token_ref=block_ref(args.token_secret) if args.token_secret else args.token_ref,
             )
         finally:
             await rt.aclose_clients()  # an A2A card was read with this loop's client

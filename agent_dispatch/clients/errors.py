@@ -1,6 +1,7 @@
 """Exceptions raised by the remote-queue and agent clients.
 
 ClientError
+├── TokenUnavailable            a token kept in a Prefect Secret block could not be read
 ├── QueueError                  the remote queue did not do what was asked
 │   ├── QueueUnauthorized       401: the token was refused; never retried
 │   ├── QueueUnavailable        429/503/timeouts/connection errors, retries spent (.reason)
@@ -37,6 +38,12 @@ def one_line(text: str, limit: int = 300) -> str:
 
 class ClientError(Exception):
     """Base of every error raised by this package."""
+
+
+class TokenUnavailable(ClientError):
+    """A token named by reference (a Prefect Secret block) could not be read now.
+
+    The message names the block, never its value."""
 
 
 class QueueError(ClientError):

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import ValidationError
 
+from agent_dispatch.clients.bearer import BearerFrom, TokenSource
 from agent_dispatch.clients.closing import AsyncClosing
 from agent_dispatch.clients.errors import (
     IllegalQueueTransition,
@@ -82,7 +83,7 @@ class RemoteQueueClient(AsyncClosing):
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | TokenSource,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 10.0,
@@ -92,13 +93,20 @@ class RemoteQueueClient(AsyncClosing):
         self._base_url = base_url
         self._retry = retry
         self._sleep = sleep
+        headers = {"Accept": "application/json"}
+        auth: httpx.Auth | None = None
+        if isinstance(token, str):
+            headers["Authorization"] = f"Bearer {token}"
+        else:
+            auth = BearerFrom(token, QueueError)
         self._client = httpx.AsyncClient(
             base_url=base_url,
             transport=transport,
             timeout=timeout,
             follow_redirects=False,
             trust_env=False,  # settings come in as arguments, never from the environment
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers=headers,
+            auth=auth,
         )
 
     def __repr__(self) -> str:

@@ -11,14 +11,14 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
-from agent_dispatch.clients.errors import AgentCallError
+from agent_dispatch.clients.errors import AgentCallError, TokenUnavailable
 from agent_dispatch.clients.netguard import check_url
 from agent_dispatch.clients.protocols import A2A, PROTOCOLS
 from agent_dispatch.db.agent_repository import DuplicateAgent
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.netpolicy import UnsafeAddress, check_url_shape
-from agent_dispatch.services.deps import Deps, in_transaction
+from agent_dispatch.services.deps import Deps, in_transaction, secret_block_of
 from agent_dispatch.services.errors import Conflict, Invalid, NotFound
 
 MAX_NAME = 100  # the column's width
@@ -79,8 +79,7 @@ async def register_agent(
         raise Invalid(f"an agent name has 1 to {MAX_NAME} characters", "name")
     if protocol not in PROTOCOLS:
         raise Invalid(f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}", "protocol")
-    if token_ref and token_ref not in deps.settings.agent_tokens:
-        raise Invalid(f"token ref {token_ref!r} is not a key of AGENT_TOKENS", "tokenRef")
+    await _check_token_ref(deps, token_ref)
     await _check_address(deps, url)
     if protocol == A2A:
         categories, tags = await _from_card(deps, name, url, token_ref, categories, tags)
@@ -183,12 +182,28 @@ async def _from_card(
     the categories unless some are given. A card that is malformed, offers no binding we
     speak, or points its endpoint at an address we refuse, is refused in one line."""
     try:
-        card = await deps.agents().fetch_card(url, name=name, token=deps.agent_token(token_ref))
+        token = await deps.agent_token(token_ref)
+        card = await deps.agents().fetch_card(url, name=name, token=token)
     except AgentCallError as exc:
         raise Invalid(f"agent card refused: {exc}", "url") from None
     await _check_address(deps, card.rpc_url)
     given = list(categories)
     return (given or list(card.default_categories)), [*tags, *card.tags]
+
+
+async def _check_token_ref(deps: Deps, token_ref: str | None) -> None:
+    """A token ref must name something that exists now: an AGENT_TOKENS key, or a Secret
+    block this process can read (`secret-block:NAME`, read once here)."""
+    if not token_ref:
+        return
+    if secret_block_of(token_ref) is None:
+        if token_ref not in deps.settings.agent_tokens:
+            raise Invalid(f"token ref {token_ref!r} is not a key of AGENT_TOKENS", "tokenRef")
+        return
+    try:
+        await deps.agent_token(token_ref)
+    except TokenUnavailable as exc:
+        raise Invalid(f"token refused: {exc}", "tokenRef") from None
 
 
 async def _check_address(deps: Deps, url: str) -> None:

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from agent_dispatch.clients.agent import AgentEndpoint, AgentReply
-from agent_dispatch.clients.errors import AgentCallError
+from agent_dispatch.clients.errors import AgentBlocked, AgentCallError, TokenUnavailable
 from agent_dispatch.clients.wire import JobExecutionData
 from agent_dispatch.db.distribution_repository import Assignment
 from agent_dispatch.db.types import utcnow
@@ -93,9 +93,11 @@ async def call_agent(
 ) -> CallEnd:
     """Call one agent until it answers, fails, times out, or `stop` is set."""
     a = ctx.assignment
-    endpoint = AgentEndpoint(
-        a.agent_id, a.agent_name, a.url, deps.agent_token(a.token_ref), a.protocol
-    )
+    try:
+        token, unreadable = await deps.agent_token(a.token_ref), None
+    except TokenUnavailable as exc:  # our configuration's fault, not the agent's: BLOCKED
+        token, unreadable = None, AgentBlocked(f"agent {a.agent_id}: {exc}")
+    endpoint = AgentEndpoint(a.agent_id, a.agent_name, a.url, token, a.protocol)
     started = time.monotonic()
     if stop.is_set():
         return await _stopped(deps, ctx, endpoint, started, None)
@@ -119,7 +121,9 @@ async def call_agent(
 
     remaining = (ctx.deadline - utcnow()).total_seconds()
     call = asyncio.ensure_future(
-        deps.agents().execute(
+        _refuse(unreadable)
+        if unreadable is not None
+        else deps.agents().execute(
             endpoint, ctx.request, deadline=time.monotonic() + remaining, on_accepted=accepted
         )
     )
@@ -133,6 +137,11 @@ async def call_agent(
     if not call.done():
         return await _stopped(deps, ctx, endpoint, started, remote_task_id, call)
     return await _settle(deps, ctx, call, started)
+
+
+async def _refuse(error: AgentBlocked) -> AgentReply:
+    """A call that cannot be made (its token is unreadable) ends like a blocked one."""
+    raise error
 
 
 async def _write(

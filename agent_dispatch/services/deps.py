@@ -17,6 +17,22 @@ from agent_dispatch.settings import Settings
 
 T = TypeVar("T")
 
+# An agent's token_ref in this form names a Prefect Secret block (read at run time by the
+# bootstrap); any other token_ref is a key of AGENT_TOKENS.
+BLOCK_REF_PREFIX = "secret-block:"
+
+
+def block_ref(block: str) -> str:
+    """The token_ref that names a Secret block."""
+    return BLOCK_REF_PREFIX + block
+
+
+def secret_block_of(token_ref: str | None) -> str | None:
+    """The Secret block a token_ref names, or None when it is an AGENT_TOKENS key."""
+    if token_ref and token_ref.startswith(BLOCK_REF_PREFIX):
+        return token_ref[len(BLOCK_REF_PREFIX) :]
+    return None
+
 
 class EventSink(Protocol):
     """Where status changes are announced (Prefect events in production, a list in tests).
@@ -55,7 +71,10 @@ class Deps(Protocol):
 
     def agents(self) -> AgentClients: ...
 
-    def agent_token(self, token_ref: str | None) -> str | None: ...
+    async def agent_token(self, token_ref: str | None) -> str | None:
+        """The bearer token an agent's `token_ref` names (None: no token); raises
+        TokenUnavailable when it names a Secret block that cannot be read now."""
+        ...
 
 
 async def in_transaction(deps: Deps, work: Callable[[UnitOfWork], T]) -> T:

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 
 from agent_dispatch.clients.agent import AgentEndpoint
-from agent_dispatch.clients.errors import AgentCallError
+from agent_dispatch.clients.errors import AgentCallError, TokenUnavailable
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.services.deps import Deps, in_transaction
@@ -48,9 +48,11 @@ async def agents_to_probe(deps: Deps) -> list[Probe]:
 
 async def probe_agent(deps: Deps, probe: Probe) -> Health:
     """GET /health within AGENT_HEALTH_TIMEOUT_SECONDS; any failure means unhealthy."""
-    endpoint = AgentEndpoint(
-        probe.agent_id, probe.name, probe.url, deps.agent_token(probe.token_ref), probe.protocol
-    )
+    try:
+        token = await deps.agent_token(probe.token_ref)
+    except TokenUnavailable as exc:
+        return Health(probe.agent_id, probe.name, False, str(exc))
+    endpoint = AgentEndpoint(probe.agent_id, probe.name, probe.url, token, probe.protocol)
     try:
         report = await deps.agents().health(
             endpoint, timeout=deps.settings.agent_health_timeout_seconds

@@ -105,10 +105,9 @@ async def stop_abandoned(deps: Deps, calls: tuple[AbandonedCall, ...]) -> int:
     agents = deps.agents()
 
     async def one(c: AbandonedCall) -> bool:
-        endpoint = AgentEndpoint(
-            c.agent_id, c.agent_name, c.url, deps.agent_token(c.token_ref), c.protocol
-        )
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # an unreadable token too: best effort
+            token = await deps.agent_token(c.token_ref)
+            endpoint = AgentEndpoint(c.agent_id, c.agent_name, c.url, token, c.protocol)
             return await agents.cancel(
                 endpoint,
                 job_id=c.queue_task_id,

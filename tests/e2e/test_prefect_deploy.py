@@ -22,12 +22,15 @@ from typing import Any, TypeVar
 import pytest
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
     FlowRunFilterId,
 )
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import Artifact, FlowRun
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.events.filters import (
     EventFilter,
@@ -54,6 +57,8 @@ OPTIONAL_FLOWS = {
     "health-check": "flows/health.py",
     "sweep": "flows/sweep.py",
 }
+# Run from the UI by operators: no schedule, no concurrency limit.
+OPERATOR_FLOWS = {"cancel-job": "flows/operator.py", "agent-admin": "flows/operator.py"}
 ENTRYPOINT = "agent_dispatch.flows.dispatch:dispatch_flow"
 T = TypeVar("T")
 
@@ -72,7 +77,8 @@ async def eventually(
 
 def deployable() -> list[str]:
     """The dispatch deployment, and the others whose flow files exist in this tree."""
-    return ["dispatch", *(name for name, path in OPTIONAL_FLOWS.items() if (REPO / path).exists())]
+    others = {**OPTIONAL_FLOWS, **OPERATOR_FLOWS}
+    return ["dispatch", *(name for name, path in others.items() if (REPO / path).exists())]
 
 
 def keep_artifact(path: Path) -> None:
@@ -191,7 +197,8 @@ async def test_deploy_serve_schedule_adhoc_events_and_ui(
 
                 await check_events(client, since, adhoc, feed.json_lines())
                 await check_automation_fired(client, since)
-                await check_ui(stack, adhoc, scheduled, tmp_path)
+                admin = await check_agent_admin(stack, client)
+                await check_ui(stack, client, adhoc, scheduled, admin, tmp_path, general["id"])
     print(f"deploy proof took {time.monotonic() - started:.0f} s")
 
 
@@ -208,6 +215,8 @@ async def check_deployment(client: PrefectClient) -> DeploymentResponse:
     assert props["max_jobs"]["anyOf"][0] == {"type": "integer", "minimum": 1}
     others = {d.name: d for d in await client.read_deployments() if d.name != "dispatch"}
     assert set(others) == set(deployable()) - {"dispatch"}
+    for name in set(others) & set(OPERATOR_FLOWS):
+        assert not others.pop(name).schedules, name
     for name, other in others.items():
         assert other.global_concurrency_limit is not None, name
         assert other.global_concurrency_limit.limit == 1, name
@@ -331,8 +340,48 @@ async def check_automation_fired(client: PrefectClient, since: dt.datetime) -> N
     await eventually(probe, 30, f"automation {JOB_FAILED!r} to fire")
 
 
-async def check_ui(stack: PrefectStack, adhoc: FlowRun, scheduled: FlowRun, tmp: Path) -> None:
-    """The UI shows the deployment's runs and the per-agent task runs of the ad-hoc run."""
+async def check_agent_admin(stack: PrefectStack, client: PrefectClient) -> FlowRun:
+    """An operator without a shell takes an agent out of matching through agent-admin."""
+    out = stack.cli(
+        "prefect",
+        "deployment",
+        "run",
+        "agent-admin/agent-admin",
+        "-p",
+        'params={"action": "deactivate", "name": "broken"}',
+    )
+    match = re.search(r"UUID: ([0-9a-f-]{36})", out)
+    assert match, out
+    run = await finished(client, uuid.UUID(match.group(1)), timeout=120)
+    assert run.state_name == "Completed", run.state
+    assert run.state is not None and run.state.message == "agent broken is now inactive"
+    listed = stack.cli("agent-dispatch", "agents", "list", "--json")
+    assert re.search(r'"name": "broken",[^}]*"active": false', listed), listed
+    return run
+
+
+async def dispatch_jobs_artifact(client: PrefectClient, run: FlowRun) -> Artifact:
+    found = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["dispatch-jobs"]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]),
+        )
+    )
+    assert len(found) == 1, found
+    return found[0]
+
+
+async def check_ui(
+    stack: PrefectStack,
+    client: PrefectClient,
+    adhoc: FlowRun,
+    scheduled: FlowRun,
+    admin: FlowRun,
+    tmp: Path,
+    job_id: str,
+) -> None:
+    """The UI shows the deployment's runs, the per-agent task runs of the ad-hoc run, its
+    dispatch-jobs table, and the operator form."""
     with chromium() as browser:
         async with browser.page() as page:
             await page.goto(f"{stack.ui_url}/deployments/deployment/{adhoc.deployment_id}")
@@ -343,18 +392,38 @@ async def check_ui(stack: PrefectStack, adhoc: FlowRun, scheduled: FlowRun, tmp:
 
             # The typed parameters render as a form on the deployment's custom-run page.
             await page.goto(f"{stack.ui_url}/deployments/deployment/{adhoc.deployment_id}/run")
-            await page.wait_for_text(["DispatchParams", "Max Jobs", "Stop after taking this many"])
+            await page.wait_for_text(
+                ["Parameters of one dispatch run", "Max Jobs", "Stop after taking this many"]
+            )
 
             await page.goto(f"{stack.ui_url}/runs/flow-run/{adhoc.id}")
             await page.wait_for_text([adhoc.name, "Task Runs"])
             assert await page.click_text("Task Runs")
-            text = await page.wait_for_text(
+            await page.wait_for_text(
                 ["quick <- ", "laggard <- ", "broken <- ", "Cancelled", "Failed"]
             )
-            assert "dispatch-progress" in text or "Artifacts" in text
             shot = tmp / "flow-run-task-runs.png"
             await page.screenshot(shot)
             keep_artifact(shot)
+
+            # The run's Artifacts tab lists its keyed table; the artifact's page shows the rows.
+            assert await page.click_text("Artifacts")
+            await page.wait_for_text(["dispatch-jobs", "dispatch-progress"])
+            artifact = await dispatch_jobs_artifact(client, adhoc)
+            await page.goto(f"{stack.ui_url}/artifacts/artifact/{artifact.id}")
+            await page.wait_for_text(["dispatch-jobs", job_id, "COMPLETED", "quick", "FAILED"])
+            shot = tmp / "dispatch-jobs-artifact.png"
+            await page.screenshot(shot)
+            keep_artifact(shot)
+
+            # The operator deployment's typed form, and its run under a readable name.
+            await page.goto(f"{stack.ui_url}/deployments/deployment/{admin.deployment_id}/run")
+            await page.wait_for_text(["One change to the agent registry", "Token Secret"])
+            shot = tmp / "agent-admin-form.png"
+            await page.screenshot(shot)
+            keep_artifact(shot)
+            await page.goto(f"{stack.ui_url}/runs/flow-run/{admin.id}")
+            await page.wait_for_text([admin.name, "deactivate broken"])
 
 
 async def test_worker_killed_mid_run_is_crashed_and_its_job_rescued(

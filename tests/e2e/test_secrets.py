@@ -1,5 +1,7 @@
 """Canary secrets: the queue token and an agent token, really used by runs, sweeps and health
-probes, must appear in no CLI output, log, database row, Prefect log, artifact or event."""
+probes, must appear in no CLI output, log, database row, Prefect log, artifact, event, flow
+run (parameters, job variables) or task run, whether they come from the environment or from
+Prefect Secret blocks."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 
 from agent_dispatch.bootstrap import Runtime, set_runtime
@@ -26,28 +29,48 @@ AGENT_CANARY = "canaryA" + secrets.token_hex(10)
 CANARIES = (QUEUE_CANARY, AGENT_CANARY)
 
 
-@pytest.fixture
+World = tuple[Runtime, SimulatedQueue, AgentFarm]
+AGENTS = [
+    ("good", "fast:delay=0.05", "farm"),
+    ("broken", "error500", "farm"),
+    ("refuses", "fast", "bad"),
+]
+
+
+@pytest.fixture(params=["environment", "secret blocks"])
 def world(
-    database_url: str, prefect_harness: None
-) -> Iterator[tuple[Runtime, SimulatedQueue, AgentFarm]]:
+    request: pytest.FixtureRequest, database_url: str, prefect_harness: None
+) -> Iterator[World]:
+    """The canaries in the environment's settings, or only in Prefect Secret blocks (then the
+    queue token is REMOTE_QUEUE_TOKEN_SECRET's block, and the `farm` agents are registered
+    with `agents add --token-secret`)."""
     queue, farm = SimulatedQueue(QUEUE_CANARY), AgentFarm()
+    blocks = request.param == "secret blocks"
     with queue.serve() as q, farm.serve():
+        tokens: dict[str, Any] = {"remote_queue_token": QUEUE_CANARY}
+        if blocks:
+            suffix = secrets.token_hex(4)
+            queue_block, agent_block = f"canary-queue-{suffix}", f"canary-agent-{suffix}"
+            Secret(value=QUEUE_CANARY).save(queue_block, overwrite=True)
+            Secret(value=AGENT_CANARY).save(agent_block, overwrite=True)
+            tokens = {"remote_queue_token": "", "remote_queue_token_secret": queue_block}
         rt = Runtime(
             make_settings(
                 database_url,
                 remote_queue_url=q.url,
-                remote_queue_token=QUEUE_CANARY,
-                agent_tokens={"farm": AGENT_CANARY, "bad": "wrong-token"},
+                agent_tokens={"bad": "wrong-token"} | ({} if blocks else {"farm": AGENT_CANARY}),
                 execution_retry_count=0,
+                **tokens,
             )
         )
         previous = set_runtime(rt)
-        for name, behaviour, ref in [
-            ("good", "fast:delay=0.05", "farm"),
-            ("broken", "error500", "farm"),
-            ("refuses", "fast", "bad"),
-        ]:
+        for name, behaviour, ref in AGENTS:
             farm.add(name, behaviour, token=AGENT_CANARY)
+            if blocks and ref == "farm":
+                args = ["agents", "add", name, farm.url_for(name), "--category", "general"]
+                args += ["--skill-level", "3", "--max-concurrency", "5"]
+                assert main([*args, "--token-secret", agent_block]) == 0
+                continue
             with rt.uow() as uow:
                 uow.agents.add(
                     Agent(
@@ -144,7 +167,7 @@ def _rows(rt: Runtime) -> str:
 
 
 def test_canary_tokens_are_used_but_never_written_anywhere(
-    world: tuple[Runtime, SimulatedQueue, AgentFarm],
+    world: World,
     prefect_debug_logs: None,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,

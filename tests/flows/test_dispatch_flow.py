@@ -335,8 +335,10 @@ async def test_queue_rejecting_the_token_stops_the_run_cleanly(
     add_agent("fast", "fast")
     queue.add_task(title="t", category="general")
 
-    summary = await dispatch_flow(DispatchParams())
+    state = await dispatch_flow(DispatchParams(), return_state=True)
+    summary = await state.aresult(raise_on_failure=False)
 
+    assert state.is_failed() and state.message == summary.stopped_reason
     assert summary.jobs == []
     assert summary.stopped_reason is not None and "401" in summary.stopped_reason
     assert "wrong-token" not in summary.stopped_reason

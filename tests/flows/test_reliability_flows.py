@@ -41,6 +41,10 @@ async def test_three_workers_at_once_take_and_finish_each_task_exactly_once(
     for name in ("a", "b", "c"):
         add_agent(name, "fast:delay=0.05", max_concurrency=100)
     tasks = [queue.add_task(title=f"t{i}", category="general", maxAgents=2) for i in range(12)]
+    # Slow takes keep each leased job OPEN for seconds (the runs start a second or more apart):
+    # without exclusive leases, a run reading the same page meanwhile would lease and try to
+    # take the job too (verified by dropping `free` from JobRepository._claim).
+    queue.delay_next(12, 5.0, method="PATCH")
 
     summaries = await asyncio.gather(*(dispatch_flow(DispatchParams()) for _ in range(3)))
 
@@ -48,6 +52,11 @@ async def test_three_workers_at_once_take_and_finish_each_task_exactly_once(
     assert all(queue.task(t)["status"] == "COMPLETED" for t in ids)
     assert set(takes(queue).values()) == {1} and set(takes(queue)) == set(ids)
     assert {queue.finished_count(t) for t in ids} == {1}
+    # The queue refuses a second take or ending, so the counts above hold even when two runs
+    # hold one job. Exclusive leases mean no run even tries: one attempt each, no 409 at all.
+    assert {t: queue.take_attempts(t) for t in ids} == dict.fromkeys(ids, 1)
+    assert {t: queue.finish_attempts(t) for t in ids} == dict.fromkeys(ids, 1)
+    assert [p for p in queue.patches if p.status_code == 409] == []
     done = Counter(j.queue_task_id for s in summaries for j in s.jobs if j.outcome == "COMPLETED")
     assert set(done.values()) == {1} and len(done) == 12  # no run finished another's job
     assert max(farm.summary()["executions"].values()) == 1  # one call per agent per attempt
@@ -181,8 +190,10 @@ async def test_queue_faults_end_the_run_with_one_line_and_nothing_half_written(
     else:
         queue.malformed_next(5, "text" if fault == "not json" else "shape", method="GET")
 
-    summary = await dispatch_flow(DispatchParams())
+    state = await dispatch_flow(DispatchParams(), return_state=True)
+    summary = await state.aresult(raise_on_failure=False)
 
+    assert state.is_failed() and state.message == summary.stopped_reason
     reason = summary.stopped_reason or ""
     assert says in reason and "\n" not in reason and len(reason) < 300
     assert "flow-test-token" not in reason

@@ -52,6 +52,10 @@ async def test_a_registered_agent_is_stored_with_a_clean_profile(deps: TestDeps)
         ({"categories": []}, "give at least one category the agent can work on"),
         ({"url": "ftp://example.com/"}, "agent URL refused: scheme 'ftp' is not http or https"),
         ({"token_ref": "nope"}, "token ref 'nope' is not a key of AGENT_TOKENS"),
+        (
+            {"token_ref": "secret-block:nope"},
+            "token refused: secret block 'nope' not found on the Prefect server",
+        ),
         ({"protocol": "soap"}, "protocol 'soap' is not one of http-json, a2a"),
         ({"skill_level": 9}, "skill level 9 is not between 1 and 5"),
         ({"max_concurrency": 0}, "max concurrency 0 is not at least 1"),
@@ -122,3 +126,15 @@ async def test_a_removed_agent_is_gone_and_an_unknown_one_is_not_found(deps: Tes
     assert await list_agents(deps) == []
     with pytest.raises(NotFound, match=r"^no agent named 'alpha'$"):
         await remove_agent(deps, "alpha")
+
+
+async def test_a_token_kept_in_a_readable_secret_block_is_accepted_by_reference(
+    deps: TestDeps,
+) -> None:
+    deps.secret_blocks["acme-token"] = "s3cret"
+
+    made = await register_agent(
+        deps, "acme", "http://127.0.0.1:9/", categories=["c"], token_ref="secret-block:acme-token"
+    )
+
+    assert made.token_ref == "secret-block:acme-token"  # the reference, never the value

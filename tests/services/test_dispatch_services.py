@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from agent_dispatch.db.models import Agent, Job
+from agent_dispatch.db.models import Agent, Job, JobDistributionAgent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.dispatching import NotFinished, PlainSteps, dispatch_one
@@ -145,3 +145,21 @@ async def test_an_operator_revoking_the_lease_mid_race_stops_the_agents(
     assert line.outcome == NotFinished.LEASE_LOST
     assert [c.agent for c in farm.cancels] == ["slowpoke"]
     assert _job(deps, task["id"]).status == "CANCELLED"
+
+
+async def test_an_agent_whose_token_block_cannot_be_read_is_blocked_not_called(
+    deps: TestDeps, queue: SimulatedQueue, farm: AgentFarm, add_agent: Callable[..., str]
+) -> None:
+    deps.secret_blocks["keyed-token"] = "block-value"
+    add_agent("keyed", token_ref="secret-block:keyed-token")
+    add_agent("orphan", token_ref="secret-block:deleted-in-the-ui")
+    farm.add("keyed", "fast", token="block-value")  # it answers only to the block's value
+    task = queue.add_task(title="Summarise", category="general")
+
+    assert await _dispatch(deps) == [(task["id"], "COMPLETED", "keyed")]
+
+    assert farm.calls_for("orphan") == []
+    with deps.uow() as uow:
+        orphan = {r.agent_name: r for r in uow.session.query(JobDistributionAgent)}["orphan"]
+    assert (orphan.status, orphan.failure_kind) == ("FAILED", "blocked")
+    assert orphan.error is not None and "'deleted-in-the-ui' not found" in orphan.error

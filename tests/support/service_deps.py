@@ -9,11 +9,13 @@ from typing import Any
 
 from agent_dispatch.clients.a2a import A2AClient
 from agent_dispatch.clients.agent import AgentClient
+from agent_dispatch.clients.errors import TokenUnavailable
 from agent_dispatch.clients.protocols import AgentClients
 from agent_dispatch.clients.queue import RemoteQueueClient
 from agent_dispatch.clients.retry import RetryPolicy
 from agent_dispatch.db.engine import make_engine, make_session_factory
 from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.services.deps import secret_block_of
 from agent_dispatch.settings import Settings
 
 
@@ -77,6 +79,7 @@ class TestDeps:
         self._factory = make_session_factory(self.engine)
         self._queues: dict[asyncio.AbstractEventLoop, RemoteQueueClient] = {}
         self._agents: dict[asyncio.AbstractEventLoop, AgentClients] = {}
+        self.secret_blocks: dict[str, str] = {}
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self._factory)
@@ -104,7 +107,12 @@ class TestDeps:
             self._agents[loop] = AgentClients(AgentClient(retry=retry), make_a2a)
         return self._agents[loop]
 
-    def agent_token(self, token_ref: str | None) -> str | None:
+    async def agent_token(self, token_ref: str | None) -> str | None:
+        block = secret_block_of(token_ref)
+        if block is not None:  # a stand-in for Prefect's Secret blocks: `secret_blocks`
+            if block not in self.secret_blocks:
+                raise TokenUnavailable(f"secret block {block!r} not found on the Prefect server")
+            return self.secret_blocks[block]
         secret = self.settings.agent_tokens.get(token_ref or "")
         return secret.get_secret_value() if secret else None
 
