@@ -20,9 +20,8 @@ from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.models import Agent
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.conftest import make_settings
+from tests.conftest import QUEUE_TOKEN, make_settings
 
-QUEUE_TOKEN = "api-test-queue-token"
 API_TOKEN = "api-test-token-7f3a"
 
 
@@ -69,20 +68,6 @@ class ApiServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(15)
-
-
-@pytest.fixture
-def queue() -> Iterator[SimulatedQueue]:
-    q = SimulatedQueue(QUEUE_TOKEN)
-    with q.serve():
-        yield q
-
-
-@pytest.fixture
-def farm() -> Iterator[AgentFarm]:
-    f = AgentFarm()
-    with f.serve():
-        yield f
 
 
 @pytest.fixture

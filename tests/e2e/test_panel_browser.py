@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,14 @@ from prefect.settings import PREFECT_API_URL
 
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.conftest import QUEUE_TOKEN
 from tests.support.browser import Page, chromium
 from tests.support.prefect_server import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.flow, pytest.mark.slow]
 
 CLI = str(Path(sys.executable).with_name("agent-dispatch"))
-QUEUE_TOKEN, API_TOKEN = "panel-queue-token", "panel-api-token"
+API_TOKEN = "panel-api-token"
 SHOTS = Path(os.environ.get("AD_SCREENSHOTS", "/tmp/agent-dispatch-shots"))
 
 
@@ -67,20 +67,6 @@ class Serve:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-
-@pytest.fixture
-def queue() -> Iterator[SimulatedQueue]:
-    q = SimulatedQueue(QUEUE_TOKEN)
-    with q.serve():
-        yield q
-
-
-@pytest.fixture
-def farm() -> Iterator[AgentFarm]:
-    f = AgentFarm()
-    with f.serve():
-        yield f
 
 
 @pytest.fixture
