@@ -22,8 +22,6 @@ from agent_dispatch.domain.lease import Lease
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JOB_TERMINAL, JobStatus
 
-TERMINAL = [s.value for s in JOB_TERMINAL]
-
 
 def step_task_id(parent_queue_task_id: str, parent_job_id: str, step_id: str, try_no: int) -> str:
     """A step job's own name: `<task>/<step>` (`#<try>` from the second try), never queued."""
@@ -73,7 +71,9 @@ class WorkflowRepository:
                 select(func.count())
                 .select_from(Job)
                 .where(
-                    Job.workflow == name, Job.parent_job_id.is_(None), Job.status.not_in(TERMINAL)
+                    Job.workflow == name,
+                    Job.parent_job_id.is_(None),
+                    Job.status.not_in(JOB_TERMINAL),
                 )
             )
             or 0
@@ -170,7 +170,7 @@ class WorkflowRepository:
         free = or_(Job.lease_token.is_(None), Job.lease_expires_at < now)
         found = self.session.scalars(
             select(Job.id)
-            .where(and_(Job.id == job_id, Job.status.not_in(TERMINAL), free))
+            .where(and_(Job.id == job_id, Job.status.not_in(JOB_TERMINAL), free))
             .with_for_update(skip_locked=True)
         ).one_or_none()
         if found is None:
