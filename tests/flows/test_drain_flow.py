@@ -21,7 +21,8 @@ from agent_dispatch.simulators.queue_store import CursorMode
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
-SERVABLE = 200
+# Enough for several pages and passes; each job costs its task runs, so no more than that.
+SERVABLE = 60
 
 
 def seed(
@@ -68,7 +69,7 @@ async def test_every_servable_task_is_taken_once_whatever_the_cursor_means(
     queue.set_cursor_mode(mode)
     good, unservable = seed(queue, SERVABLE, unservable_every=10)
 
-    summary = await dispatch_flow(DispatchParams(page_size=50))
+    summary = await dispatch_flow(DispatchParams(page_size=15))
 
     report(mode, summary, SERVABLE)
     assert summary.stopped_reason is None
@@ -95,11 +96,11 @@ async def test_tasks_arriving_on_pages_already_read_are_taken_in_the_same_run(
     for name in ("a", "b", "c"):
         add_agent(name, "fast:delay=0", max_concurrency=100)
     queue.set_cursor_mode(mode)
-    seeded, arrivals = 100, 30  # fewer than SERVABLE: the arrivals are what is under test
+    seeded, arrivals = 40, 12  # fewer than SERVABLE: the arrivals are what is under test
     good, _ = seed(queue, seeded)
     queue.insert_while_listing(arrivals, per_list=3, category="general", maxAgents=1)
 
-    summary = await dispatch_flow(DispatchParams(page_size=25))
+    summary = await dispatch_flow(DispatchParams(page_size=10))
 
     report(f"{mode} + {arrivals} arrivals", summary, seeded + arrivals)
     arrived = [t["id"] for t in queue.tasks_in("COMPLETED") if t["id"] not in set(good)]
@@ -116,12 +117,12 @@ async def test_max_jobs_still_caps_a_run_over_shifting_offsets(
     make_runtime()
     add_agent("a", "fast:delay=0", max_concurrency=100)
     queue.set_cursor_mode("offset")
-    good, _ = seed(queue, 60)
+    good, _ = seed(queue, 30)
 
-    first = await dispatch_flow(DispatchParams(max_jobs=25, page_size=10))
-    second = await dispatch_flow(DispatchParams(page_size=10))
+    first = await dispatch_flow(DispatchParams(max_jobs=12, page_size=5))
+    second = await dispatch_flow(DispatchParams(page_size=5))
 
-    assert (first.taken, second.taken) == (25, 35)
+    assert (first.taken, second.taken) == (12, 18)
     assert_each_taken_and_finished_once(queue, good)
 
 
