@@ -20,10 +20,10 @@ import heapq
 import random
 import statistics
 import sys
-from collections import deque
 
 from agent_dispatch.domain.hedging import HedgeRule, Policy, RacePlan
 from agent_dispatch.domain.model import AgentOutcome, ResultStrategy
+from agent_dispatch.domain.posterior import seen_of
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 from agent_dispatch.domain.strategies import Decided
 from benchmarks.dispatch_sim import (
@@ -35,10 +35,8 @@ from benchmarks.dispatch_sim import (
     make_rankers,
     make_world,
 )
+from benchmarks.dispatch_watch import DriftWatch
 
-NOTICE_LAST = 10  # "noticed": first pick in at most 1 of the last 10 text jobs
-NOTICE_WINDOW = 300  # jobs before the drift that show whether it was the usual first pick
-AFTER = 500  # jobs after the drift in which calls to the degraded agent are counted
 HEDGE_QUANTILE = 0.95  # the hedge waits for the primary's own p95 (Dean & Barroso)
 RISK_TARGET = 0.9  # hedge+risk: start more at once while P(some running call succeeds) < 0.9
 # (policy, risk target): the rows of each ranking.
@@ -104,47 +102,6 @@ def _run_job(
     return now, verdict, ended
 
 
-class DriftWatch:
-    """When a ranking stops relying on the agent that degraded mid-run.
-
-    "Noticed": among the last NOTICE_LAST text jobs it was the first pick at most once. Only
-    meaningful for rankings that made it the first pick in most text jobs before the drift
-    ("n/a" otherwise); `calls_after` counts the calls it still got in the AFTER jobs that
-    followed the drift, which every ranking and policy can be compared on.
-    """
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.first_before = self.text_before = 0
-        self.recent: deque[bool] = deque(maxlen=NOTICE_LAST)
-        self.noticed_after: int | None = None
-        self.calls_after = 0
-        self.late_jobs = self.late_first = 0  # after the excellent newcomer joined
-
-    def saw(self, job: int, category: str, order: list[str], started: list[str]) -> None:
-        w, degraded = self.world, self.world.degraded_agent
-        if w.degrade_at <= job < w.degrade_at + AFTER:
-            self.calls_after += degraded in started
-        if job >= w.join_at:
-            self.late_jobs += 1
-            self.late_first += order[0] == w.late_agent
-        if category != "text":
-            return
-        first = order[0] == degraded
-        if w.degrade_at - NOTICE_WINDOW <= job < w.degrade_at:
-            self.first_before += first
-            self.text_before += 1
-        elif job >= w.degrade_at and self.noticed_after is None:
-            self.recent.append(first)
-            if len(self.recent) == NOTICE_LAST and sum(self.recent) <= 1:
-                self.noticed_after = job - w.degrade_at + 1
-
-    def label(self) -> str:
-        if self.first_before * 2 < self.text_before:
-            return "n/a"
-        return "never" if self.noticed_after is None else f"{self.noticed_after} jobs"
-
-
 def simulate(
     ranking: str,
     policy: Policy,
@@ -171,7 +128,8 @@ def simulate(
         elapsed, verdict, ended = _run_job(world, plan, seed, job, category)
         winner = verdict.winner if verdict else None
         for key, outcome in ended:
-            rank.observe(key, category, outcome, won=key == winner, now_s=now_s)
+            seen = seen_of(outcome)  # as finishing classifies each call
+            rank.observe(key, category, outcome, won=key == winner, now_s=now_s, seen=seen)
         row.jobs += 1
         row.successes += verdict is not None
         row.calls += len(plan.started)
@@ -182,7 +140,8 @@ def simulate(
             world.expected_ms(first, category, job)
             - world.best_expected_ms(category, job, eligible)
         ) / 1000
-        row.watch.saw(job, category, ranked, [k for k, _ in plan.started])
+        greedy = rank.greedy(eligible, category, now_s) if category == "text" else ranked
+        row.watch.saw(job, category, ranked, greedy, [k for k, _ in plan.started])
     return row
 
 
