@@ -5,17 +5,21 @@ text jobs after the drift (the degraded agent serves text and code; text is wher
 the best agent):
 
 * the primary slot: was it the first agent started (what the policy actually did);
-* its score: did the ranking's own greedy order (no sampling) still put it first.
+* its score: does the ranking's own greedy order (no sampling) still put it above the agent
+  that usually stood just below it before the drift (its "next agent")?
 
 The drift is noticed at the first job after which, for the rest of the watch window, its
-score never again puts it first and it gets the primary slot in at most 10% of the text jobs
-that follow (a sampled exploration pick now and then is allowed; relying on it is not).
-Evidence decays, so Thompson sampling retries an agent left unused: that is the
-exploration the 10% allows, and `deg calls` counts what it cost. A ranking
-that did not rank it first before the drift had nothing to notice: "n/a".
+score never again puts it above that next agent and, when it usually held the primary slot,
+it gets the primary slot in at most 10% of the text jobs that follow (a sampled exploration
+pick now and then is allowed; relying on it is not). Evidence decays, so Thompson sampling
+retries an agent left unused: that is the exploration the 10% allows, and `deg calls`
+counts what it cost. `place` is its usual place before the drift (1: the primary); an
+agent usually ranked last has nobody to fall below ("n/a").
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 from benchmarks.dispatch_sim import World
 
@@ -27,8 +31,10 @@ AFTER = 500  # jobs after the drift that are watched (calls counted, noticing ju
 class DriftWatch:
     def __init__(self, world: World) -> None:
         self.world = world
-        self.first_before = self.text_before = 0
-        # (jobs since the drift, 1-based; primary slot; ranked first by score)
+        self.before: list[list[str]] = []  # greedy text orders in the window before the drift
+        self.usual: int | None = None  # its usual (most frequent) place before the drift, 0-based
+        self.next_agent: str | None = None  # the agent usually just below it
+        # (jobs since the drift, 1-based; primary slot; still ranked above the next agent)
         self.after: list[tuple[int, bool, bool]] = []
         self.calls_after = 0  # calls the degraded agent still got in the AFTER jobs
         self.late_jobs = self.late_first = 0  # after the excellent newcomer joined
@@ -46,32 +52,50 @@ class DriftWatch:
         if category != "text":
             return
         if w.degrade_at - NOTICE_WINDOW <= job < w.degrade_at:
-            self.first_before += greedy[0] == degraded
-            self.text_before += 1
+            self.before.append(greedy)
         elif watching:
-            self.after.append((job - w.degrade_at + 1, order[0] == degraded, greedy[0] == degraded))
+            if self.usual is None:
+                self._settle()
+            ahead = (
+                self.next_agent is not None
+                and self.next_agent in greedy
+                and greedy.index(degraded) < greedy.index(self.next_agent)
+            )
+            self.after.append((job - w.degrade_at + 1, order[0] == degraded, ahead))
+
+    def _settle(self) -> None:
+        """Its usual place before the drift, and who usually stood just below it."""
+        degraded = self.world.degraded_agent
+        places = Counter(g.index(degraded) for g in self.before)
+        self.usual = places.most_common(1)[0][0] if places else 0
+        below = Counter(
+            g[self.usual + 1] for g in self.before if len(g) > self.usual + 1
+        ).most_common(1)
+        self.next_agent = below[0][0] if below else None
 
     @property
-    def relied_on(self) -> bool:
-        """Ranked first by score in most text jobs before the drift."""
-        return self.first_before * 2 >= max(self.text_before, 1)
+    def place(self) -> str:
+        """Its usual place before the drift, 1-based ('-' before the drift was seen)."""
+        return "-" if self.usual is None else str(self.usual + 1)
 
     @property
     def noticed_after(self) -> int | None:
         """Jobs after the drift until it was noticed (see the module doc); None: never."""
+        primary_rule = self.usual == 0  # the primary slot only matters if it held it
         found: int | None = None
         primaries = 0  # primary slots from text job i to the end of the window
         for i in range(len(self.after) - 1, -1, -1):
-            since, primary, ranked_first = self.after[i]
-            if ranked_first:
-                break  # its score put it first again here: not noticed before this job
+            since, primary, ahead = self.after[i]
+            if ahead:
+                break  # its score put it above the next agent again here
             primaries += primary
-            if not primary and primaries <= EXPLORE_SHARE * (len(self.after) - i):
+            rare = primaries <= EXPLORE_SHARE * (len(self.after) - i)
+            if not primary_rule or (not primary and rare):
                 found = since
         return found
 
     def label(self) -> str:
-        if not self.relied_on:
+        if self.next_agent is None:
             return "n/a"
         after = self.noticed_after
         return "never" if after is None else f"{after} jobs"
