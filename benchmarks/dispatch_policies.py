@@ -35,10 +35,11 @@ from benchmarks.dispatch_sim import (
     make_rankers,
     make_world,
 )
+from benchmarks.dispatch_targets import targets_summary
 from benchmarks.dispatch_watch import DriftWatch
 
 HEDGE_QUANTILE = 0.95  # the hedge waits for the primary's own p95 (Dean & Barroso)
-RISK_TARGET = 0.9  # hedge+risk: start more at once while P(some running call succeeds) < 0.9
+RISK_TARGET = 0.95  # hedge+risk: start more at once while P(a running call succeeds) < 0.95
 # (policy, risk target): the rows of each ranking.
 POLICIES: tuple[tuple[Policy, float | None], ...] = (
     (Policy.ALL_AT_ONCE, None),
@@ -153,7 +154,7 @@ def table(rows: list[Row], base: Row) -> str:
     head = (
         f"{'ranking':<8} {'policy':<12} {'success':>8} {'mean s':>7} {'p99 s':>7} "
         f"{'calls/job':>9} {'calls x':>7} {'p99 x':>6} {'regret p':>8} {'regret s':>8} "
-        f"{'noticed':>9} {'deg calls':>9} {'new 1st':>7}"
+        f"{'place':>5} {'noticed':>9} {'deg calls':>9} {'new 1st':>7}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -162,28 +163,10 @@ def table(rows: list[Row], base: Row) -> str:
             f"{statistics.fmean(r.times_ms) / 1000:>7.2f} {p99(r.times_ms) / 1000:>7.2f} "
             f"{r.calls / r.jobs:>9.2f} {r.calls / base.calls:>7.2f} "
             f"{p99(r.times_ms) / p99(base.times_ms):>6.2f} {r.regret_p:>8.1f} {r.regret_s:>8.0f} "
-            f"{r.watch.label():>9} {r.watch.calls_after:>9} "
+            f"{r.watch.place:>5} {r.watch.label():>9} {r.watch.calls_after:>9} "
             f"{r.watch.late_first / max(r.watch.late_jobs, 1):>7.0%}"
         )
     return "\n".join(lines)
-
-
-def verdict_lines(rows: list[Row], policy: str) -> list[str]:
-    by = {(r.ranking, r.policy): r for r in rows}
-    new, base = by[("new", policy)], by[("today", "all-at-once")]
-    rate = new.successes / new.jobs
-    noticed = new.watch.label()
-    checks: list[tuple[str, bool | None]] = [
-        ("success within 0.5 pt", rate >= base.successes / base.jobs - 0.005),
-        ("agent calls per job cut by >= 40%", new.calls <= 0.6 * base.calls),
-        ("p99 time to result <= 1.2x", p99(new.times_ms) <= 1.2 * p99(base.times_ms)),
-        (
-            f"degraded agent noticed within 50 jobs ({noticed})",
-            None if noticed == "n/a" else (new.watch.noticed_after or 10**9) <= 50,
-        ),
-    ]
-    marks = {True: "x", False: " ", None: "-"}
-    return [f"  [{marks[ok]}] new {policy}: {what}" for what, ok in checks]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--hedge-quantile", type=float, default=HEDGE_QUANTILE)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds in the targets summary")
     args = parser.parse_args(argv)
     world = make_world(args.jobs)
     rows = [
@@ -211,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         f"agents at once until P(one succeeds) >= {RISK_TARGET}\n"
     )
     print(table(rows, base))
+    seeds = range(args.seed, args.seed + args.seeds)
     print()
-    print("targets, against today's ranking with all-at-once ([-]: it was not the first pick):")
-    print("\n".join(verdict_lines(rows, "hedge") + verdict_lines(rows, "hedge+risk")))
+    print(targets_summary(args.jobs, seeds, args.hedge_quantile, RISK_TARGET))
     return 0
 
 
