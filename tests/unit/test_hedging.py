@@ -125,3 +125,10 @@ def test_a_slow_backup_beside_a_fast_primary_does_not_hold_the_next_hedge_back()
     assert step.start == () and step.wake_at_ms == 300.0  # slow alone is likely enough
     step = plan.step(300.0)
     assert step.start == ("spare",) and step.why.startswith("hedge: no good answer 300 ms")
+
+
+def test_a_risk_target_of_zero_hedges_on_time_only() -> None:
+    rule = HedgeRule(Policy.HEDGE, delay_ms=500.0, min_success=0.0)
+    plan = RacePlan(["shaky", "solid"], rule, FIRST, success_p={"shaky": 0.1, "solid": 0.9})
+    assert plan.step(0.0).start == ("shaky",)
+    assert plan.step(500.0).start == ("solid",)
