@@ -5,16 +5,17 @@ text jobs after the drift (the degraded agent serves text and code; text is wher
 the best agent):
 
 * the primary slot: was it the first agent started (what the policy actually did);
-* its score: does the ranking's own greedy order (no sampling) still put it above the agent
-  that usually stood just below it before the drift (its "next agent")?
+* its score: does the ranking's own greedy order (no sampling) still give it its usual place
+  before the drift (1: the primary, 2: the first backup, ...) or a better one?
 
 The drift is noticed at the first job after which, for the rest of the watch window, its
-score never again puts it above that next agent and, when it usually held the primary slot,
+score never again gives it its usual place (another agent's score is above it) and, when it
+usually held the primary slot,
 it gets the primary slot in at most 10% of the text jobs that follow (a sampled exploration
 pick now and then is allowed; relying on it is not). Evidence decays, so Thompson sampling
 retries an agent left unused: that is the exploration the 10% allows, and `deg calls`
-counts what it cost. `place` is its usual place before the drift (1: the primary); an
-agent usually ranked last has nobody to fall below ("n/a").
+counts what it cost. `place` is its usual place before the drift; an agent usually ranked
+last has nowhere to fall ("n/a").
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class DriftWatch:
         self.world = world
         self.before: list[list[str]] = []  # greedy text orders in the window before the drift
         self.usual: int | None = None  # its usual (most frequent) place before the drift, 0-based
-        self.next_agent: str | None = None  # the agent usually just below it
-        # (jobs since the drift, 1-based; primary slot; still ranked above the next agent)
+        self.room_below = False  # some agent ranked below it (else it cannot fall)
+        # (jobs since the drift, 1-based; primary slot; its score still holds its usual place)
         self.after: list[tuple[int, bool, bool]] = []
         self.calls_after = 0  # calls the degraded agent still got in the AFTER jobs
         self.late_jobs = self.late_first = 0  # after the excellent newcomer joined
@@ -56,22 +57,16 @@ class DriftWatch:
         elif watching:
             if self.usual is None:
                 self._settle()
-            ahead = (
-                self.next_agent is not None
-                and self.next_agent in greedy
-                and greedy.index(degraded) < greedy.index(self.next_agent)
-            )
-            self.after.append((job - w.degrade_at + 1, order[0] == degraded, ahead))
+            assert self.usual is not None
+            held = greedy.index(degraded) <= self.usual
+            self.after.append((job - w.degrade_at + 1, order[0] == degraded, held))
 
     def _settle(self) -> None:
-        """Its usual place before the drift, and who usually stood just below it."""
+        """Its usual place before the drift, and whether there was a place below it."""
         degraded = self.world.degraded_agent
         places = Counter(g.index(degraded) for g in self.before)
         self.usual = places.most_common(1)[0][0] if places else 0
-        below = Counter(
-            g[self.usual + 1] for g in self.before if len(g) > self.usual + 1
-        ).most_common(1)
-        self.next_agent = below[0][0] if below else None
+        self.room_below = any(len(g) > self.usual + 1 for g in self.before)
 
     @property
     def place(self) -> str:
@@ -85,9 +80,9 @@ class DriftWatch:
         found: int | None = None
         primaries = 0  # primary slots from text job i to the end of the window
         for i in range(len(self.after) - 1, -1, -1):
-            since, primary, ahead = self.after[i]
-            if ahead:
-                break  # its score put it above the next agent again here
+            since, primary, held = self.after[i]
+            if held:
+                break  # its score put it back in its usual place (or higher) here
             primaries += primary
             rare = primaries <= EXPLORE_SHARE * (len(self.after) - i)
             if not primary_rule or (not primary and rare):
@@ -95,7 +90,7 @@ class DriftWatch:
         return found
 
     def label(self) -> str:
-        if self.next_agent is None:
+        if not self.room_below:
             return "n/a"
         after = self.noticed_after
         return "never" if after is None else f"{after} jobs"

@@ -250,6 +250,14 @@ async def test_jobs_show_of_a_hedged_job_names_the_hedge_and_its_delay(
     start = _start_offsets(out)
     assert start["backup"] - start["best"] >= 300  # the hedge waited its delay, visibly
     assert start["spare"] is None and NOT_NEEDED in out  # the reserve was never called
+    events = deps.events
+    assert isinstance(events, RecordingEvents)
+    assigned = {a.agent_name: a.detail for a in events.seen if a.status == "ASSIGNED"}
+    assert assigned["best"]["rank"] == 1 and assigned["best"]["exploration"] is False
+    assert 0 < assigned["best"]["low"] < assigned["best"]["score"] < assigned["best"]["high"]
+    assert assigned["best"]["expected_ms"] < assigned["backup"]["expected_ms"]
+    working = {a.agent_name: a.detail for a in events.seen if a.status == "WORKING"}
+    assert working["backup"]["launch"].startswith("hedge: no good answer 3")  # ~300 ms
 
 
 async def test_jobs_show_of_a_quorum_job_names_each_escalation_and_the_decision(
