@@ -20,7 +20,7 @@ from agent_dispatch.domain.thompson import (
 )
 
 GAP_S = 2.0  # simulated seconds between job starts
-HALF_LIFE_S = 300.0  # evidence half-life: 150 jobs, about 100 of them in text
+HALF_LIFE_S = 200.0  # evidence half-life: 100 jobs, about 70 of them in text
 LIMIT = 3  # agents per job at most (max_agents_per_job)
 TIMEOUT_MS = 10_000.0
 HANG_SHARE = 0.25  # failures that never answer: they end as a TIMEOUT at the deadline
