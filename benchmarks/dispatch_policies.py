@@ -5,7 +5,10 @@ sampling, the hedge race plan, result strategies) with no database and no HTTP. 
 hidden true success rates per category and lognormal latencies; halfway through, the best
 text agent degrades, and at three quarters an excellent new agent joins.
 
-    python -m benchmarks.dispatch_policies [--jobs 6000] [--seed 1]
+    python -m benchmarks.dispatch_policies [--jobs 6000] [--seed 1] [--seeds 10]
+
+It prints the table for one seed, then the issue's four targets for the new ranking's hedge
+rows over `--seeds` seeds (benchmarks/dispatch_targets.py).
 
 Jobs run one after another (one every GAP_S simulated seconds) and learning is applied when
 each job ends; agents have no concurrency limit. Those simplifications keep every policy on
