@@ -257,7 +257,8 @@ async def test_jobs_show_of_a_hedged_job_names_the_hedge_and_its_delay(
     assert 0 < assigned["best"]["low"] < assigned["best"]["score"] < assigned["best"]["high"]
     assert assigned["best"]["expected_ms"] < assigned["backup"]["expected_ms"]
     working = {a.agent_name: a.detail for a in events.seen if a.status == "WORKING"}
-    assert working["backup"]["launch"].startswith("hedge: no good answer 3")  # ~300 ms
+    launch = working["backup"]["launch"]  # "hedge: no good answer N ms after the last start"
+    assert launch.startswith("hedge: no good answer ") and int(launch.split()[4]) >= 300
 
 
 async def test_jobs_show_of_a_quorum_job_names_each_escalation_and_the_decision(
