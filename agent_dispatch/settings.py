@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     )
     hedge_quantile: float = Field(default=0.95, gt=0, lt=1)
     hedge_fallback_delay_ms: float = Field(default=2000.0, ge=0, description="p95 unknown yet")
+    # The simulation's recommended hedge (docs/dispatch-policies.md); 0 hedges on time only.
     hedge_min_success: float | None = Field(
-        default=None, gt=0, lt=1, description="Also start agents until P(one succeeds) >= this"
+        default=0.94, ge=0, lt=1, description="Also start agents until P(one succeeds) >= this"
     )
     result_strategy: StrategyName = "first"
     quorum_size: int = Field(default=2, ge=2, le=10)

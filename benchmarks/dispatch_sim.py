@@ -8,14 +8,19 @@ import random
 from collections import defaultdict
 
 from agent_dispatch.domain.model import AgentOutcome, AgentStats
-from agent_dispatch.domain.posterior import Evidence, Prior, beta_params, seen_of
+from agent_dispatch.domain.posterior import Evidence, Seen, posterior_mean
 from agent_dispatch.domain.ranking import rank_score, smoothed_success_rate
 from agent_dispatch.domain.stats import apply_outcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
-from agent_dispatch.domain.thompson import Candidate, expected_time_ms, rank_candidates
+from agent_dispatch.domain.thompson import (
+    Candidate,
+    expected_time_ms,
+    prior_of,
+    rank_candidates,
+)
 
 GAP_S = 2.0  # simulated seconds between job starts
-HALF_LIFE_S = 150.0  # evidence half-life: 75 jobs, about 50 of them in text
+HALF_LIFE_S = 200.0  # evidence half-life: 100 jobs, about 70 of them in text
 LIMIT = 3  # agents per job at most (max_agents_per_job)
 TIMEOUT_MS = 10_000.0
 HANG_SHARE = 0.25  # failures that never answer: they end as a TIMEOUT at the deadline
@@ -107,14 +112,21 @@ class Ranker:
         """The latency quantile the hedge waits for (the same for every ranking)."""
         return self.evidence[key, category].decayed(now_s, HALF_LIFE_S).latency_quantile_ms(q)
 
-    def observe(self, key: str, category: str, out: AgentOutcome, won: bool, now_s: float) -> None:
-        seen = seen_of(out)
+    def observe(
+        self, key: str, category: str, out: AgentOutcome, won: bool, now_s: float, seen: Seen | None
+    ) -> None:
+        """`seen`: what the call says about the agent (posterior.seen_in_race), as production."""
         if seen is not None:
             ev = self.evidence[key, category]
             self.evidence[key, category] = ev.observe(seen, out.latency_ms, now_s, HALF_LIFE_S)
 
     def order(self, eligible: list[str], category: str, now_s: float) -> list[str]:
         raise NotImplementedError
+
+    def greedy(self, eligible: list[str], category: str, now_s: float) -> list[str]:
+        """The ranking's own score order, without sampling (the same as `order` unless it
+        samples)."""
+        return self.order(eligible, category, now_s)
 
     def success(self, key: str, category: str, now_s: float) -> float:
         """The ranking's own estimate of the agent's success chance (risk-based hedging)."""
@@ -128,8 +140,10 @@ class Naive(Ranker):
         super().__init__()
         self.counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
-    def observe(self, key: str, category: str, out: AgentOutcome, won: bool, now_s: float) -> None:
-        super().observe(key, category, out, won, now_s)
+    def observe(
+        self, key: str, category: str, out: AgentOutcome, won: bool, now_s: float, seen: Seen | None
+    ) -> None:
+        super().observe(key, category, out, won, now_s, seen)
         if out.judges_agent:
             self.counts[key][0] += out.succeeded
             self.counts[key][1] += 1
@@ -151,8 +165,10 @@ class Today(Ranker):
         self.history: dict[str, list[tuple[float, bool]]] = defaultdict(list)
         self.refreshed_at = 0.0
 
-    def observe(self, key: str, category: str, out: AgentOutcome, won: bool, now_s: float) -> None:
-        super().observe(key, category, out, won, now_s)
+    def observe(
+        self, key: str, category: str, out: AgentOutcome, won: bool, now_s: float, seen: Seen | None
+    ) -> None:
+        super().observe(key, category, out, won, now_s, seen)
         self.stats[key] = apply_outcome(self.stats[key], out, won=won)
         if out.judges_agent:
             self.history[key].append((now_s, out.succeeded))
@@ -181,38 +197,37 @@ class Today(Ranker):
         return smoothed_success_rate(self.stats[key])
 
 
-class Learned(Ranker):
-    """The new ranking: Thompson sampling over per-(agent, category) decayed posteriors."""
+class Learned(Today):
+    """The new ranking: Thompson sampling over per-(agent, category) decayed posteriors.
+
+    Its prior is production's (`thompson.prior_of` over the agent's global statistics, which
+    the analytics refresh as for today's ranking)."""
 
     def __init__(self, rng: random.Random, explore: bool = True) -> None:
         super().__init__()
         self.rng = rng
         self.explore = explore
-        self.overall: dict[str, Evidence] = defaultdict(Evidence)
-        self.picks: list[tuple[str, bool]] = []
-
-    def observe(self, key: str, category: str, out: AgentOutcome, won: bool, now_s: float) -> None:
-        super().observe(key, category, out, won, now_s)
-        seen = seen_of(out)
-        if seen is not None:
-            self.overall[key] = self.overall[key].observe(seen, out.latency_ms, now_s, HALF_LIFE_S)
 
     def success(self, key: str, category: str, now_s: float) -> float:
         ev = self.evidence[key, category].decayed(now_s, HALF_LIFE_S)
-        a, b = beta_params(ev, self._prior(key, now_s))
-        return a / (a + b)
-
-    def _prior(self, key: str, now_s: float) -> Prior:
-        # A category the agent never served starts from its record elsewhere, weight 2.
-        a, b = beta_params(self.overall[key].decayed(now_s, HALF_LIFE_S), Prior())
-        return Prior.around(a / (a + b))
+        return posterior_mean(ev, prior_of(self.stats[key]))
 
     def order(self, eligible: list[str], category: str, now_s: float) -> list[str]:
-        cands = [Candidate(k, self.evidence[k, category], self._prior(k, now_s)) for k in eligible]
+        return self._ranked(eligible, category, now_s, self.explore)
+
+    def greedy(self, eligible: list[str], category: str, now_s: float) -> list[str]:
+        return self._ranked(eligible, category, now_s, explore=False)
+
+    def _ranked(self, eligible: list[str], category: str, now_s: float, explore: bool) -> list[str]:
+        if now_s - self.refreshed_at >= ANALYTICS_EVERY_S:
+            self._refresh(now_s)
+        cands = [
+            Candidate(k, self.evidence[k, category], prior_of(self.stats[k])) for k in eligible
+        ]
         picks = rank_candidates(
             cands,
             self.rng,
-            explore=self.explore,
+            explore=explore,
             failure_cost_ms=FAILURE_COST_MS,
             now=now_s,
             half_life_s=HALF_LIFE_S,

@@ -8,9 +8,12 @@ from typing import Any
 
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, table
 from agent_dispatch.cli.workflow_tree import render_tree, steps_of
+from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.models import Job
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.cancel import cancel_job
+from agent_dispatch.services.dispatch_rules import rules_for
+from agent_dispatch.services.finishing import strategy_verdict
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,6 +72,7 @@ def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
         data["result"] = job.result
         data["expiresAt"] = job.expires_at
         data["resultStrategy"] = job.result_strategy
+        strategy = rules_for(runtime().settings, spec_of(job)).strategy if job.category else None
         data["distributions"] = [
             {
                 "id": d.id,
@@ -78,6 +82,8 @@ def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
                 "startedAt": d.started_at,
                 "finishedAt": d.finished_at,
                 "timeToFirstResultMs": _ms(d.started_at, d.first_result_at),
+                # The strategy re-run over the stored answers, as finishing decided.
+                "decided": strategy_verdict(strategy, list(d.agents))[1] if strategy else None,
                 "decisions": d.decisions,
                 "agents": [
                     {
@@ -88,6 +94,8 @@ def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
                         "won": r.won,
                         "attempts": r.attempts,
                         "startedAt": r.started_at,
+                        # When the race started it, after the attempt began (a hedge's delay).
+                        "startOffsetMs": _ms(d.started_at, r.started_at),
                         "finishedAt": r.finished_at,
                         "latencyMs": r.latency_ms,
                         "score": r.score,
@@ -175,9 +183,12 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"\n  attempt {d['attempt']}: {d['status']}, first result after "
             f"{d['timeToFirstResultMs'] or '-'} ms, flow run {d['flowRunId'] or '-'}"
         )
+        if d["decided"]:
+            print(f"    decided  {d['decided']}")
         rows = [
             [
                 r["agent"],
+                "-" if r["startOffsetMs"] is None else f"+{r['startOffsetMs']:.0f}",
                 r["status"] + (" (winner)" if r["won"] else ""),
                 str(r["attempts"]),
                 f"{r['latencyMs']:.0f}" if r["latencyMs"] is not None else "-",
@@ -188,7 +199,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ]
         print(
             "    "
-            + table(rows, ["AGENT", "STATUS", "TRIES", "MS", "SCORE", "ERROR"]).replace(
+            + table(rows, ["AGENT", "START MS", "STATUS", "TRIES", "MS", "SCORE", "ERROR"]).replace(
                 "\n", "\n    "
             )
         )

@@ -131,8 +131,11 @@ class RacePlan:
             return None
         if self._satisfied():
             return None  # a good answer came: the strategy just waits for the running ones
-        key, at = self.started[-1]
-        return at + self.rule.delay_for(self.p95.get(key))
+        # From the last start, as long as the quickest agent started so far usually needs: a
+        # slow reliable backup started beside a fast primary that then failed must not hold
+        # the next hedge back for its own (long) p95.
+        at = self.started[-1][1]
+        return at + min(self.rule.delay_for(self.p95.get(key)) for key, _ in self.started)
 
     def step(self, now_ms: float) -> Step:
         """What to do now. Call after every landed answer and at every wake-up."""

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping
 
 from agent_dispatch.domain.breaker import CircuitState
 from agent_dispatch.domain.model import AgentProfile, JobSpec
-from agent_dispatch.domain.posterior import Evidence, Prior
-from agent_dispatch.domain.ranking import rank_score, smoothed_success_rate
-from agent_dispatch.domain.thompson import Candidate, rank_candidates
+from agent_dispatch.domain.posterior import Evidence
+from agent_dispatch.domain.ranking import rank_score
+from agent_dispatch.domain.thompson import Candidate, prior_of, rank_candidates
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,12 +142,7 @@ def match_learned(
         raise ValueError("limit must be at least 1")
     fits, decisions, busy = _split(job, agents)
     by_id = {a.id: a for a in fits}
-    cands = [
-        Candidate(
-            a.id, evidence.get(a.id, Evidence()), Prior.around(smoothed_success_rate(a.stats))
-        )
-        for a in fits
-    ]
+    cands = [Candidate(a.id, evidence.get(a.id, Evidence()), prior_of(a.stats)) for a in fits]
     picks = rank_candidates(
         cands,
         rng,

@@ -161,3 +161,9 @@ class Prior:
 
 def beta_params(ev: Evidence, prior: Prior) -> tuple[float, float]:
     return ev.successes + prior.alpha, ev.failures + prior.beta
+
+
+def posterior_mean(ev: Evidence, prior: Prior) -> float:
+    """The success chance the race plan's risk hedge uses (the ranking samples around it)."""
+    a, b = beta_params(ev, prior)
+    return a / (a + b)

@@ -22,12 +22,6 @@ def is_winner(outcome: AgentOutcome) -> bool:
     return outcome.status is AgentRunStatus.COMPLETED
 
 
-def first_winner(outcomes: list[tuple[str, AgentOutcome]]) -> str | None:
-    """Among answers that landed in the same instant, the earliest COMPLETED one (its key)."""
-    winners = [(o.answered_at or 0.0, key) for key, o in outcomes if is_winner(o)]
-    return min(winners)[1] if winners else None
-
-
 def failure_summary(outcomes: dict[str, AgentOutcome]) -> str:
     """One line naming each agent's failure, e.g. 'slow: TIMEOUT (no answer in 2000 ms)'."""
     parts = []

@@ -14,7 +14,9 @@ import random
 from collections.abc import Sequence
 
 from agent_dispatch.domain.betadist import beta_interval
+from agent_dispatch.domain.model import AgentStats
 from agent_dispatch.domain.posterior import Evidence, Prior, beta_params
+from agent_dispatch.domain.ranking import smoothed_success_rate
 
 DEFAULT_LATENCY_MS = 1000.0  # assumed for an agent never seen answering (and no peers known)
 
@@ -39,6 +41,12 @@ class Pick:
     high: float
     latency_ms: float  # mean time to a good answer used in the score
     exploration: bool  # placed higher than its greedy (posterior-mean) rank
+
+
+def prior_of(stats: AgentStats) -> Prior:
+    """An agent new to a category starts from its overall record, weight 2 pseudo-calls: a
+    proven agent entering a new category is neither a blank slate nor trusted blindly."""
+    return Prior.around(smoothed_success_rate(stats))
 
 
 def expected_time_ms(p: float, latency_ms: float, failure_cost_ms: float) -> float:

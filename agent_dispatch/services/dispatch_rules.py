@@ -15,8 +15,8 @@ from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.hedging import HedgeRule, Policy
 from agent_dispatch.domain.matching import MatchResult, match, match_learned
 from agent_dispatch.domain.model import AgentProfile, JobSpec, ResultStrategy, StrategyKind
-from agent_dispatch.domain.posterior import Prior, beta_params
-from agent_dispatch.domain.ranking import smoothed_success_rate
+from agent_dispatch.domain.posterior import Evidence, Prior, posterior_mean
+from agent_dispatch.domain.thompson import prior_of
 from agent_dispatch.settings import CategoryRule, Settings
 
 
@@ -109,13 +109,8 @@ def race_inputs(
     for agent_id in agent_ids:
         ev = evidence.get(agent_id)
         agent = uow.agents.get(agent_id)
-        prior = Prior.around(smoothed_success_rate(stats_of(agent))) if agent else Prior()
-        if ev is None:
-            delays[agent_id] = None
-            chance[agent_id] = prior.alpha / (prior.alpha + prior.beta)
-            continue
-        ev = ev.decayed(now.timestamp(), s.ranking_half_life_seconds)
+        prior = prior_of(stats_of(agent)) if agent else Prior()
+        ev = (ev or Evidence()).decayed(now.timestamp(), s.ranking_half_life_seconds)
         delays[agent_id] = ev.latency_quantile_ms(s.hedge_quantile)
-        a, b = beta_params(ev, prior)
-        chance[agent_id] = a / (a + b)
+        chance[agent_id] = posterior_mean(ev, prior)
     return RaceInputs(delays, chance)

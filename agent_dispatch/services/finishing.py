@@ -70,7 +70,7 @@ def _close_open_rows(
     return unneeded
 
 
-def _strategy_verdict(
+def strategy_verdict(
     strategy: ResultStrategy, rows: list[JobDistributionAgent]
 ) -> tuple[bool, str]:
     """Whether the strategy gave up over the final rows, and its verdict in words."""
@@ -119,7 +119,7 @@ async def finish_job(
         outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
         names = {r.agent_id or r.agent_name: r.agent_name for r in rows}
         winner = next((r for r in rows if r.id == winner_row_id), None)
-        gave_up, decided = _strategy_verdict(rules.strategy, rows)
+        gave_up, decided = strategy_verdict(rules.strategy, rows)
         if winner is not None and winner.status == AgentRunStatus.COMPLETED:
             winner.won = True
             status, error = JobStatus.COMPLETED, None

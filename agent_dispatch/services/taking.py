@@ -27,6 +27,9 @@ class NotTaken(enum.StrEnum):
     TAKEN_ELSEWHERE = "taken by another consumer (409)"  # left for the sweep to reconcile
 
 
+RANKING_DETAIL = ("score", "low", "high", "expected_ms", "exploration")
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Taken:
     """A job taken on the queue, with its distribution and agent assignments."""
@@ -45,7 +48,10 @@ async def take_job(
         deps,
         lambda uow: uow.distributions.create(claim.lease, plan.decisions, utcnow(), flow_run_id),
     )
+    chosen = {d.agent_id: d.as_dict() for d in plan.decisions if d.chosen}
     for a in dist.assignments:
+        # The learned ranking's numbers ride along: score, interval, expected time, exploration.
+        shown = {k: v for k, v in chosen.get(a.agent_id, {}).items() if k in RANKING_DETAIL}
         deps.events.agent_changed(
             claim.job_id,
             qid,
@@ -54,6 +60,7 @@ async def take_job(
             "ASSIGNED",
             distribution_id=dist.distribution_id,
             rank=a.rank,
+            **shown,
         )
     if not dist.assignments:
         await in_transaction(

@@ -206,3 +206,79 @@ async def test_jobs_show_prints_each_chosen_agents_score_interval_and_exploratio
         line for line in out.splitlines() if line.strip().startswith("best ") and "[" in line
     )
     assert " no " in best_line and " yes" in best_line  # not an exploration pick; called
+
+
+def _show(deps: Runtime, qid: str, capsys: pytest.CaptureFixture[str]) -> str:
+    previous = set_runtime(deps)
+    try:
+        assert cmd_show(argparse.Namespace(id=qid, json=False)) == 0
+    finally:
+        set_runtime(previous)
+    out = capsys.readouterr().out
+    print(out)  # the report pastes this text (pytest -s shows it)
+    return out
+
+
+def _start_offsets(show: str) -> dict[str, float | None]:
+    """AGENT -> START MS from the agents table of `jobs show` (None: never started)."""
+    lines = show.splitlines()
+    head = next(i for i, line in enumerate(lines) if "START MS" in line)
+    offsets: dict[str, float | None] = {}
+    for line in lines[head + 2 :]:
+        if not line.startswith("    ") or line.strip() == "why:":
+            break
+        name, start = line.split()[:2]
+        offsets[name] = None if start == "-" else float(start)
+    return offsets
+
+
+async def test_jobs_show_of_a_hedged_job_names_the_hedge_and_its_delay(
+    smart: Callable[..., Runtime],
+    queue: SimulatedQueue,
+    add_agent: Callable[..., str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    deps = smart(dispatch_policy="hedge", hedge_delay_ms=300)
+    add_agent("best", "slow:delay=5", **BEST)
+    add_agent("backup", **GOOD)
+    add_agent("spare", **FAIR)
+    task = queue.add_task(title="Summarise", category="general")
+    await _dispatch(deps)
+
+    out = _show(deps, task["id"], capsys)
+    assert "(hedge, first)" in out and "decided  first: first good answer" in out
+    start = _start_offsets(out)
+    assert start["backup"] - start["best"] >= 300  # the hedge waited its delay, visibly
+    assert start["spare"] is None and NOT_NEEDED in out  # the reserve was never called
+    events = deps.events
+    assert isinstance(events, RecordingEvents)
+    assigned = {a.agent_name: a.detail for a in events.seen if a.status == "ASSIGNED"}
+    assert assigned["best"]["rank"] == 1 and assigned["best"]["exploration"] is False
+    assert 0 < assigned["best"]["low"] < assigned["best"]["score"] < assigned["best"]["high"]
+    assert assigned["best"]["expected_ms"] < assigned["backup"]["expected_ms"]
+    working = {a.agent_name: a.detail for a in events.seen if a.status == "WORKING"}
+    launch = working["backup"]["launch"]  # "hedge: no good answer N ms after the last start"
+    assert launch.startswith("hedge: no good answer ") and int(launch.split()[4]) >= 300
+
+
+async def test_jobs_show_of_a_quorum_job_names_each_escalation_and_the_decision(
+    smart: Callable[..., Runtime],
+    queue: SimulatedQueue,
+    add_agent: Callable[..., str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    deps = smart(dispatch_policy="single")
+    add_agent("yes", behaviour("fast", result={"answer": "yes"}), **BEST)
+    add_agent("no", behaviour("fast", result={"answer": "no"}), **GOOD)
+    add_agent("no-too", behaviour("fast", result={"answer": "no"}), **FAIR)
+    task = queue.add_task(
+        title="Classify", category="general", result_strategy={"type": "quorum", "quorum": 2}
+    )
+    await _dispatch(deps)
+
+    out = _show(deps, task["id"], capsys)
+    assert "(single, quorum(2))" in out
+    assert "decided  quorum(2): 2 of 3 answers agree" in out
+    start = _start_offsets(out)
+    assert start["yes"] is not None and start["no"] is not None and start["no-too"] is not None
+    assert start["no-too"] > max(start["yes"], start["no"])  # added after the two disagreed

@@ -105,3 +105,30 @@ def test_risk_hedging_starts_more_agents_at_once_while_success_is_unlikely() -> 
     plan.landed("solid", FAIL)
     step = plan.step(10.0)  # only "shaky" runs now: 0.7 < 0.9
     assert step.start == ("spare",) and "P(a running call succeeds)" in step.why
+
+
+def test_a_slow_backup_beside_a_fast_primary_does_not_hold_the_next_hedge_back() -> None:
+    # fast (p95 300 ms) and slow (p95 4 s) start together on risk; fast fails at once. The
+    # next hedge is due 300 ms after the last start (the quickest started agent's delay), not
+    # after the slow backup's own 4 s.
+    rule = HedgeRule(Policy.HEDGE, min_success=0.9)
+    plan = RacePlan(
+        ["fast", "slow", "spare"],
+        rule,
+        FIRST,
+        p95_ms={"fast": 300.0, "slow": 4000.0, "spare": 600.0},
+        success_p={"fast": 0.8, "slow": 0.97, "spare": 0.6},
+    )
+    assert plan.step(0.0).start == ("fast", "slow")
+    plan.landed("fast", FAIL)
+    step = plan.step(100.0)
+    assert step.start == () and step.wake_at_ms == 300.0  # slow alone is likely enough
+    step = plan.step(300.0)
+    assert step.start == ("spare",) and step.why.startswith("hedge: no good answer 300 ms")
+
+
+def test_a_risk_target_of_zero_hedges_on_time_only() -> None:
+    rule = HedgeRule(Policy.HEDGE, delay_ms=500.0, min_success=0.0)
+    plan = RacePlan(["shaky", "solid"], rule, FIRST, success_p={"shaky": 0.1, "solid": 0.9})
+    assert plan.step(0.0).start == ("shaky",)
+    assert plan.step(500.0).start == ("solid",)

@@ -12,7 +12,6 @@ from agent_dispatch.domain.model import AgentOutcome, AgentStats
 from agent_dispatch.domain.selection import (
     JobVerdict,
     failure_summary,
-    first_winner,
     is_winner,
     verdict,
 )
@@ -88,25 +87,6 @@ def test_failure_summary_is_sorted_by_name() -> None:
     summary = failure_summary({"zed": failed("z"), "amy": timed_out("slow")})
     assert summary == "every agent failed: amy: TIMEOUT (slow); zed: FAILED (z)"
     assert failure_summary({}) == "no agent was called"
-
-
-def test_first_winner_is_the_earliest_completed_answer() -> None:
-    landed = [
-        ("row-late", ok(answered_at=20.0)),
-        ("row-fail", AgentOutcome(S.FAILED, answered_at=1.0)),
-        ("row-early", ok(answered_at=10.0)),
-        ("row-timeout", AgentOutcome(S.TIMEOUT, answered_at=5.0)),
-    ]
-    assert first_winner(landed) == "row-early"
-
-
-def test_first_winner_tie_breaks_on_key() -> None:
-    assert first_winner([("row-b", ok(answered_at=3.0)), ("row-a", ok(answered_at=3.0))]) == "row-a"
-
-
-def test_first_winner_none_without_completed() -> None:
-    assert first_winner([]) is None
-    assert first_winner([("r1", failed()), ("r2", cancelled()), ("r3", timed_out())]) is None
 
 
 # -- statistics ---------------------------------------------------------------------------------
