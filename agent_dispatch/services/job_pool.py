@@ -66,24 +66,31 @@ class RaceSlots:
 
 
 class SlotHand:
-    """One workflow run's share of the slots: those it holds for steps not started yet, and
-    its place in the queue (one waiter at a time) while ready steps wait."""
+    """One workflow run's share of the slots: its place in the queue (one waiter at a time)
+    while ready steps wait, and the slot that came for them until the run uses it."""
 
     def __init__(self, slots: RaceSlots) -> None:
         self.slots = slots
         self.held = 0
         self.waiting: asyncio.Task[None] | None = None
 
-    def take(self) -> bool:
-        """A slot for one step: one in hand, else a free one."""
-        if self.held > 0:
-            self.held -= 1
-            return True
-        return self.slots.try_acquire()
+    def take(self, n: int) -> int:
+        """Slots for up to `n` steps: those in hand, then free ones; short of `n`, the run
+        queues for the next one. Returns how many it has."""
+        got = min(n, self.held)
+        self.held -= got
+        while got < n and self.slots.try_acquire():
+            got += 1
+        if got < n:
+            self.queue()
+        return got
 
-    def keep(self, n: int) -> None:
-        """Slots taken for steps that did not start after all."""
-        self.held += n
+    def give_back(self, n: int) -> None:
+        """Slots taken for steps that did not start after all, and any left in hand: free
+        for the next in the queue (a slot never idles in a run that has no step for it)."""
+        for _ in range(n + self.held):
+            self.slots.release()
+        self.held = 0
 
     def queue(self) -> None:
         if self.waiting is None:
@@ -102,9 +109,7 @@ class SlotHand:
             if not self.waiting.cancelled():  # granted as it was cancelled
                 self.held += 1
             self.waiting = None
-        for _ in range(self.held):
-            self.slots.release()
-        self.held = 0
+        self.give_back(0)
 
 
 class Watcher(Protocol):

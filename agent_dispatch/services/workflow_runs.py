@@ -101,18 +101,13 @@ class _Run:
         return rows, next_moves(self.workflow, latest_states(rows), job_context(self.claim.spec))
 
     async def apply(self, moves: Moves, rows: Sequence[Job]) -> bool:
-        """Store skips, start ready steps, re-take orphaned ones; True if one is held elsewhere."""
+        """Store skips, start ready steps, re-take orphaned ones; True if one is held elsewhere.
+        A step starts only with a race slot; one taken for a step that did not start after all
+        is given back at once."""
         s, now = self.deps.settings, utcnow()
-        starts = []
-        for m in moves.start:
-            if not self.hand.take():
-                self.hand.queue()
-                break
-            starts.append(m)
-        specs = [(m.try_no, self.step_spec(m.step_id, m.try_no, m.payload)) for m in starts]
-        if specs and not self.in_progress:
-            await parent.mark_in_progress(self.deps, self.claim)
-            self.in_progress = True
+        taken = self.hand.take(len(moves.start))  # slots not yet handed to a step's task
+        specs = [(m.try_no, self.step_spec(m.step_id, m.try_no, m.payload)) for m in moves.start]
+        del specs[taken:]
 
         def store(uow: UnitOfWork) -> list[Claim]:
             for skip in moves.skip:
@@ -129,45 +124,43 @@ class _Run:
                 claims.append(Claim(lease, lease.job_id, spec, JobStatus.OPEN))
             return claims
 
-        try:
-            claims = await in_transaction(self.deps, store)
-        except BaseException:
-            self.hand.keep(len(specs))  # not started: let go at the end
-            raise
-        for skipped in moves.skip:
-            self.deps.events.job_changed(
-                self.claim.job_id,
-                self.claim.spec.queue_task_id,
-                "STEP_SKIPPED",
-                step=skipped.step_id,
-                reason=skipped.reason,
-            )
         held_elsewhere = False
-        latest = {r.step_id: r for r in rows}
-        for sid in moves.running:
-            job = latest[sid]
-            if job.id in self.live:
-                continue
-            if not self.hand.take():
-                self.hand.queue()
-                break
-            try:
+        try:
+            if specs:
+                await self.mark_in_progress()
+            claims = await in_transaction(self.deps, store)
+            for skipped in moves.skip:
+                self.deps.events.job_changed(
+                    self.claim.job_id,
+                    self.claim.spec.queue_task_id,
+                    "STEP_SKIPPED",
+                    step=skipped.step_id,
+                    reason=skipped.reason,
+                )
+            latest = {r.step_id: r for r in rows}
+            orphans = [latest[sid] for sid in moves.running if latest[sid].id not in self.live]
+            got = self.hand.take(len(orphans))
+            taken += got
+            for job in orphans[:got]:
                 claim = await self.retake(job)
-            except BaseException:
-                self.hand.keep(1)
-                raise
-            if claim is None:
-                self.hand.keep(1)
-                held_elsewhere = True
-            else:
-                claims.append(claim)
-        if claims and not self.in_progress:
+                if claim is None:
+                    held_elsewhere = True
+                else:
+                    claims.append(claim)
+            if claims:
+                await self.mark_in_progress()
+            for claim in claims:
+                task = asyncio.create_task(self._holding_slot(claim))
+                self.running[task] = claim.job_id
+                taken -= 1
+        finally:
+            self.hand.give_back(taken)
+        return held_elsewhere
+
+    async def mark_in_progress(self) -> None:
+        if not self.in_progress:
             await parent.mark_in_progress(self.deps, self.claim)
             self.in_progress = True
-        for claim in claims:
-            task = asyncio.create_task(self._holding_slot(claim))
-            self.running[task] = claim.job_id
-        return held_elsewhere
 
     async def retake(self, job: Job) -> Claim | None:
         """Lease an unfinished step nobody holds; a lost worker's agent calls are closed and

@@ -45,16 +45,25 @@ async def test_a_waiter_cancelled_while_queued_leaves_the_queue() -> None:
     assert slots.in_use == 0 and slots.try_acquire()
 
 
-async def test_a_hand_gives_back_its_held_and_queued_slots_when_the_run_ends() -> None:
+async def test_a_hand_queues_when_short_and_gives_back_what_it_did_not_use() -> None:
     slots = RaceSlots(2)
     hand = SlotHand(slots)
-    assert hand.take() and hand.take() and not hand.take()
-    hand.keep(1)  # one step did not start after all
-    hand.queue()
-    slots.release()  # the step that started ended: its slot passes to the queued hand
+    assert hand.take(3) == 2 and hand.waiting is not None  # short by one: queued
+    hand.give_back(1)  # one step did not start after all: its slot goes to the queue, ours
     await asyncio.sleep(0)
-    assert hand.waiting is not None and hand.waiting.done()
+    assert hand.waiting.done() and slots.in_use == 2
     hand.arrived()
-    assert hand.held == 2 and slots.in_use == 2
-    await hand.let_go()
-    assert slots.in_use == 0 and hand.held == 0
+    assert hand.take(1) == 1 and hand.held == 0 and hand.waiting is None
+    hand.give_back(2)  # the run's steps ended
+    assert slots.in_use == 0
+
+
+async def test_a_run_that_ends_while_queued_leaves_no_slot_behind() -> None:
+    slots = RaceSlots(1)
+    other = SlotHand(slots)
+    assert other.take(1) == 1
+    hand = SlotHand(slots)
+    assert hand.take(1) == 0 and hand.waiting is not None
+    slots.release()  # the other run's step ends: handed to our queued waiter...
+    await hand.let_go()  # ...as our run ends: it is given back, not lost
+    assert slots.in_use == 0 and slots.try_acquire()
