@@ -11,6 +11,7 @@ import pytest
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.domain.model import JobSpec
+from agent_dispatch.services.deps import NullEvents
 from agent_dispatch.simulators.behaviours import behaviour
 from agent_dispatch.simulators.queue import SimulatedQueue
 from tests.api.conftest import Served
@@ -31,6 +32,7 @@ def example_agents(rt: Runtime, add_agent: Callable[..., str]) -> None:
 
 async def run_example(api: Served, queue: SimulatedQueue, add_agent: Callable[..., str]) -> str:
     """The example workflow run to its end (review says ok: fix is skipped); its task id."""
+    api.rt.events = NullEvents()  # what is under test is the database and the API, not Prefect
     wf.register(api.rt)
     example_agents(api.rt, add_agent)
     task = queue.add_task(title="Cats", workflow="write-review-translate", payload={"brief": "c"})
