@@ -86,7 +86,9 @@ async def test_steps_share_the_runs_job_concurrency_with_more_parents_than_slots
 ) -> None:
     rt = make_runtime(job_concurrency=2)
     add_workflow(rt, FAN)
-    add_agent("worker", "fast:delay=0.3", max_concurrency=50)  # the agent is no limit
+    # Calls long enough to overlap however slowly Prefect starts each step's subflow; the
+    # agent itself is no limit.
+    add_agent("worker", "fast:delay=2", max_concurrency=50)
     parents = [queue.add_task(title=f"p{i}", workflow="fan") for i in range(3)]
 
     summary = await asyncio.wait_for(dispatch_flow(DispatchParams()), timeout=120)
