@@ -109,7 +109,7 @@ def lean_worker() -> None:
             while backlog:
                 room = await pool.room(None)
                 batch, backlog = backlog[:room], backlog[room:]
-                pool.start(await store_and_lease(rt, batch, len(batch)))
+                pool.start((await store_and_lease(rt, batch, len(batch))).claims)
             if not page.next_cursor:
                 break
             cursor = page.next_cursor

@@ -17,9 +17,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, event, func, insert, or_, select, text
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction, aliased
 
-from agent_dispatch.db.models import ChangeLogEntry, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.models import (
+    ChangeLogEntry,
+    Job,
+    JobDistributionAgent,
+    JobDistributionRecord,
+)
 from agent_dispatch.db.types import utcnow
 
 CHANNEL = "agent_dispatch_changes"
@@ -75,9 +80,14 @@ def record_job(
     queue_task_id: str,
     status: str,
     fields: dict[str, Any],
+    *,
+    parent_job_id: str | None = None,
 ) -> None:
-    """A job moved to `status`; `fields` are the other columns that move wrote."""
+    """A job moved to `status`; `fields` are the other columns that move wrote. A workflow
+    step's change names its step and parent, so a live view can update the parent's tree."""
     detail: dict[str, Any] = {"error": fields.get("error")}
+    if parent_job_id is not None:
+        detail.update(_step_of(session, job_id, parent_job_id))
     winner_id = fields.get("selected_agent_id")
     if winner_id:
         won = session.execute(
@@ -92,6 +102,17 @@ def record_job(
         if won is not None:
             detail.update(winner=won[0], winnerLatencyMs=won[1])
     _add(session, _row("job", job_id, queue_task_id, None, None, status, detail))
+
+
+def _step_of(session: Session, job_id: str, parent_job_id: str) -> dict[str, Any]:
+    parent = aliased(Job)
+    found = session.execute(
+        select(Job.step_id, parent.queue_task_id)
+        .join(parent, parent.id == Job.parent_job_id)
+        .where(Job.id == job_id)
+    ).first()
+    step_id, parent_qid = found if found is not None else (None, None)
+    return {"parentJobId": parent_job_id, "parentQueueTaskId": parent_qid, "stepId": step_id}
 
 
 def record_agent(

@@ -17,6 +17,7 @@ class JobFilter:
     status: str | None = None
     category: str | None = None
     since: dt.datetime | None = None  # created at or after
+    kind: str | None = None  # "job" (plain), "workflow" (a parent), "step" (a workflow's step)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -42,6 +43,12 @@ def page_jobs(
         stmt = stmt.where(Job.category == where.category)
     if where.since is not None:
         stmt = stmt.where(Job.created_at >= where.since)
+    if where.kind == "step":
+        stmt = stmt.where(Job.parent_job_id.is_not(None))
+    elif where.kind == "workflow":
+        stmt = stmt.where(Job.parent_job_id.is_(None), Job.workflow.is_not(None))
+    elif where.kind == "job":
+        stmt = stmt.where(Job.parent_job_id.is_(None), Job.workflow.is_(None))
     if before is not None:
         at, job_id = before
         stmt = stmt.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < job_id)))

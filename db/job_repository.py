@@ -246,7 +246,14 @@ class JobRepository:
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
-        record_job(self.session, lease.job_id, queue_task_id, target.value, fields)
+        record_job(
+            self.session,
+            lease.job_id,
+            queue_task_id,
+            target.value,
+            fields,
+            parent_job_id=found.parent_job_id,
+        )
         return JobStatus(current)
 
     def transition_unleased(
@@ -269,7 +276,14 @@ class JobRepository:
         )
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise IllegalTransition("job", current, target)
-        record_job(self.session, job_id, queue_task_id, target.value, fields)
+        record_job(
+            self.session,
+            job_id,
+            queue_task_id,
+            target.value,
+            fields,
+            parent_job_id=found.parent_job_id,
+        )
         return JobStatus(current)
 
     @staticmethod

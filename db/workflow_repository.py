@@ -112,6 +112,15 @@ class WorkflowRepository:
             update(WorkflowRun).where(WorkflowRun.job_id == job_id).values(finished_at=now)
         )
 
+    def queue_task_ids(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Job id -> queue task id: the parents a page of step jobs links to."""
+        if not job_ids:
+            return {}
+        rows = self.session.execute(
+            select(Job.id, Job.queue_task_id).where(Job.id.in_(list(job_ids)))
+        )
+        return {i: q for i, q in rows.tuples()}
+
     def steps(self, parent_job_id: str) -> Sequence[Job]:
         """Every step job of a run, every try, in the order they were made."""
         return self.session.scalars(
@@ -158,7 +167,14 @@ class WorkflowRepository:
         self.session.add(job)
         self.session.flush()
         # The live feed sees each step appear, as it sees a queue task arrive.
-        record_job(self.session, job.id, job.queue_task_id, job.status, {"error": skipped_because})
+        record_job(
+            self.session,
+            job.id,
+            job.queue_task_id,
+            job.status,
+            {"error": skipped_because},
+            parent_job_id=job.parent_job_id,
+        )
         if skipped:
             return None
         return JobRepository(self.session).grant_leases([job.id], parent.owner, lease_seconds, now)[

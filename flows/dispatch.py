@@ -121,7 +121,7 @@ async def dispatch_flow(
 
     async def run(claim: Claim) -> JobLine:
         if claim.spec.workflow:  # a workflow's parent: its steps are dispatched in a subflow
-            return await workflow_flow(claim)
+            return await workflow_flow(claim, pool.slots)  # and share the run's race slots
         return await dispatch_one(steps, claim, s.capacity_wait_seconds)
 
     pool = JobPool(s.job_concurrency, run, progress)

@@ -11,11 +11,12 @@ from prefect.runtime import flow_run
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.services.dispatching import JobLine, dispatch_one
 from agent_dispatch.services.intake import Claim
+from agent_dispatch.services.job_pool import RaceSlots
 from agent_dispatch.services.workflow_runs import run_workflow
 from agent_dispatch.tasks.job_steps import TracedSteps
 
-# Parameters are our own dataclasses (leases, specs), passed as they are; results stay in
-# memory like every step's (they carry payloads and agent answers).
+# Parameters are our own objects (leases, specs, the run's slots), passed as they are;
+# results stay in memory like every step's (they carry payloads and agent answers).
 
 
 @flow(
@@ -35,12 +36,13 @@ async def step_flow(claim: Claim, capacity_wait: float) -> JobLine:
     validate_parameters=False,
     persist_result=False,
 )
-async def workflow_flow(claim: Claim) -> JobLine:
-    """Drive one leased workflow parent: its steps as they become ready, then its ending."""
+async def workflow_flow(claim: Claim, slots: RaceSlots | None = None) -> JobLine:
+    """Drive one leased workflow parent: its steps as they become ready, then its ending.
+    `slots`: the dispatch run's race budget (JOB_CONCURRENCY), which its steps share."""
     rt = get_runtime()
     wait = rt.settings.capacity_wait_seconds
 
     async def step(step_claim: Claim) -> JobLine:
         return await step_flow(step_claim, wait)
 
-    return await run_workflow(rt, claim, step)
+    return await run_workflow(rt, claim, step, slots)

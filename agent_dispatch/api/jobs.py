@@ -18,6 +18,7 @@ from agent_dispatch.api.schemas import (
     AttemptOut,
     Cancelled,
     JobDetail,
+    JobKind,
     JobOut,
     JobPage,
 )
@@ -32,6 +33,7 @@ from agent_dispatch.db.job_queries import (
 )
 from agent_dispatch.db.models import Job, JobDistributionRecord
 from agent_dispatch.domain.statuses import JobStatus
+from agent_dispatch.services.workflow_view import steps_of
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -63,10 +65,27 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         raise problem(422, "not a cursor from a previous page", "cursor") from None
 
 
-def summary(job: Job, run: LatestRun | None, winner_name: str | None = None) -> dict[str, Any]:
+def kind_of(job: Job) -> JobKind:
+    if job.parent_job_id is not None:
+        return "step"
+    return "workflow" if job.workflow else "job"
+
+
+def summary(
+    job: Job,
+    run: LatestRun | None,
+    winner_name: str | None = None,
+    parents: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """`parents`: job id -> queue task id of the parents of step jobs among those listed."""
     return {
         "id": job.id,
         "queue_task_id": job.queue_task_id,
+        "kind": kind_of(job),
+        "workflow": job.workflow,
+        "step_id": job.step_id,
+        "parent_job_id": job.parent_job_id,
+        "parent_queue_task_id": (parents or {}).get(job.parent_job_id or ""),
         "title": job.title,
         "category": job.category,
         "tags": job.tags,
@@ -135,23 +154,28 @@ async def list_jobs(
     since: Annotated[dt.datetime | None, Query(description="ISO-8601; no offset = UTC")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
+    kind: Annotated[JobKind | None, Query(description="job, workflow (parents) or step")] = None,
 ) -> JobPage:
     rt: Runtime = request.app.state.rt
     before = decode_cursor(cursor) if cursor else None
-    where = JobFilter(status.value if status else None, category, utc(since))
+    where = JobFilter(status.value if status else None, category, utc(since), kind)
 
     def read() -> JobPage:
         with rt.uow() as uow:
             jobs = list(page_jobs(uow.session, where, limit + 1, before))
             more, jobs = len(jobs) > limit, jobs[:limit]
             runs = latest_runs(uow.session, [j.id for j in jobs])
-            items = [JobOut.model_validate(summary(j, runs.get(j.id))) for j in jobs]
+            parents = uow.workflows.queue_task_ids(
+                [j.parent_job_id for j in jobs if j.parent_job_id]
+            )
+            items = [JobOut.model_validate(summary(j, runs.get(j.id), None, parents)) for j in jobs]
             return JobPage(items=items, next_cursor=encode_cursor(jobs[-1]) if more else None)
 
     return await asyncio.to_thread(read)
 
 
-@router.get("/{queue_task_id}", response_model=JobDetail, summary="One job with its attempts")
+# `:path`: a step job is named `<task id>/<step>`
+@router.get("/{queue_task_id:path}", response_model=JobDetail, summary="One job with its attempts")
 async def get_job(request: Request, queue_task_id: str) -> JobDetail:
     """By queue task id (or job id): agents, their statuses, timings, errors, why chosen."""
     rt: Runtime = request.app.state.rt
@@ -164,9 +188,12 @@ async def get_job(request: Request, queue_task_id: str) -> JobDetail:
             runs = latest_runs(uow.session, [job.id])
             ids = [job.selected_agent_id] if job.selected_agent_id else []
             name = agent_names(uow.session, ids).get(job.selected_agent_id or "")
+            parents = uow.workflows.queue_task_ids([job.parent_job_id] if job.parent_job_id else [])
+            steps = steps_of(uow, job) if job.workflow and not job.parent_job_id else None
             return JobDetail.model_validate(
                 {
-                    **summary(job, runs.get(job.id), name),
+                    **summary(job, runs.get(job.id), name, parents),
+                    "steps": steps,  # camelCase keys: the schema's aliases
                     "description": job.description,
                     "payload": job.payload,
                     "result": job.result,
@@ -181,7 +208,7 @@ async def get_job(request: Request, queue_task_id: str) -> JobDetail:
     return found
 
 
-@router.post("/{queue_task_id}/cancel", response_model=Cancelled, summary="Cancel a job")
+@router.post("/{queue_task_id:path}/cancel", response_model=Cancelled, summary="Cancel a job")
 async def cancel(request: Request, queue_task_id: str) -> Cancelled:
     """Agents told to stop, the queue told CANCELLED; 409 when the job already ended."""
     rt: Runtime = request.app.state.rt

@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 from agent_dispatch.domain.statuses import JobStatus
 
 Protocol = Literal["http-json", "a2a"]
+JobKind = Literal["job", "workflow", "step"]
 Name = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -91,6 +92,11 @@ class AgentOut(Api):
 class JobOut(Api):
     id: str
     queue_task_id: str
+    kind: JobKind = Field(description="job; workflow (a parent of steps); step (of a workflow)")
+    workflow: str | None = Field(description="The workflow a parent runs")
+    step_id: str | None = Field(description="A step job's step")
+    parent_job_id: str | None = Field(description="A step job's parent")
+    parent_queue_task_id: str | None = Field(description="A step job's parent, as `/api/jobs/{id}`")
     title: str
     category: str
     tags: list[str]
@@ -139,12 +145,33 @@ class AttemptOut(Api):
     decisions: list[dict[str, Any]] = Field(description="Why each agent was chosen or not")
 
 
+class StepOut(Api):
+    """One step of a workflow run (its latest try); times in ms from the parent's start."""
+
+    step_id: str
+    needs: list[str]
+    job_id: str | None
+    queue_task_id: str | None = Field(description="The step job, as `/api/jobs/{id}`")
+    status: str = Field(description="A job status, SKIPPED, or WAITING (not started yet)")
+    tries: int
+    winner: str | None
+    winner_latency_ms: float | None
+    agents: int
+    start_ms: float | None
+    end_ms: float | None
+    error: str | None
+    skipped_reason: str | None
+
+
 class JobDetail(JobOut):
     description: str
     payload: dict[str, Any]
     result: Any
     expires_at: dt.datetime | None
     distributions: list[AttemptOut]
+    steps: list[StepOut] | None = Field(
+        default=None, description="A workflow parent's steps, in the workflow's order"
+    )
 
 
 class JobPage(Api):

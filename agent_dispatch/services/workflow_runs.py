@@ -5,6 +5,11 @@ pass reads the step jobs back, asks the domain what comes next (`next_moves`), s
 steps, starts ready ones at once (parallel branches overlap), and re-takes unfinished steps
 that no live run holds (a resumed run after a crash). So a run killed at any point resumes
 from the database, and COMPLETED steps are never run again.
+
+Each step dispatch holds one of the run's race slots (`RaceSlots`, JOB_CONCURRENCY shared with
+the dispatch run's other jobs) from before its step job is stored until its race ends; a ready
+step with no slot free waits unstored, and the parent itself holds none, so parents can never
+starve their own steps.
 """
 
 from __future__ import annotations
@@ -25,14 +30,21 @@ from agent_dispatch.domain.lease import LeaseLost
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.domain.workflow import WorkflowDef
-from agent_dispatch.domain.workflow_run import Ending, Moves, StepState, next_moves, step_fields
+from agent_dispatch.domain.workflow_run import Ending, Moves, next_moves, step_fields
 from agent_dispatch.services import workflow_parent as parent
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.dispatching import JobLine, NotFinished, PlainSteps, dispatch_one
 from agent_dispatch.services.finishing import JobEnd
 from agent_dispatch.services.intake import Claim
+from agent_dispatch.services.job_pool import RaceSlots, SlotHand
 from agent_dispatch.services.racing import watch_lease
 from agent_dispatch.services.sweep import stop_abandoned
+from agent_dispatch.services.workflow_context import (
+    job_context,
+    latest_states,
+    line_of,
+    task_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,60 +54,25 @@ STOP_GRACE_SECONDS = 15.0
 DispatchStep = Callable[[Claim], Coroutine[Any, Any, JobLine]]
 
 
-def job_context(spec: JobSpec) -> dict[str, Any]:
-    """The queue task as references see it (`job.payload.brief`, `job.title`, ...)."""
-    return {
-        "id": spec.queue_task_id,
-        "title": spec.title,
-        "description": spec.description,
-        "category": spec.category,
-        "tags": list(spec.tags),
-        "skillLevel": spec.skill_level,
-        "payload": spec.payload,
-        "maxAgents": spec.max_agents,
-        "timeoutMs": spec.timeout_ms,
-        "workflow": spec.workflow,
-    }
-
-
-def task_fields(spec: JobSpec) -> dict[str, Any]:
-    """The task's own step fields, those it set (a default value is not an instruction)."""
-    return {
-        "category": spec.category,
-        "tags": list(spec.tags) or None,
-        "skillLevel": spec.skill_level if spec.skill_level > 1 else None,
-        "maxAgents": spec.max_agents,
-        "timeoutMs": spec.timeout_ms,
-    }
-
-
-def latest_states(steps: Sequence[Job]) -> dict[str, StepState]:
-    out: dict[str, StepState] = {}
-    for job in steps:  # in creation order: a later try replaces an earlier one
-        assert job.step_id is not None
-        out[job.step_id] = StepState(
-            JobStatus(job.status), job.step_try or 1, job.result, job.error
-        )
-    return out
-
-
-def line_of(end: JobEnd) -> JobLine:
-    return JobLine(
-        queue_task_id=end.queue_task_id,
-        job_id=end.job_id,
-        outcome=end.status,
-        detail=end.error or end.report_problem,
-    )
-
-
 @dataclasses.dataclass
 class _Run:
     deps: Deps
     claim: Claim
     workflow: WorkflowDef
     dispatch_step: DispatchStep
+    slots: RaceSlots
     running: dict[asyncio.Task[JobLine], str] = dataclasses.field(default_factory=dict)
     in_progress: bool = False
+    hand: SlotHand = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.hand = SlotHand(self.slots)
+
+    async def _holding_slot(self, claim: Claim) -> JobLine:
+        try:
+            return await self.dispatch_step(claim)
+        finally:
+            self.slots.release()
 
     @property
     def live(self) -> set[str]:
@@ -124,12 +101,13 @@ class _Run:
         return rows, next_moves(self.workflow, latest_states(rows), job_context(self.claim.spec))
 
     async def apply(self, moves: Moves, rows: Sequence[Job]) -> bool:
-        """Store skips, start ready steps, re-take orphaned ones; True if one is held elsewhere."""
+        """Store skips, start ready steps, re-take orphaned ones; True if one is held elsewhere.
+        A step starts only with a race slot; one taken for a step that did not start after all
+        is given back at once."""
         s, now = self.deps.settings, utcnow()
+        taken = self.hand.take(len(moves.start))  # slots not yet handed to a step's task
         specs = [(m.try_no, self.step_spec(m.step_id, m.try_no, m.payload)) for m in moves.start]
-        if specs and not self.in_progress:
-            await parent.mark_in_progress(self.deps, self.claim)
-            self.in_progress = True
+        del specs[taken:]
 
         def store(uow: UnitOfWork) -> list[Claim]:
             for skip in moves.skip:
@@ -137,7 +115,7 @@ class _Run:
                 uow.workflows.add_step(
                     self.claim.lease, spec, 1, now, lease_seconds=0, skipped_because=skip.reason
                 )
-            claims = []
+            claims: list[Claim] = []
             for try_no, spec in specs:
                 lease = uow.workflows.add_step(
                     self.claim.lease, spec, try_no, now, lease_seconds=s.job_lease_seconds
@@ -146,33 +124,43 @@ class _Run:
                 claims.append(Claim(lease, lease.job_id, spec, JobStatus.OPEN))
             return claims
 
-        claims = await in_transaction(self.deps, store)
-        for skipped in moves.skip:
-            self.deps.events.job_changed(
-                self.claim.job_id,
-                self.claim.spec.queue_task_id,
-                "STEP_SKIPPED",
-                step=skipped.step_id,
-                reason=skipped.reason,
-            )
         held_elsewhere = False
-        latest = {r.step_id: r for r in rows}
-        for sid in moves.running:
-            job = latest[sid]
-            if job.id in self.live:
-                continue
-            claim = await self.retake(job)
-            if claim is None:
-                held_elsewhere = True
-            else:
-                claims.append(claim)
-        if claims and not self.in_progress:
+        try:
+            if specs:
+                await self.mark_in_progress()
+            claims = await in_transaction(self.deps, store)
+            for skipped in moves.skip:
+                self.deps.events.job_changed(
+                    self.claim.job_id,
+                    self.claim.spec.queue_task_id,
+                    "STEP_SKIPPED",
+                    step=skipped.step_id,
+                    reason=skipped.reason,
+                )
+            latest = {r.step_id: r for r in rows}
+            orphans = [latest[sid] for sid in moves.running if latest[sid].id not in self.live]
+            got = self.hand.take(len(orphans))
+            taken += got
+            for job in orphans[:got]:
+                claim = await self.retake(job)
+                if claim is None:
+                    held_elsewhere = True
+                else:
+                    claims.append(claim)
+            if claims:
+                await self.mark_in_progress()
+            for claim in claims:
+                task = asyncio.create_task(self._holding_slot(claim))
+                self.running[task] = claim.job_id
+                taken -= 1
+        finally:
+            self.hand.give_back(taken)
+        return held_elsewhere
+
+    async def mark_in_progress(self) -> None:
+        if not self.in_progress:
             await parent.mark_in_progress(self.deps, self.claim)
             self.in_progress = True
-        for claim in claims:
-            task = asyncio.create_task(self.dispatch_step(claim))
-            self.running[task] = claim.job_id
-        return held_elsewhere
 
     async def retake(self, job: Job) -> Claim | None:
         """Lease an unfinished step nobody holds; a lost worker's agent calls are closed and
@@ -247,8 +235,11 @@ def plain_step(deps: Deps, capacity_wait: float) -> DispatchStep:
     return run
 
 
-async def run_workflow(deps: Deps, claim: Claim, dispatch_step: DispatchStep) -> JobLine:
-    """Drive one leased workflow parent to its end (or leave it for the sweep)."""
+async def run_workflow(
+    deps: Deps, claim: Claim, dispatch_step: DispatchStep, slots: RaceSlots | None = None
+) -> JobLine:
+    """Drive one leased workflow parent to its end (or leave it for the sweep). `slots`: the
+    dispatch run's race budget; alone, the run gets JOB_CONCURRENCY slots of its own."""
     qid = claim.spec.queue_task_id
     try:
         begun = await parent.begin(deps, claim)
@@ -258,7 +249,8 @@ async def run_workflow(deps: Deps, claim: Claim, dispatch_step: DispatchStep) ->
         )
     if isinstance(begun, JobEnd):
         return line_of(begun)
-    run = _Run(deps, claim, begun.workflow, dispatch_step)  # IN_PROGRESS checked anew
+    slots = slots or RaceSlots(deps.settings.job_concurrency)
+    run = _Run(deps, claim, begun.workflow, dispatch_step, slots)  # IN_PROGRESS checked anew
     watchdog = asyncio.create_task(watch_lease(deps, claim.lease))
     try:
         while True:
@@ -280,12 +272,17 @@ async def run_workflow(deps: Deps, claim: Claim, dispatch_step: DispatchStep) ->
                 return line_of(await parent.end(deps, claim, ending))
             held_elsewhere = await run.apply(moves, rows)
             poll = deps.settings.lease_check_seconds if held_elsewhere or not run.running else None
-            waiting = {*run.running, watchdog}
+            waiting: set[asyncio.Task[Any]] = {*run.running, watchdog}
+            if run.hand.waiting is not None:
+                waiting.add(run.hand.waiting)
             done, _ = await asyncio.wait(waiting, timeout=poll, return_when=asyncio.FIRST_COMPLETED)
             if watchdog in done:
                 raise LeaseLost(claim.job_id)
+            if run.hand.waiting is not None and run.hand.waiting in done:
+                done.discard(run.hand.waiting)
+                run.hand.arrived()
             for task in done:
-                await run.settle(task)  # type: ignore[arg-type]
+                await run.settle(task)
     except LeaseLost:
         await run.drain()
         return JobLine(
@@ -295,6 +292,7 @@ async def run_workflow(deps: Deps, claim: Claim, dispatch_step: DispatchStep) ->
             detail="workflow run cancelled or rescued; this run stopped writing it",
         )
     finally:
+        await run.hand.let_go()
         watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await watchdog

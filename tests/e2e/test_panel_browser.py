@@ -155,6 +155,97 @@ async def test_the_panel_shows_a_job_move_from_in_flight_to_completed_without_a_
         serve.kill()
 
 
+async def test_the_panel_draws_a_workflows_steps_as_a_tree_that_moves_live(
+    env: dict[str, str], queue: SimulatedQueue, farm: AgentFarm, tmp_path: Path
+) -> None:
+    serve = Serve(env, tmp_path / "serve.log", "--no-flows")
+    try:
+        example = Path(__file__).parents[2] / "docs/examples/write-review-translate.yaml"
+        added = subprocess.run(
+            [CLI, "workflows", "add", str(example)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert added.returncode == 0, added.stderr
+        agents = {
+            "writer": ("fast:delay=1.5", ["writing"], ["draft"]),
+            "reviewer": ("fast:delay=3", ["review"], []),
+            "translator": ("fast:delay=3", ["translate"], []),
+        }
+        for name, (how, categories, tags) in agents.items():
+            farm.add(name, how)
+            r = serve.http.post(
+                "/api/agents",
+                json={
+                    "name": name,
+                    "url": farm.url_for(name),
+                    "categories": categories,
+                    "tags": tags,
+                },
+            )
+            assert r.status_code == 201, r.text
+        task = queue.add_task(
+            title="Cats", workflow="write-review-translate", payload={"brief": "cats"}
+        )
+        qid = task["id"]
+
+        with chromium() as browser:
+            async with browser.page() as page:
+                await page.goto(f"{serve.url}/#token={API_TOKEN}")
+                await wait_until(
+                    page,
+                    "document.querySelector('#conn')?.dataset.state === 'live'",
+                    "the panel connected to /api/ws",
+                )
+                await value(page, "window.__marker = 'same page'")
+                assert serve.http.post("/api/runs", json={"maxJobs": 1}).status_code == 202
+
+                tree = f"#inflight tr[data-steps-of='{qid}'] ul.tree"
+                draft = f"{tree} > li[data-step=draft]"
+                under_draft = f"{draft} > ul.tree > li"
+                await wait_until(page, shown(f"{draft}[data-status=IN_PROGRESS]"), "draft running")
+                # The two branches hang under draft and run at once, shown as they move.
+                both = " && ".join(
+                    shown(f"{under_draft}[data-step={s}][data-status=IN_PROGRESS]")
+                    for s in ("review", "translate")
+                )
+                await wait_until(page, both, "review and translate running side by side")
+                assert await value(page, shown(f"{draft}[data-status=COMPLETED]"))
+                assert await value(
+                    page,
+                    shown(
+                        f"{under_draft}[data-step=review] .agent"
+                        "[data-agent=reviewer][data-status=WORKING]"
+                    ),
+                )
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                await page.screenshot(SHOTS / "panel-workflow-mid-run.png")
+
+                ended = f"#endings tr[data-steps-of='{qid}'] ul.tree"
+                fix = f"{ended} li[data-step=review] > ul.tree > li[data-step=fix]"
+                await wait_until(
+                    page,
+                    shown(f"#endings tr[data-qid='{qid}'][data-status=COMPLETED]"),
+                    "the workflow COMPLETED",
+                    timeout=90,
+                )
+                await wait_until(page, shown(f"{fix}[data-status=SKIPPED]"), "fix SKIPPED")
+                review = text(f"{ended} li[data-step=review] > .winner")
+                await wait_until(
+                    page, f"({review} || '').includes('reviewer in')", "review's winner"
+                )
+                # Steps live in their parent's tree, never as rows of their own.
+                assert not await value(page, shown(f"tr[data-qid='{qid}/draft']"))
+                assert await value(page, "window.__marker") == "same page"  # never reloaded
+                assert await value(page, "window.__panel.connects") == 1
+                await page.screenshot(SHOTS / "panel-workflow-after-run.png")
+        assert serve.interrupt() == 0, serve.output()
+    finally:
+        serve.kill()
+
+
 async def test_serve_serves_the_flows_on_their_schedules_and_stops_on_ctrl_c(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
@@ -12,8 +13,10 @@ from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Job
 from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 from agent_dispatch.services.workflows import add_workflow
+from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.behaviours import behaviour
 from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.services.test_workflow_budget import FAN
 from tests.services.workflow_support import EXAMPLE
 
 pytestmark = [pytest.mark.flow]
@@ -73,3 +76,25 @@ async def test_a_workflow_task_runs_as_one_subflow_with_a_subflow_per_step(
     names = sorted(c.name for c in children)
     assert names == sorted(f"{s} <- {task['id']}/{s}" for s in ("draft", "review", "translate"))
     assert flow_run_ids == {str(c.id) for c in children}  # each step's attempt names its run
+
+
+async def test_steps_share_the_runs_job_concurrency_with_more_parents_than_slots(
+    make_runtime: Callable[..., Runtime],
+    queue: SimulatedQueue,
+    farm: AgentFarm,
+    add_agent: Callable[..., str],
+) -> None:
+    rt = make_runtime(job_concurrency=2)
+    add_workflow(rt, FAN)
+    # Calls long enough to overlap however slowly Prefect starts each step's subflow; the
+    # agent itself is no limit.
+    add_agent("worker", "fast:delay=2", max_concurrency=50)
+    parents = [queue.add_task(title=f"p{i}", workflow="fan") for i in range(3)]
+
+    summary = await asyncio.wait_for(dispatch_flow(DispatchParams()), timeout=120)
+
+    assert {j.queue_task_id: j.outcome for j in summary.jobs} == {
+        p["id"]: "COMPLETED" for p in parents
+    }
+    # The step subflows got the dispatch run's own slots: one agent call per race, two at once.
+    assert farm.peak_in_flight("worker") == 2

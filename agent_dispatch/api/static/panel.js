@@ -2,12 +2,15 @@
 // Plain script, no build step, no CDN. State lives in `jobs` and `agents`; render() redraws.
 "use strict";
 
-const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "TIMEOUT"]);
-const JOB_RANK = { OPEN: 0, DISTRIBUTED: 1, IN_PROGRESS: 2 };  // terminal ones rank 3
+const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED", "EXPIRED", "TIMEOUT", "SKIPPED"]);
+const JOB_RANK = { WAITING: -1, OPEN: 0, DISTRIBUTED: 1, IN_PROGRESS: 2 };  // terminal ones rank 3
 const AGENT_RANK = { ASSIGNED: 0, WORKING: 1 };
 const ENDINGS_SHOWN = 30;
 
 const jobs = new Map();     // queueTaskId -> {qid, title, status, agents: Map, winner, ...}
+// A workflow's steps live in their parent's `steps` (stepId -> step), never as jobs of their
+// own; `stepOf` finds a step job's parent and step from its queue task id (`<task>/<step>`).
+const stepOf = new Map();   // step queueTaskId -> {parent, stepId}
 const agents = new Map();   // name -> agent document from /api/agents
 let token = sessionStorage.getItem("ad-token") || "";
 let meta = { prefectUiUrl: null, dashboardUrl: null };
@@ -61,19 +64,40 @@ async function describe(j) {
 }
 
 function fromSummary(s) {
+  if (s.kind === "step" && s.parentQueueTaskId) {  // a step job: it goes in its parent's tree
+    const st = step(s.parentQueueTaskId, s.stepId, s.queueTaskId);
+    setStatus(st, s.status);
+    Object.assign(st, { winner: s.winner || st.winner, latencyMs: s.winnerLatencyMs ?? st.latencyMs,
+      error: s.error || st.error });
+    return null;
+  }
   const j = job(s.queueTaskId);
   if (rank(JOB_RANK, s.status) >= rank(JOB_RANK, j.status)) j.status = s.status;
   Object.assign(j, { id: s.id, title: s.title, flowRunId: s.flowRunId || j.flowRunId,
     winner: s.winner || j.winner, latencyMs: s.winnerLatencyMs ?? j.latencyMs,
     error: s.error || j.error, endedAt: s.finishedAt || j.endedAt });
+  if (s.kind === "workflow") {  // no winner of its own: its latency is the whole run's
+    Object.assign(j, { workflow: s.workflow, latencyMs: s.endToEndMs ?? j.latencyMs });
+  }
+  for (const x of s.steps || []) {  // a parent's detail: its whole tree, needs included
+    const st = step(j.qid, x.stepId, x.queueTaskId);
+    setStatus(st, x.status);
+    Object.assign(st, { needs: x.needs, winner: x.winner || st.winner,
+      latencyMs: x.winnerLatencyMs ?? st.latencyMs, error: x.error, skipped: x.skippedReason });
+  }
   return j;
 }
 
 function apply(change) {
   window.__panel.changes += 1;
   if (lastId === null || change.id > lastId) lastId = change.id;
-  const j = job(change.queueTaskId);
   const d = change.detail || {};
+  if (d.parentQueueTaskId && d.stepId) {
+    return applyToStep(change, { parent: d.parentQueueTaskId, stepId: d.stepId });
+  }
+  const where = stepOf.get(change.queueTaskId);  // an agent change of a known step
+  if (where) return applyToStep(change, where);
+  const j = job(change.queueTaskId);
   if (change.kind === "job") {
     if (rank(JOB_RANK, change.status) < rank(JOB_RANK, j.status)) return;  // older than we know
     j.status = change.status;
@@ -81,6 +105,7 @@ function apply(change) {
       Object.assign(j, { endedAt: change.at, error: d.error || null, fresh: true,
         winner: d.winner || null, latencyMs: d.winnerLatencyMs ?? null });
       refreshSoon("stats"); refreshSoon("agents");
+      if (j.workflow) refreshTree(j.qid, 0);
     }
   } else {
     const now = j.agents.get(change.agent);
@@ -130,22 +155,26 @@ function fmtMs(ms) {
 
 function render() {
   const flying = [...jobs.values()].filter(inFlight);
-  $("#inflight tbody").replaceChildren(...flying.map((j) =>
+  $("#inflight tbody").replaceChildren(...flying.flatMap((j) => [
     el("tr", { "data-qid": j.qid, "data-status": j.status, class: j.fresh ? "fresh" : "" },
       el("td", {}, j.qid), el("td", {}, j.title || ""),
       el("td", {}, el("span", { class: "status", "data-status": j.status }, j.status)),
-      el("td", {}, chips(j)), el("td", {}, runLink(j)))));
+      el("td", {}, j.workflow ? `workflow ${j.workflow === true ? "" : j.workflow}` : chips(j)),
+      el("td", {}, runLink(j))),
+    ...(j.steps ? [treeRow(j, 5)] : [])]));
   $("#inflight-empty").hidden = flying.length > 0;
 
   const ended = [...jobs.values()].filter((j) => TERMINAL.has(j.status))
     .sort((a, b) => String(b.endedAt).localeCompare(String(a.endedAt))).slice(0, ENDINGS_SHOWN);
-  $("#endings tbody").replaceChildren(...ended.map((j) =>
+  $("#endings tbody").replaceChildren(...ended.flatMap((j) => [
     el("tr", { "data-qid": j.qid, "data-status": j.status, class: j.fresh ? "fresh" : "" },
       el("td", {}, j.qid),
       el("td", {}, el("span", { class: "status", "data-status": j.status }, j.status)),
-      el("td", { class: "winner" }, j.winner || "–"), el("td", { class: "latency" }, fmtMs(j.latencyMs)),
+      el("td", { class: "winner" }, j.winner || (j.steps ? `${j.steps.size} steps` : "–")),
+      el("td", { class: "latency" }, fmtMs(j.latencyMs)),
       el("td", { class: "error", title: j.error || "" }, j.error || ""),
-      el("td", {}, j.endedAt ? new Date(j.endedAt).toLocaleTimeString() : ""))));
+      el("td", {}, j.endedAt ? new Date(j.endedAt).toLocaleTimeString() : "")),
+    ...(j.steps ? [treeRow(j, 6)] : [])]));
   for (const j of jobs.values()) j.fresh = false;
 
   $("#agents tbody").replaceChildren(...[...agents.values()].map((a) => {
@@ -200,8 +229,9 @@ async function snapshot() {
   const [recent, distributed, working] = await Promise.all([
     api("/api/jobs?limit=50"), api("/api/jobs?status=DISTRIBUTED&limit=200"),
     api("/api/jobs?status=IN_PROGRESS&limit=200")]);
-  const flying = [...distributed.items, ...working.items].map(fromSummary);
+  const flying = [...distributed.items, ...working.items].map(fromSummary).filter(Boolean);
   recent.items.forEach(fromSummary);
+  for (const j of flying) if (j.workflow) refreshTree(j.qid, 0);
   await Promise.all(flying.slice(0, 50).map(async (j) => {  // who is working on what, right now
     const detail = await api(`/api/jobs/${encodeURIComponent(j.qid)}`);
     const latest = detail.distributions[detail.distributions.length - 1];
