@@ -10,12 +10,12 @@ from string import Template
 
 import pandas as pd
 
+from agent_dispatch.db.reporting_queries import LATENCY_EDGES_MS
+from agent_dispatch.domain.periods import PeriodKind, Window, buckets
 from agent_dispatch.reporting import charts
 from agent_dispatch.reporting.charts import HBar, Segment
 from agent_dispatch.reporting.compute import Overview
-from agent_dispatch.reporting.queries import LATENCY_EDGES_MS
 from agent_dispatch.reporting.stats import glance, leaderboard, ms, pct
-from agent_dispatch.reporting.window import PeriodKind, Window, buckets
 
 STATUS_COLORS = {
     "completed": "#59a14f",

@@ -15,12 +15,12 @@ import pandas as pd
 from sqlalchemy import Connection, case, func, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
+from agent_dispatch.db import reporting_sql as sql
 from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
 from agent_dispatch.db.reporting_models import ALL_CATEGORIES as ALL
+from agent_dispatch.db.reporting_percentiles import column_name, from_ranked, ranked_statement
+from agent_dispatch.domain.periods import PeriodKind, Window
 from agent_dispatch.domain.statuses import JOB_TERMINAL, AgentRunStatus, JobStatus
-from agent_dispatch.reporting import sql
-from agent_dispatch.reporting.percentiles import column_name, from_ranked, ranked_statement
-from agent_dispatch.reporting.window import PeriodKind, Window
 
 LATENCY_QS = (0.5, 0.9, 0.99)
 DURATION_QS = (0.5, 0.9)
