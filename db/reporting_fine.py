@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent_dispatch.db import reporting_sql as sql
+from agent_dispatch.db.models import on_queue
 from agent_dispatch.db.reporting_queries import A, D, J
 from agent_dispatch.domain.periods import Window
 from agent_dispatch.domain.statuses import JOB_TERMINAL, AgentRunStatus, JobStatus
@@ -178,6 +179,7 @@ def fetch_jobs(conn: Connection, window: Window) -> Fine:
     ended = and_(
         sql.in_window(J.c.finished_at, window.start, window.end),
         J.c.status.in_([s.value for s in JOB_TERMINAL]),
+        on_queue(),  # queue tasks only: workflow steps have their own figures
     )
     # Attempts and first start/result per job, from its distributions alone (narrow rows:
     # grouping the joined job rows instead costs a third more at millions of jobs), and only

@@ -18,8 +18,8 @@ from agent_dispatch.domain.periods import PeriodKind, Window
 from agent_dispatch.reporting import dashboard
 from agent_dispatch.reporting.compute import Overview, Pass, Periods
 from agent_dispatch.reporting.feedback import AgentFeedback
+from agent_dispatch.reporting.format import ms, pct
 from agent_dispatch.reporting.incremental import Plan
-from agent_dispatch.reporting.stats import ms, pct
 from agent_dispatch.services import stats
 
 # Every task keeps its result in memory (persist_result=False): frames of job and agent

@@ -15,7 +15,9 @@ from agent_dispatch.domain.periods import PeriodKind, Window, buckets
 from agent_dispatch.reporting import charts
 from agent_dispatch.reporting.charts import HBar, Segment
 from agent_dispatch.reporting.compute import Overview
-from agent_dispatch.reporting.stats import glance, leaderboard, ms, pct
+from agent_dispatch.reporting.format import ms, pct
+from agent_dispatch.reporting.stats import glance, leaderboard
+from agent_dispatch.reporting.workflow_view import html_section
 
 STATUS_COLORS = {
     "completed": "#59a14f",
@@ -264,14 +266,16 @@ def render(
         _least_reliable(overview),
     ]
     page = TEMPLATE.read_text(encoding="utf-8")
+    doc = glance(overview)
     return Template(page).substitute(
         title="agent-dispatch analytics",
         window=escape(overview.window.label()),
         granularity=kind,
         generated=escape(generated_at.strftime("%Y-%m-%d %H:%M UTC")),
-        kpis=_kpis(glance(overview)),
+        kpis=_kpis(doc),
         charts="\n".join(figures),
         leaderboard=_leaderboard(overview),
+        workflows=html_section(doc["workflows"]),
     )
 
 
