@@ -9,6 +9,7 @@ import pytest
 from prefect.client.schemas.objects import State, StateType
 
 from agent_dispatch.bootstrap import Runtime, set_runtime
+from agent_dispatch.cli.main import main
 from agent_dispatch.flows.health import HealthSummary, health_flow
 from agent_dispatch.flows.sweep import SweepParams, SweepSummary, sweep_flow
 from agent_dispatch.simulators.queue import SimulatedQueue
@@ -78,3 +79,23 @@ async def test_a_health_check_without_its_database_ends_failed_naming_the_databa
     assert message.startswith("database: ") and "127.0.0.1" in message
     summary = await state.aresult(raise_on_failure=False)
     assert isinstance(summary, HealthSummary) and summary.stopped_reason == message
+
+
+def test_the_sweep_command_prints_its_summary_then_the_outage_line(
+    make_runtime: Callable[..., Runtime],
+    queue: SimulatedQueue,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rt = make_runtime(remote_queue_url=NOWHERE_QUEUE, execution_retry_count=0)
+    qid = queue.add_task(title="t", category="general")["id"]
+    job_id = store(rt, qid)
+    claim(rt, qid, "dead-worker")
+    age_lease(rt, job_id)
+
+    assert main(["sweep", "--settle-seconds", "0"]) != 0
+
+    out, err = capsys.readouterr()
+    assert "sweep: 1 deferred; stopped: remote queue: 1 job(s) deferred" in out
+    assert f"{qid}" in out and job(rt, job_id).status == "OPEN"
+    (line,) = [x for x in err.splitlines() if x.startswith("agent-dispatch:")]
+    assert line.startswith("agent-dispatch: sweep stopped: remote queue: 1 job(s) deferred")
