@@ -145,15 +145,23 @@ def measure(url: str, mode: str) -> dict[str, Any]:
     """One analytics run in this (child) process: `full` or `incremental` (see the module)."""
     from sqlalchemy import func, select
 
-    from agent_dispatch.bootstrap import Runtime
+    from agent_dispatch.db.engine import make_engine, make_session_factory
     from agent_dispatch.db.models import JobDistributionAgent as A
+    from agent_dispatch.db.uow import UnitOfWork
     from agent_dispatch.domain.periods import Window, aligned
     from agent_dispatch.reporting import dashboard, incremental
     from agent_dispatch.services import stats
-    from agent_dispatch.settings import Settings
+    from agent_dispatch.settings import normalize_database_url
 
-    rt = Runtime(Settings(database_url=url))
-    engine = rt.engine
+    engine = make_engine(normalize_database_url(url))
+
+    class Transactions:  # all services.stats needs (and no Prefect in the measured process)
+        factory = make_session_factory(engine)
+
+        def uow(self) -> UnitOfWork:
+            return UnitOfWork(self.factory)
+
+    rt = Transactions()
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
     steps: dict[str, float] = {}
@@ -195,7 +203,7 @@ def measure(url: str, mode: str) -> dict[str, Any]:
     step("overview+dashboard", t)
     seconds = time.perf_counter() - began
     _, traced_peak = tracemalloc.get_traced_memory()
-    rt.dispose()
+    engine.dispose()
     return {
         "mode": mode, "seconds": round(seconds, 2), "steps": steps, "report_rows": written,
         "rows_read": source, "buckets": {k: w.label() for k, w in plan.windows.items()},
