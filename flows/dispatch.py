@@ -18,9 +18,14 @@ from sqlalchemy.exc import OperationalError
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
 from agent_dispatch.clients.queue import RejectedItem
-from agent_dispatch.flows.outage import database_line, queue_line
 from agent_dispatch.flows.progress import Progress
-from agent_dispatch.flows.reports import param, publish_dispatch_jobs, run_name
+from agent_dispatch.flows.reports import (
+    database_line,
+    param,
+    publish_dispatch_jobs,
+    queue_line,
+    run_name,
+)
 from agent_dispatch.flows.workflow import workflow_flow
 from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, dispatch_one
 from agent_dispatch.services.drain import Drain, Listing

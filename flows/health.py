@@ -11,8 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 
 from agent_dispatch.bootstrap import get_runtime
-from agent_dispatch.flows.outage import database_line
-from agent_dispatch.flows.reports import publish_agent_health, run_name
+from agent_dispatch.flows.reports import database_line, publish_agent_health, run_name
 from agent_dispatch.services.health import PROBES_AT_ONCE, Health, Probe
 from agent_dispatch.tasks.health_tasks import agents_to_probe, probe_agent, record_health
 

@@ -11,8 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 
 from agent_dispatch.bootstrap import get_runtime
-from agent_dispatch.flows.outage import QUEUE_DOWN, database_line, queue_line
-from agent_dispatch.flows.reports import publish_sweep, run_name
+from agent_dispatch.flows.reports import (
+    QUEUE_DOWN,
+    database_line,
+    publish_sweep,
+    queue_line,
+    run_name,
+)
 from agent_dispatch.services.sweep import SweepAction, SweepLine
 from agent_dispatch.tasks.sweep_tasks import (
     reconcile_stale_open,

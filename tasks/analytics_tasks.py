@@ -15,7 +15,6 @@ from prefect.cache_policies import NO_CACHE
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.db.reporting_store import Written
 from agent_dispatch.domain.periods import PeriodKind, Window
-from agent_dispatch.reporting import dashboard
 from agent_dispatch.reporting.compute import Overview, Pass, Periods
 from agent_dispatch.reporting.feedback import AgentFeedback
 from agent_dispatch.reporting.format import ms, pct
@@ -117,9 +116,9 @@ def render_dashboard(
     kind: PeriodKind,
     at: dt.datetime,
 ) -> str:
-    return dashboard.render(overview, timelines[0], timelines[1], kind, at)
+    return stats.render_dashboard(overview, timelines, kind, at)
 
 
 @task(name="write-dashboard", cache_policy=NO_CACHE, persist_result=False)
 def write_dashboard(out_dir: str, html: str) -> str:
-    return str(dashboard.write(Path(out_dir), html))
+    return str(stats.write_dashboard(Path(out_dir), html))

@@ -10,8 +10,7 @@ from typing import Any
 
 from agent_dispatch.reporting.aggregate import plain
 from agent_dispatch.reporting.compute import Overview
-from agent_dispatch.reporting.format import ms, pct, table
-from agent_dispatch.reporting.workflow_view import text_lines
+from agent_dispatch.reporting.format import ms, pct, table, text_lines
 
 AGENT_FIELDS = (
     "calls",

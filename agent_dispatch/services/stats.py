@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import pandas as pd
@@ -21,7 +22,7 @@ from agent_dispatch.db.reporting_reader import ReportingReader
 from agent_dispatch.db.reporting_store import Mark, Written
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.periods import PeriodKind, Window
-from agent_dispatch.reporting import compute, feedback, incremental, workflows
+from agent_dispatch.reporting import compute, dashboard, feedback, incremental, workflows
 from agent_dispatch.reporting.compute import Overview, Pass, Periods
 from agent_dispatch.reporting.feedback import AgentFeedback
 from agent_dispatch.reporting.incremental import Plan
@@ -125,3 +126,18 @@ def workflow_figures(deps: Transactions, window: Window | None = None) -> Workfl
         conn = uow.session.connection()
         steps, runs = workflow_stats.step_rows(conn, window), workflow_stats.run_rows(conn, window)
     return workflows.figures(steps, runs)
+
+
+def render_dashboard(
+    overview: Overview,
+    timelines: tuple[pd.DataFrame, pd.DataFrame],
+    kind: PeriodKind,
+    at: dt.datetime,
+) -> str:
+    """The dashboard page for the window of `overview` (timelines: `timelines()`)."""
+    return dashboard.render(overview, timelines[0], timelines[1], kind, at)
+
+
+def write_dashboard(out_dir: Path, html: str) -> Path:
+    """index.html in `out_dir`, replaced whole (readers never see half a page)."""
+    return dashboard.write(out_dir, html)

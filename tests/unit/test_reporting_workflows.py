@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from agent_dispatch.db.workflow_stats import RUN_COLUMNS, STEP_COLUMNS
-from agent_dispatch.reporting.workflow_view import html_section, text_lines
+from agent_dispatch.reporting.format import text_lines
+from agent_dispatch.reporting.tables import html_section
 from agent_dispatch.reporting.workflows import WorkflowFigures, figures
 
 T = dt.datetime(2026, 3, 10, tzinfo=dt.UTC)
