@@ -87,9 +87,10 @@ async def sweep_flow(
         if rescued.calls:
             summary.cancels_confirmed = await stop_abandoned(rescued.calls)
         asked = await reconcile_stale_open(params.limit)
-        asked += await send_unreported(rescued.ended_job_ids, params.settle_seconds, params.limit)
         summary.lines += _as_dicts(asked)
-        summary.stopped_reason = _queue_outage(asked)
+        told = await send_unreported(rescued.ended_job_ids, params.settle_seconds, params.limit)
+        summary.lines += _as_dicts(told)
+        summary.stopped_reason = _queue_outage(asked + told)
     except OperationalError as exc:  # the database refused a connection or went away
         summary.stopped_reason = database_line(exc)
     except QUEUE_DOWN as exc:
