@@ -145,13 +145,23 @@ def measure(url: str, mode: str) -> dict[str, Any]:
     """One analytics run in this (child) process: `full` or `incremental` (see the module)."""
     from sqlalchemy import func, select
 
-    from agent_dispatch.db.engine import make_engine
+    from agent_dispatch.db.engine import make_engine, make_session_factory
     from agent_dispatch.db.models import JobDistributionAgent as A
-    from agent_dispatch.reporting import compute, dashboard, feedback, incremental, store
-    from agent_dispatch.reporting.window import Window, aligned
+    from agent_dispatch.db.uow import UnitOfWork
+    from agent_dispatch.domain.periods import Window, aligned
+    from agent_dispatch.reporting import dashboard, incremental
+    from agent_dispatch.services import stats
     from agent_dispatch.settings import normalize_database_url
 
     engine = make_engine(normalize_database_url(url))
+
+    class Transactions:  # all services.stats needs (and no Prefect in the measured process)
+        factory = make_session_factory(engine)
+
+        def uow(self) -> UnitOfWork:
+            return UnitOfWork(self.factory)
+
+    rt = Transactions()
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
     steps: dict[str, float] = {}
@@ -168,35 +178,28 @@ def measure(url: str, mode: str) -> dict[str, Any]:
         shown = Window(low, now)
         plan = incremental.explicit(shown)
         # The watermark a run one hour before the newest row would have left behind.
-        mark = store.Mark(now - dt.timedelta(hours=1), 0)
+        mark_at = now - dt.timedelta(hours=1)
     else:
         shown = Window(now - incremental.DEFAULT_LOOKBACK, now)
-        plan = incremental.incremental(engine, now)
-        mark = store.Mark(now, 0)
-    with engine.connect() as conn:
-        periods, done = compute.periods(conn, plan.windows)
+        plan = stats.plan_run(rt, None, now, incremental.SETTLE)
+        mark_at = now
+    periods, done = stats.aggregate_periods(rt, plan)
     step("aggregate", t)
     t = time.perf_counter()
     written = source = 0
     for part in periods:
-        w = store.replace_periods(engine, part.kind, part.window, part.agents, part.jobs, now,
-                                  store.Mark(mark.watermark, part.source_rows))  # fmt: skip
+        w = stats.write_periods(rt, part, mark_at, incremental_run=True)
         written += w.agent_rows + w.job_rows
         source = max(source, part.source_rows)
     step("write", t)
     t = time.perf_counter()
-    feedback.write(engine, feedback.compute(engine, now, dt.timedelta(days=7)))
+    stats.write_feedback(rt, stats.feedback_scores(rt, now, dt.timedelta(days=7)))
     step("feedback", t)
     t = time.perf_counter()
     kind = dashboard.granularity(shown)
     shown = aligned(shown, kind)
-    with engine.connect() as conn:
-        overview = compute.overview(conn, shown, done)
-        timelines = (
-            store.read_agent_periods(conn, kind, shown),
-            store.read_job_periods(conn, kind, shown),
-        )
-    html = dashboard.render(overview, *timelines, kind, now)
+    overview = stats.window_overview(rt, shown, done)
+    html = dashboard.render(overview, *stats.timelines(rt, kind, shown), kind, now)
     step("overview+dashboard", t)
     seconds = time.perf_counter() - began
     _, traced_peak = tracemalloc.get_traced_memory()

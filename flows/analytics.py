@@ -9,11 +9,11 @@ from prefect import flow, get_run_logger
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from agent_dispatch.db.types import utcnow
+from agent_dispatch.domain.periods import Window, aligned
 from agent_dispatch.flows.reports import publish_dashboard_link, run_name
 from agent_dispatch.reporting.dashboard import granularity
 from agent_dispatch.reporting.incremental import DEFAULT_LOOKBACK, SETTLE
 from agent_dispatch.reporting.stats import glance, render_markdown
-from agent_dispatch.reporting.window import Window, aligned
 from agent_dispatch.settings import DEFAULT_SQLITE_PATH
 from agent_dispatch.tasks.analytics_tasks import (
     aggregate_periods,

@@ -19,7 +19,13 @@ from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
 from agent_dispatch.clients.queue import RejectedItem
 from agent_dispatch.flows.progress import Progress
-from agent_dispatch.flows.reports import param, publish_dispatch_jobs, run_name
+from agent_dispatch.flows.reports import (
+    database_line,
+    param,
+    publish_dispatch_jobs,
+    queue_line,
+    run_name,
+)
 from agent_dispatch.flows.workflow import workflow_flow
 from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, dispatch_one
 from agent_dispatch.services.drain import Drain, Listing
@@ -139,10 +145,10 @@ async def dispatch_flow(
         pool.start(await lease_rescued(await pool.room(params.max_jobs)))
         await take_from_queue(pool, params, drain, summary)
     except QueueError as exc:
-        summary.stopped_reason = f"remote queue: {exc}"
+        summary.stopped_reason = queue_line(exc)
         logger.error("stopped taking jobs: %s (jobs already taken will finish)", exc)
     except OperationalError as exc:  # the database refused a connection or went away
-        summary.stopped_reason = f"database: {_first_line(exc)}"
+        summary.stopped_reason = database_line(exc)
         logger.error("stopped taking jobs: %s", summary.stopped_reason)
     finally:
         summary.jobs = await pool.drain()
@@ -163,8 +169,3 @@ async def dispatch_flow(
     if summary.stopped_reason:
         return Failed(message=summary.stopped_reason, data=summary)
     return summary
-
-
-def _first_line(exc: OperationalError) -> str:
-    text = str(exc.orig or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

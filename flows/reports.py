@@ -1,5 +1,6 @@
-"""What each flow run tells in the Prefect UI: a readable run name, and a keyed artifact
-(the Artifacts page lists every keyed artifact with its history, run after run).
+"""What each flow run tells in the Prefect UI: a readable run name, a keyed artifact
+(the Artifacts page lists every keyed artifact with its history, run after run), and the one
+line a run that could not work ends Failed with.
 
 Artifacts are a report, never a reason to fail a run: a failure to publish one is logged.
 Nothing here may carry a token, a job payload or an agent answer (tests/e2e/test_secrets.py
@@ -20,13 +21,29 @@ from prefect.artifacts import (
     create_link_artifact,
 )
 from prefect.runtime import flow_run
+from sqlalchemy.exc import OperationalError
 
+from agent_dispatch.clients.errors import QueueUnauthorized, QueueUnavailable
 from agent_dispatch.services.dispatching import JobLine
 
 DISPATCH_JOBS_KEY = "dispatch-jobs"
 AGENT_HEALTH_KEY = "agent-health"
 SWEEP_KEY = "sweep-summary"
 DASHBOARD_KEY = "analytics-dashboard"
+# What the database or the queue being out of reach raises out of a task: a run ends Failed
+# naming it. Any other exception is a bug and keeps its traceback.
+QUEUE_DOWN = (QueueUnavailable, QueueUnauthorized)
+
+
+def database_line(exc: OperationalError) -> str:
+    """`database: <the driver's first line>` (the rest of its message is connection detail)."""
+    text = str(exc.orig or exc).strip()
+    return "database: " + (text.splitlines()[0] if text else type(exc).__name__)
+
+
+def queue_line(exc: object) -> str:
+    return f"remote queue: {exc}"
+
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Analytics tasks: each one reads, computes or writes one thing (the work is in reporting/)."""
+"""Analytics tasks: each one reads, computes or writes one thing; the work is in
+agent_dispatch.services.stats (SQL in db/, pandas in reporting/)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from agent_dispatch.bootstrap import get_runtime
-from agent_dispatch.reporting import compute, dashboard, feedback, incremental, store
+from agent_dispatch.db.reporting_store import Written
+from agent_dispatch.domain.periods import PeriodKind, Window
 from agent_dispatch.reporting.compute import Overview, Pass, Periods
 from agent_dispatch.reporting.feedback import AgentFeedback
+from agent_dispatch.reporting.format import ms, pct
 from agent_dispatch.reporting.incremental import Plan
-from agent_dispatch.reporting.stats import ms, pct
-from agent_dispatch.reporting.store import Written
-from agent_dispatch.reporting.window import PeriodKind, Window
+from agent_dispatch.services import stats
 
 # Every task keeps its result in memory (persist_result=False): frames of job and agent
 # history must not reach a result store where a worker sets PREFECT_RESULTS_PERSIST_BY_DEFAULT.
@@ -29,17 +30,13 @@ SUMMARY_KEY = "analytics-summary"
 @task(name="plan-analytics-run", cache_policy=NO_CACHE, persist_result=False)
 def plan_run(window: Window | None, now: dt.datetime, settle_minutes: float) -> Plan:
     """The buckets to recompute: an explicit period, or what changed since the watermarks."""
-    if window is not None:
-        return incremental.explicit(window)
-    settle = dt.timedelta(minutes=settle_minutes)
-    return incremental.incremental(get_runtime().engine, now, settle=settle)
+    return stats.plan_run(get_runtime(), window, now, dt.timedelta(minutes=settle_minutes))
 
 
 @task(name="aggregate-periods", cache_policy=NO_CACHE, persist_result=False)
 def aggregate_periods(plan: Plan) -> tuple[list[Periods], Pass | None]:
     """Per agent/category and per category, per hour and day bucket (one pass on PostgreSQL)."""
-    with get_runtime().engine.connect() as conn:
-        return compute.periods(conn, plan.windows)
+    return stats.aggregate_periods(get_runtime(), plan)
 
 
 @task(
@@ -50,38 +47,31 @@ def aggregate_periods(plan: Plan) -> tuple[list[Periods], Pass | None]:
 )
 def write_period_tables(periods: Periods, at: dt.datetime, incremental_run: bool) -> Written:
     """Replace the buckets' rows in report_agent_period and report_job_period."""
-    mark = store.Mark(at, periods.source_rows) if incremental_run else None
-    return store.replace_periods(
-        get_runtime().engine, periods.kind, periods.window, periods.agents, periods.jobs, at, mark
-    )
+    return stats.write_periods(get_runtime(), periods, at, incremental_run)
 
 
 @task(name="compute-feedback", cache_policy=NO_CACHE, persist_result=False)
 def compute_feedback(now: dt.datetime, half_life_days: float) -> list[AgentFeedback]:
     """Time-decayed success rate and reputation per agent."""
-    return feedback.compute(get_runtime().engine, now, dt.timedelta(days=half_life_days))
+    return stats.feedback_scores(get_runtime(), now, dt.timedelta(days=half_life_days))
 
 
 @task(name="write-feedback", cache_policy=NO_CACHE, persist_result=False)
 def write_feedback(scores: list[AgentFeedback]) -> int:
     """Store them on the agents, where ranking reads them."""
-    return feedback.write(get_runtime().engine, scores)
+    return stats.write_feedback(get_runtime(), scores)
 
 
 @task(name="window-overview", cache_policy=NO_CACHE, persist_result=False)
 def load_overview(window: Window, done: Pass | None = None) -> Overview:
-    """Totals over the whole window: leaderboard, headline numbers, latency histogram."""
-    with get_runtime().engine.connect() as conn:
-        return compute.overview(conn, window, done)
+    """Totals over the whole window: leaderboard, headline, latency histogram, workflows."""
+    return stats.window_overview(get_runtime(), window, done)
 
 
 @task(name="read-timelines", cache_policy=NO_CACHE, persist_result=False)
 def read_timelines(kind: PeriodKind, window: Window) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The all-categories rows just written, for the dashboard's time charts."""
-    with get_runtime().engine.connect() as conn:
-        return store.read_agent_periods(conn, kind, window), store.read_job_periods(
-            conn, kind, window
-        )
+    return stats.timelines(get_runtime(), kind, window)
 
 
 @task(name="publish-leaderboard", cache_policy=NO_CACHE, persist_result=False)
@@ -126,9 +116,9 @@ def render_dashboard(
     kind: PeriodKind,
     at: dt.datetime,
 ) -> str:
-    return dashboard.render(overview, timelines[0], timelines[1], kind, at)
+    return stats.render_dashboard(overview, timelines, kind, at)
 
 
 @task(name="write-dashboard", cache_policy=NO_CACHE, persist_result=False)
 def write_dashboard(out_dir: str, html: str) -> str:
-    return str(dashboard.write(Path(out_dir), html))
+    return str(stats.write_dashboard(Path(out_dir), html))

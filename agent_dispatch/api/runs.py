@@ -53,25 +53,13 @@ async def stats(
     request: Request,
     since: Annotated[dt.datetime | None, Query(description="ISO-8601; default all time")] = None,
 ) -> dict[str, Any]:
-    from agent_dispatch.reporting.compute import overview
-    from agent_dispatch.reporting.stats import glance
-    from agent_dispatch.reporting.window import Window
+    from agent_dispatch.services.stats import stats_document
 
     rt, start, now = _rt(request), utc(since), utcnow()
     if start is not None and start >= now:
         raise problem(422, "since is in the future", "since")
-
-    def read() -> dict[str, Any]:
-        # All time: from the epoch, as the CLI does.
-        window = Window(start or dt.datetime(1970, 1, 1, tzinfo=dt.UTC), now)
-        with rt.engine.connect() as conn:
-            doc = glance(overview(conn, window))
-        if start is None:
-            doc["window"]["start"] = None
-        return doc
-
     try:
-        return dict(camel_doc(await asyncio.to_thread(read)))
+        return dict(camel_doc(await asyncio.to_thread(stats_document, rt, start, now)))
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise problem(503, f"cannot read statistics ({first})") from None

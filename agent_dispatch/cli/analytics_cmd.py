@@ -12,7 +12,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from agent_dispatch.cli.base import CLIError, emit_json, runtime
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.types import utcnow
-from agent_dispatch.reporting.window import Window
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$", re.IGNORECASE)
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -122,23 +121,16 @@ def cmd_analytics(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from agent_dispatch.reporting.compute import overview
-    from agent_dispatch.reporting.stats import glance, render_text
+    from agent_dispatch.reporting.stats import render_text
+    from agent_dispatch.services.stats import stats_document
 
-    rt = runtime()
-    now = utcnow()
-    # All time: from the epoch; nothing in this system predates it.
-    window = Window(args.since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC), now)
     try:
-        with rt.engine.connect() as conn:
-            doc = glance(overview(conn, window))
+        doc = stats_document(runtime(), args.since, utcnow())
     except SQLAlchemyError as exc:
         first = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise CLIError(
             f"cannot read statistics ({first}); try: agent-dispatch db upgrade"
         ) from None
-    if args.since is None:
-        doc["window"]["start"] = None
     if args.json:
         emit_json(doc)
     else:

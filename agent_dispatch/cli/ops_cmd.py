@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
+from prefect.client.schemas.objects import State
 from pydantic import BaseModel
 
 from agent_dispatch.cli.base import CLIError, runtime
-from agent_dispatch.clients.errors import QueueError
 from agent_dispatch.db.migrate import upgrade
+
+S = TypeVar("S", bound=BaseModel)
 
 
 def _seconds(text: str) -> float:
@@ -75,35 +78,51 @@ def _show(summary: BaseModel, headline: str, lines: list[str], as_json: bool) ->
         print("  " + line)
 
 
+def _summary(run: Awaitable[State[Any]], kind: type[S]) -> tuple[S, str | None]:
+    """The run's summary, even when it ended Failed, and the one line it failed with."""
+
+    async def wait() -> State[Any]:
+        return await run
+
+    state = asyncio.run(wait())
+    summary = state.result(raise_on_failure=False)
+    if isinstance(summary, Exception):
+        raise summary
+    assert isinstance(summary, kind)
+    return summary, (state.message if state.is_failed() else None)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from agent_dispatch.flows.sweep import SweepParams, sweep_flow
+    from agent_dispatch.flows.sweep import SweepParams, SweepSummary, sweep_flow
 
     upgrade(runtime().engine)
 
     def once() -> int:
-        try:
-            summary = asyncio.run(sweep_flow(SweepParams(settle_seconds=args.settle_seconds)))
-        except QueueError as exc:
-            raise CLIError(f"sweep stopped: remote queue: {exc}") from None
+        params = SweepParams(settle_seconds=args.settle_seconds)
+        summary, failed = _summary(sweep_flow(params, return_state=True), SweepSummary)
         lines = [f"{x['queueTaskId']:<24} {x['action']:<10} {x['detail']}" for x in summary.lines]
         _show(summary, summary.headline(), lines, args.json)
+        if failed:
+            raise CLIError(f"sweep stopped: {failed}")
         return 0
 
     return _repeat(once, args.every)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from agent_dispatch.flows.health import health_flow
+    from agent_dispatch.flows.health import HealthSummary, health_flow
 
     upgrade(runtime().engine)
 
     def once() -> int:
-        summary = asyncio.run(health_flow())
+        summary, failed = _summary(health_flow(return_state=True), HealthSummary)
         lines = [
             f"{a['name']!s:<20} {'ok' if a['healthy'] else 'DOWN':<5} {a['detail']}"
             for a in summary.agents
         ]
         _show(summary, summary.headline(), lines, args.json)
+        if failed:
+            raise CLIError(f"health check stopped: {failed}")
         return 0
 
     return _repeat(once, args.every)

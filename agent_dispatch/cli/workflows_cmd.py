@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 
 from agent_dispatch.cli.base import CLIError, emit_json, runtime, table
-from agent_dispatch.db.workflow_stats import run_figures, step_figures
 from agent_dispatch.services.workflows import (
     WorkflowInvalid,
     WorkflowRefused,
@@ -112,8 +111,10 @@ def _fmt(value: float | None, unit: str, digits: int = 0) -> str:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with runtime().uow() as uow:
-        steps, runs = step_figures(uow.session), run_figures(uow.session)
+    from agent_dispatch.services.stats import workflow_figures
+
+    found = workflow_figures(runtime())
+    steps, runs = found.steps, found.runs
     if args.json:
         emit_json(
             {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from agent_dispatch.reporting.sql import FAILURE_COLUMNS, OUTCOME_COLUMNS
+from agent_dispatch.db.reporting_sql import FAILURE_COLUMNS, OUTCOME_COLUMNS
 
 AGENT_COUNTS = ["calls", *OUTCOME_COLUMNS.values(), "wins", "latency_samples"]
 AGENT_COLUMNS = [

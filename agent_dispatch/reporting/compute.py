@@ -1,8 +1,9 @@
-"""Glue between queries and metrics: what one analytics step computes for one window.
+"""Glue between reads and metrics: what one analytics step computes for one window.
 
-On PostgreSQL one pass over the execution rows (reporting.fine) serves the hour rows, the day
-rows and, when the window covers it, the window overview; SQLite runs the plain queries of
-reporting.queries per kind. Both give the same numbers.
+On PostgreSQL one pass over the execution rows (db.reporting_fine, rolled up by
+reporting.fine) serves the hour rows, the day rows and, when the window covers it, the window
+overview; SQLite runs the plain queries of db.reporting_queries per kind. Both give the same
+numbers.
 """
 
 from __future__ import annotations
@@ -10,39 +11,37 @@ from __future__ import annotations
 import dataclasses
 
 import pandas as pd
-from sqlalchemy import Connection
 
+from agent_dispatch.db.reporting_fine import Fine
 from agent_dispatch.db.reporting_models import ALL_CATEGORIES as ALL
-from agent_dispatch.reporting import fine, queries
+from agent_dispatch.db.reporting_reader import ReportingReader
+from agent_dispatch.domain.periods import STEP, PeriodKind, Window, aligned
+from agent_dispatch.reporting import fine
 from agent_dispatch.reporting.aggregate import agent_metrics, job_metrics, job_totals
-from agent_dispatch.reporting.window import STEP, PeriodKind, Window, aligned
-
-
-def _pg(conn: Connection) -> bool:
-    return conn.dialect.name == "postgresql"
+from agent_dispatch.reporting.workflows import WorkflowFigures, figures
 
 
 def _hours(kind: PeriodKind) -> float:
     return STEP[kind].total_seconds() / 3600
 
 
-def agent_periods(conn: Connection, kind: PeriodKind, window: Window) -> pd.DataFrame:
+def agent_periods(reader: ReportingReader, kind: PeriodKind, window: Window) -> pd.DataFrame:
     """report_agent_period rows for every whole bucket overlapping `window`."""
     w = aligned(window, kind)
-    if _pg(conn):
-        raw = fine.agent_counts(fine.fetch_calls(conn, w), kind)
+    if reader.one_pass:
+        raw = fine.agent_counts(reader.fine_calls(w), kind)
     else:
-        raw = queries.agent_counts(conn, w, kind, categories="both")
+        raw = reader.agent_counts(w, kind, "both")
     return agent_metrics(raw, kind, _hours(kind))
 
 
-def job_periods(conn: Connection, kind: PeriodKind, window: Window) -> pd.DataFrame:
+def job_periods(reader: ReportingReader, kind: PeriodKind, window: Window) -> pd.DataFrame:
     """report_job_period rows for every whole bucket overlapping `window`."""
     w = aligned(window, kind)
-    if _pg(conn):
-        raw = fine.job_counts(fine.fetch_jobs(conn, w), kind)
+    if reader.one_pass:
+        raw = fine.job_counts(reader.fine_jobs(w), kind)
     else:
-        raw = queries.job_counts(conn, w, kind, categories="both")
+        raw = reader.job_counts(w, kind, "both")
     return job_metrics(raw, kind)
 
 
@@ -67,8 +66,8 @@ class Periods:
 class Pass:
     """Fine groups of one pass over a window (PostgreSQL), reusable for anything inside it."""
 
-    calls: fine.Fine
-    jobs: fine.Fine
+    calls: Fine
+    jobs: Fine
 
     def covers(self, window: Window) -> bool:
         w = self.calls.window
@@ -76,20 +75,20 @@ class Pass:
 
 
 def periods(
-    conn: Connection, windows: dict[PeriodKind, Window]
+    reader: ReportingReader, windows: dict[PeriodKind, Window]
 ) -> tuple[list[Periods], Pass | None]:
     """Report rows of each kind's whole buckets; on PostgreSQL from a single pass."""
     spans = {kind: aligned(w, kind) for kind, w in windows.items()}
     if not spans:
         return [], None
-    if not _pg(conn):
+    if not reader.one_pass:
         out = [
-            Periods(kind, w, agent_periods(conn, kind, w), job_periods(conn, kind, w))
+            Periods(kind, w, agent_periods(reader, kind, w), job_periods(reader, kind, w))
             for kind, w in spans.items()
         ]
         return out, None
     cover = Window(min(w.start for w in spans.values()), max(w.end for w in spans.values()))
-    done = Pass(fine.fetch_calls(conn, cover), fine.fetch_jobs(conn, cover))
+    done = Pass(reader.fine_calls(cover), reader.fine_jobs(cover))
     out = []
     for kind, w in spans.items():
         calls, jobs = done.calls.within(w), done.jobs.within(w)
@@ -112,6 +111,7 @@ class Overview:
     agents: pd.DataFrame  # one row per agent (category '*'), agent report columns
     jobs: dict[str, float | int | None]  # job report columns for the whole window
     histogram: pd.DataFrame  # agent_name, bin, calls (completed-call latencies)
+    workflows: WorkflowFigures = dataclasses.field(default_factory=WorkflowFigures)
 
     @property
     def calls(self) -> dict[str, int]:
@@ -124,18 +124,17 @@ def _whole_hours(window: Window) -> bool:
     return aligned(window, "hour") == window
 
 
-def overview(conn: Connection, window: Window, done: Pass | None = None) -> Overview:
+def overview(reader: ReportingReader, window: Window, done: Pass | None = None) -> Overview:
     """Window totals; from `done` when that pass covers the window in whole hours."""
-    if _pg(conn):
+    flows = figures(reader.workflow_steps(window), reader.workflow_runs(window))
+    if reader.one_pass:
         if done is not None and _whole_hours(window) and done.covers(window):
             calls, jobs_fine = done.calls.within(window), done.jobs.within(window)
         else:
-            calls, jobs_fine = fine.fetch_calls(conn, window), fine.fetch_jobs(conn, window)
+            calls, jobs_fine = reader.fine_calls(window), reader.fine_jobs(window)
         agents = agent_metrics(fine.agent_counts(calls, None, split=False), "window", window.hours)
         jobs = job_metrics(fine.job_counts(jobs_fine, None, split=False), "window")
-        return Overview(window, agents, job_totals(jobs), fine.latency_histogram(calls))
-    agents = agent_metrics(
-        queries.agent_counts(conn, window, None, categories="all"), "window", window.hours
-    )
-    jobs = job_metrics(queries.job_counts(conn, window, None, categories="all"), "window")
-    return Overview(window, agents, job_totals(jobs), queries.latency_histogram(conn, window))
+        return Overview(window, agents, job_totals(jobs), fine.latency_histogram(calls), flows)
+    agents = agent_metrics(reader.agent_counts(window, None, "all"), "window", window.hours)
+    jobs = job_metrics(reader.job_counts(window, None, "all"), "window")
+    return Overview(window, agents, job_totals(jobs), reader.latency_histogram(window), flows)

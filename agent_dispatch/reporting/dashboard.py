@@ -10,12 +10,14 @@ from string import Template
 
 import pandas as pd
 
+from agent_dispatch.db.reporting_queries import LATENCY_EDGES_MS
+from agent_dispatch.domain.periods import PeriodKind, Window, buckets
 from agent_dispatch.reporting import charts
 from agent_dispatch.reporting.charts import HBar, Segment
 from agent_dispatch.reporting.compute import Overview
-from agent_dispatch.reporting.queries import LATENCY_EDGES_MS
-from agent_dispatch.reporting.stats import glance, leaderboard, ms, pct
-from agent_dispatch.reporting.window import PeriodKind, Window, buckets
+from agent_dispatch.reporting.format import ms, pct
+from agent_dispatch.reporting.stats import glance
+from agent_dispatch.reporting.tables import html_section, leaderboard_table
 
 STATUS_COLORS = {
     "completed": "#59a14f",
@@ -201,50 +203,6 @@ def _kpis(g: dict[str, object]) -> str:
     )
 
 
-def _leaderboard(overview: Overview) -> str:
-    head = (
-        "#",
-        "Agent",
-        "Calls",
-        "Wins",
-        "Win rate",
-        "Success",
-        "Failed",
-        "Timeouts",
-        "HTTP",
-        "Invalid",
-        "Lost (cancelled)",
-        "p50",
-        "p90",
-        "p99",
-    )
-    rows = []
-    for r in leaderboard(overview):
-        cells = (
-            r["rank"],
-            r["agent"],
-            r["calls"],
-            r["wins"],
-            pct(r["win_rate"]),
-            pct(r["success_rate"]),
-            r["failed"],
-            r["timeouts"],
-            r["http_errors"],
-            r["invalid_answers"],
-            r["cancelled"],
-            ms(r["latency_p50_ms"]),
-            ms(r["latency_p90_ms"]),
-            ms(r["latency_p99_ms"]),
-        )
-        rows.append(
-            f'<tr data-agent="{escape(r["agent"], True)}">'
-            + "".join(f"<td>{escape(str(v))}</td>" for v in cells)
-            + "</tr>"
-        )
-    th = "".join(f"<th>{escape(h)}</th>" for h in head)
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-
-
 def render(
     overview: Overview,
     agent_timeline: pd.DataFrame,
@@ -264,14 +222,16 @@ def render(
         _least_reliable(overview),
     ]
     page = TEMPLATE.read_text(encoding="utf-8")
+    doc = glance(overview)
     return Template(page).substitute(
         title="agent-dispatch analytics",
         window=escape(overview.window.label()),
         granularity=kind,
         generated=escape(generated_at.strftime("%Y-%m-%d %H:%M UTC")),
-        kpis=_kpis(glance(overview)),
+        kpis=_kpis(doc),
         charts="\n".join(figures),
-        leaderboard=_leaderboard(overview),
+        leaderboard=leaderboard_table(overview),
+        workflows=html_section(doc["workflows"]),
     )
 
 

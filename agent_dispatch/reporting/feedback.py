@@ -11,17 +11,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
-from typing import cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, bindparam, func, select, update
 
-from agent_dispatch.db.models import Agent
 from agent_dispatch.domain.ranking import PRIOR_MEAN, PRIOR_WEIGHT
-from agent_dispatch.reporting import store
-from agent_dispatch.reporting.queries import A, decided_per_hour
-from agent_dispatch.reporting.window import Window, ceil, floor
 
 # Results older than this many half-lives weigh under 0.1% and are not read at all.
 HORIZON_HALF_LIVES = 10
@@ -79,39 +73,13 @@ class AgentFeedback:
     weight: float
 
 
-def _reports_cover(conn: Connection, since: dt.datetime, now: dt.datetime) -> bool:
-    """Do the hour rows hold every decided call of [since, now)? (see ReportWatermark)"""
-    mark = store.read_watermarks(conn).get("hour")
-    if mark is None or mark["watermark"] < now:
-        return False
-    first = conn.scalar(select(func.min(A.c.finished_at)))
-    if first is None:
-        return False
-    first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
-    return bool(mark["covered_since"] <= max(since, floor(first, "hour")))
+def horizon(now: dt.datetime, half_life: dt.timedelta) -> dt.datetime:
+    """Where results start to count: older ones weigh under 0.1%."""
+    return now - HORIZON_HALF_LIVES * half_life
 
 
-def hourly_results(conn: Connection, since: dt.datetime, now: dt.datetime) -> pd.DataFrame:
-    """Per (agent_id, hour): successes and decided calls that ended in [since, now).
-
-    From the report_agent_period hour rows when they cover the span — what an incremental
-    hourly run reads is then the agents x hours of the horizon, not its execution rows —
-    and from the execution rows otherwise. Both give the same counts; the partial first
-    hour always comes from the execution rows.
-    """
-    if not _reports_cover(conn, since, now):
-        return decided_per_hour(conn, since, now)
-    whole = ceil(since, "hour")
-    parts = [decided_per_hour(conn, since, whole)] if whole > since else []
-    parts.append(store.decided_hours(conn, Window(whole, now)))
-    return pd.concat([p for p in parts if not p.empty] or parts[-1:], ignore_index=True)
-
-
-def compute(engine: Engine, now: dt.datetime, half_life: dt.timedelta) -> list[AgentFeedback]:
-    """Decayed scores of every agent with decided results inside the horizon."""
-    since = now - HORIZON_HALF_LIVES * half_life
-    with engine.connect() as conn:
-        frame = hourly_results(conn, since, now)
+def scores(frame: pd.DataFrame, now: dt.datetime, half_life: dt.timedelta) -> list[AgentFeedback]:
+    """Decayed scores per agent from (agent_id, period_start, successes, decided) hour rows."""
     if frame.empty:
         return []
     # Vectorised decayed_counts(): one weight per (agent, hour) row, summed per agent.
@@ -145,20 +113,3 @@ def compute(engine: Engine, now: dt.datetime, half_life: dt.timedelta) -> list[A
             )
         )
     return out
-
-
-def write(engine: Engine, feedback: list[AgentFeedback]) -> int:
-    """Store reputation and success_rate on the agents; returns how many agents changed."""
-    if not feedback:
-        return 0
-    agents = cast(Table, Agent.__table__)
-    stmt = (
-        update(agents)
-        .where(agents.c.id == bindparam("aid"))
-        .values(reputation=bindparam("rep"), success_rate=bindparam("rate"))
-    )
-    params = [{"aid": f.agent_id, "rep": f.reputation, "rate": f.success_rate} for f in feedback]
-    with engine.begin() as conn:
-        result = conn.execute(stmt, params)
-    # Agents removed meanwhile match nothing; rowcount of an executemany may be unknown (-1).
-    return len(params) if result.rowcount < 0 else int(result.rowcount)

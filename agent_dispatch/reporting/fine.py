@@ -1,239 +1,27 @@
-"""PostgreSQL fast path: one pass over a window's execution rows, everything else derived.
+"""Roll-ups of the PostgreSQL one-pass fine groups (db.reporting_fine): numpy, no I/O.
 
-The database joins the calls of the window to their jobs once and groups them per
-(UTC hour, agent, category) with plain counts — hash aggregation, so the execution rows are
-never sorted — and hands back the values percentiles need (completed-call latencies, time to
-first result, end-to-end time) packed per group as one float8 blob (`float8send`: the exact
-binary value, no text round trip, no Python object per value). Day rows, all-category rows
-and window totals are sums of those hour groups; their percentiles are computed here from
-the values with numpy, using percentile_cont's interpolation, so they are exact and equal to
-what `percentile_cont` returns for the same rows.
-
-SQLite keeps the plain queries of reporting.queries (same numbers, slower).
+Day rows, all-category rows and window totals are sums of the hour groups; their percentiles
+are computed here from the values with numpy, using percentile_cont's interpolation, so they
+are exact and equal to what `percentile_cont` returns for the same rows.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import (
-    BigInteger,
-    Connection,
-    Float,
-    LargeBinary,
-    Text,
-    and_,
-    cast,
-    extract,
-    func,
-    literal_column,
-    select,
-    type_coerce,
-)
-from sqlalchemy.sql.elements import ColumnElement
 
+from agent_dispatch.db import reporting_sql as sql
+from agent_dispatch.db.reporting_fine import HOUR_S, Fine
 from agent_dispatch.db.reporting_models import ALL_CATEGORIES as ALL
-from agent_dispatch.domain.statuses import JOB_TERMINAL, AgentRunStatus, JobStatus
-from agent_dispatch.reporting import sql
-from agent_dispatch.reporting.percentiles import column_name
-from agent_dispatch.reporting.queries import DURATION_QS, LATENCY_EDGES_MS, LATENCY_QS, A, D, J
-from agent_dispatch.reporting.window import PeriodKind, Window
-
-HOUR_S = 3600
-# Settings of the aggregation's transaction (SET LOCAL). Index lookups priced as the cached
-# reads they are (a window of a few hours then goes through the finished_at indexes and the
-# keys, not a scan of the tables); enough memory to hash-join and hash-aggregate in memory
-# (the default work_mem of 4 MB spills the joins to disk at millions of rows); hashing rather
-# than sorting the rows (the planner overestimates the groups); and parallel workers for the
-# scan and joins even though every joined row then crosses the Gather (string_agg cannot be
-# combined from partial aggregates before PostgreSQL 16).
-SESSION = {
-    "random_page_cost": "1.1",
-    "work_mem": "256MB",
-    "enable_sort": "off",
-    "parallel_setup_cost": "0",
-    "parallel_tuple_cost": "0.001",
-}
+from agent_dispatch.db.reporting_percentiles import column_name
+from agent_dispatch.db.reporting_queries import DURATION_QS, LATENCY_EDGES_MS, LATENCY_QS
+from agent_dispatch.domain.periods import PeriodKind
 
 AGENT_SUMS = ["calls", *sql.OUTCOME_COLUMNS.values(), "wins", "latency_samples", "latency_sum_ms"]
 JOB_SUMS = ["jobs", "completed", "failed", "expired", "cancelled", "dispatch_attempts"]
-ENDED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.EXPIRED, JobStatus.CANCELLED)
-
-
-@dataclasses.dataclass(frozen=True)
-class Values:
-    """Values of one measure: `values[i]` belongs to fine group `owner[i]`."""
-
-    owner: np.ndarray[Any, np.dtype[np.int64]]
-    values: np.ndarray[Any, np.dtype[np.float64]]
-
-    @functools.cached_property
-    def by_value(self) -> np.ndarray[Any, np.dtype[np.intp]]:
-        """np.argsort(values, kind="stable"): sorted once, shared by every roll-up."""
-        return np.argsort(self.values, kind="stable")
-
-
-@dataclasses.dataclass(frozen=True)
-class Fine:
-    """Fine groups of a window: one row per (hour, keys...), plus the values per measure."""
-
-    window: Window
-    groups: pd.DataFrame  # 'hour' (int64 hours since the epoch), keys, counts
-    values: dict[str, Values]
-
-    def within(self, window: Window) -> Fine:
-        """The groups whose hour lies in `window` (whole hours), values renumbered."""
-        lo, hi = _hour(window.start), _hour(window.end)
-        keep = ((self.groups["hour"] >= lo) & (self.groups["hour"] < hi)).to_numpy()
-        if keep.all():
-            return dataclasses.replace(self, window=window)
-        new_index = np.cumsum(keep) - 1
-        values = {}
-        for name, v in self.values.items():
-            mask = keep[v.owner]
-            values[name] = Values(new_index[v.owner[mask]], v.values[mask])
-        return Fine(window, self.groups[keep].reset_index(drop=True), values)
-
-
-def _hour(moment: Any) -> int:
-    return int(pd.Timestamp(moment).timestamp()) // HOUR_S
-
-
-def _settings(conn: Connection) -> None:
-    for name, value in SESSION.items():
-        # SET LOCAL: ends with the transaction the caller's connection is in.
-        conn.exec_driver_sql(f"SET LOCAL {name} = '{value}'")
-
-
-def _blob(value: ColumnElement[Any], present: ColumnElement[bool]) -> ColumnElement[Any]:
-    packed = func.string_agg(func.float8send(value), literal_column("''::bytea"))
-    return type_coerce(packed.filter(present), LargeBinary)
-
-
-def _hour_of(column: ColumnElement[Any]) -> ColumnElement[Any]:
-    return func.date_trunc(sql.literal("hour"), column, sql.literal("UTC"))
-
-
-def _hours(bucket: ColumnElement[Any]) -> ColumnElement[Any]:
-    """An hour bucket as whole hours since the epoch (computed once per group, not per row)."""
-    epoch = cast(extract("epoch", bucket), BigInteger)
-    return type_coerce(epoch / literal_column(str(HOUR_S), BigInteger), BigInteger)
-
-
-def _fetch(
-    conn: Connection, stmt: Any, blobs: Sequence[str]
-) -> tuple[pd.DataFrame, dict[str, Values]]:
-    _settings(conn)
-    result = conn.execute(stmt)
-    names = list(result.keys())
-    rows = result.all()
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(names)
-    data = {n: c for n, c in zip(names, columns, strict=True) if n not in blobs}
-    frame = pd.DataFrame(data, columns=[n for n in names if n not in blobs])
-    frame["hour"] = frame["hour"].astype("int64")
-    out: dict[str, Values] = {}
-    for name in blobs:
-        packed = [b or b"" for b in columns[names.index(name)]]
-        counts = np.fromiter((len(b) // 8 for b in packed), dtype=np.int64, count=len(packed))
-        raw = np.frombuffer(b"".join(packed), dtype=">f8").astype(np.float64)
-        out[name] = Values(np.repeat(np.arange(len(packed), dtype=np.int64), counts), raw)
-    return frame, out
-
-
-def fetch_calls(conn: Connection, window: Window) -> Fine:
-    """Ended calls of the window per (hour, agent, category): outcome counts and latencies."""
-    hour = _hour_of(A.c.finished_at)
-    completed = A.c.status == AgentRunStatus.COMPLETED.value
-    outcome = sql.outcome(A)
-    with_latency = and_(completed, A.c.latency_ms.is_not(None))
-    stmt = (
-        select(
-            _hours(hour).label("hour"),
-            type_coerce(A.c.agent_name, Text).label("agent_name"),
-            type_coerce(J.c.category, Text).label("category"),
-            type_coerce(func.max(A.c.agent_id), Text).label("agent_id"),
-            func.count().label("calls"),
-            *(
-                func.count().filter(outcome == sql.literal(o)).label(c)
-                for o, c in sql.OUTCOME_COLUMNS.items()
-            ),
-            func.count().filter(A.c.won).label("wins"),
-            func.count().filter(with_latency).label("latency_samples"),
-            type_coerce(func.sum(A.c.latency_ms).filter(with_latency), Float).label(
-                "latency_sum_ms"
-            ),
-            _blob(A.c.latency_ms, with_latency).label("latency"),
-        )
-        .select_from(A.join(D, D.c.id == A.c.distribution_id).join(J, J.c.id == D.c.job_id))
-        .where(sql.in_window(A.c.finished_at, window.start, window.end))
-        .where(A.c.status.in_(sql.AGENT_ENDED))
-        .group_by(hour, A.c.agent_name, J.c.category)
-    )
-    frame, values = _fetch(conn, stmt, ["latency"])
-    frame["latency_sum_ms"] = frame["latency_sum_ms"].astype("float64")
-    return Fine(window, frame, values)
-
-
-def fetch_jobs(conn: Connection, window: Window) -> Fine:
-    """Jobs that ended in the window per (hour, category): statuses, attempts, durations."""
-    ended = and_(
-        sql.in_window(J.c.finished_at, window.start, window.end),
-        J.c.status.in_([s.value for s in JOB_TERMINAL]),
-    )
-    # Attempts and first start/result per job, from its distributions alone (narrow rows:
-    # grouping the joined job rows instead costs a third more at millions of jobs), and only
-    # for the jobs of the window (through the indexes when the window is a few hours).
-    per_dist = (
-        select(
-            D.c.job_id,
-            func.count().label("attempts"),
-            func.min(D.c.started_at).label("first_start"),
-            func.min(D.c.first_result_at).label("first_result"),
-        )
-        .where(D.c.started_at < window.end)  # a job ending in the window started before its end
-        .where(D.c.job_id.in_(select(J.c.id).where(ended)))
-        .group_by(D.c.job_id)
-        .subquery("per_dist")
-    )
-    per_job = (
-        select(
-            J.c.category,
-            J.c.status,
-            J.c.finished_at,
-            J.c.created_at,
-            func.coalesce(per_dist.c.attempts, 0).label("attempts"),
-            per_dist.c.first_start,
-            per_dist.c.first_result,
-        )
-        .select_from(J.outerjoin(per_dist, per_dist.c.job_id == J.c.id))
-        .where(ended)
-        .subquery("per_job")
-    )
-    p = per_job.c
-    ttfr = sql.millis_between("postgresql", p.first_result, p.first_start)
-    e2e = sql.millis_between("postgresql", p.finished_at, p.created_at)
-    hour = _hour_of(p.finished_at)
-    stmt = select(
-        _hours(hour).label("hour"),
-        type_coerce(p.category, Text).label("category"),
-        func.count().label("jobs"),
-        *(func.count().filter(p.status == s.value).label(s.value.lower()) for s in ENDED),
-        type_coerce(func.sum(cast(p.attempts, BigInteger)), BigInteger).label("dispatch_attempts"),
-        _blob(ttfr, ttfr.is_not(None)).label("ttfr"),
-        _blob(e2e, e2e.is_not(None)).label("e2e"),
-    ).group_by(hour, p.category)
-    frame, values = _fetch(conn, stmt, ["ttfr", "e2e"])
-    frame["dispatch_attempts"] = pd.to_numeric(frame["dispatch_attempts"]).astype("int64")
-    return Fine(window, frame, values)
-
-
-# --------------------------------------------------------------------------------------------
-# Roll-ups
 
 
 def grouped_order(

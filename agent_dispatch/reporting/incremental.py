@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import Engine
-
-from agent_dispatch.reporting.store import read_watermarks
-from agent_dispatch.reporting.window import KINDS, PeriodKind, Window, aligned
+from agent_dispatch.domain.periods import KINDS, PeriodKind, Window, aligned
 
 SETTLE = dt.timedelta(minutes=5)
 DEFAULT_LOOKBACK = dt.timedelta(hours=48)
@@ -45,15 +44,16 @@ def explicit(window: Window) -> Plan:
 
 
 def incremental(
-    engine: Engine,
+    marks: Mapping[PeriodKind, Mapping[str, Any]],
     now: dt.datetime,
     *,
     settle: dt.timedelta = SETTLE,
     first_lookback: dt.timedelta = DEFAULT_LOOKBACK,
 ) -> Plan:
-    """The buckets touched since each kind's watermark (or the default lookback at first)."""
-    with engine.connect() as conn:
-        marks = read_watermarks(conn)
+    """The buckets touched since each kind's watermark (or the default lookback at first).
+
+    `marks`: the watermark rows by kind (db.reporting_store.read_watermarks).
+    """
     windows: dict[PeriodKind, Window] = {}
     previous: dict[PeriodKind, dt.datetime | None] = {}
     for kind in KINDS:

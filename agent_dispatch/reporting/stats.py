@@ -10,6 +10,7 @@ from typing import Any
 
 from agent_dispatch.reporting.aggregate import plain
 from agent_dispatch.reporting.compute import Overview
+from agent_dispatch.reporting.format import ms, pct, table, text_lines
 
 AGENT_FIELDS = (
     "calls",
@@ -90,25 +91,8 @@ def glance(overview: Overview) -> dict[str, Any]:
             "avg_execution_ms": latency_sum / samples if samples else None,
         },
         "agents": leaderboard(overview),
+        "workflows": overview.workflows.document(),  # runs and steps that ended in the window
     }
-
-
-def pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms"
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    cells = [headers, *rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    out = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
 
 
 def render_text(g: dict[str, Any]) -> str:
@@ -159,9 +143,10 @@ def render_text(g: dict[str, Any]) -> str:
             "AVG",
             "P90",
         ]
-        lines += ["", _table(rows, headers)]
+        lines += ["", table(rows, headers)]
     else:
         lines.append("no agent calls ended in this window")
+    lines += text_lines(g["workflows"])
     return "\n".join(lines)
 
 
@@ -201,4 +186,13 @@ def render_markdown(g: dict[str, Any], notes: list[str]) -> str:
     ]
     if not top:
         lines.append("No agent calls ended in this window.")
+    runs = g["workflows"]["runs"]
+    if runs:
+        lines += ["", "## Workflows"]
+        lines += [
+            f"- **{r['workflow']}** — {r['runs']} runs, success {pct(r['success_rate'])}, "
+            f"p50 {ms(None if r['p50_s'] is None else r['p50_s'] * 1000)}, "
+            f"p95 {ms(None if r['p95_s'] is None else r['p95_s'] * 1000)}"
+            for r in runs
+        ]
     return "\n".join([*lines, "", *notes])

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.cli.main import main
+from agent_dispatch.domain.periods import floor
 from agent_dispatch.reporting.charts import PALETTE
-from agent_dispatch.reporting.window import floor
 from tests.support.dashboard_dom import DashboardDom
 from tests.support.png import colour_counts, decode
 from tests.support.reporting_history import AGENTS, seed_history

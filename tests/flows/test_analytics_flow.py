@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.reporting_models import ReportAgentPeriod, ReportJobPeriod
+from agent_dispatch.domain.periods import floor
 from agent_dispatch.flows.analytics import AnalyticsParams, AnalyticsSummary, analytics_flow
-from agent_dispatch.reporting.window import floor
 from tests.support.reporting_history import seed_history
 
 pytestmark = [pytest.mark.flow, pytest.mark.postgres]

@@ -19,12 +19,16 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.cli.main import main
-from agent_dispatch.db.engine import make_engine
+from agent_dispatch.db import reporting_feedback, reporting_store
+from agent_dispatch.db.engine import make_engine, make_session_factory
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.reporting_models import ReportAgentPeriod, ReportJobPeriod
-from agent_dispatch.reporting import compute, feedback, incremental, store
-from agent_dispatch.reporting.window import KINDS, Window
+from agent_dispatch.db.reporting_reader import ReportingReader
+from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.domain.periods import KINDS, Window
+from agent_dispatch.reporting import compute, incremental
+from agent_dispatch.services import stats
 from tests.support.postgres import DatabaseFactory
 from tests.support.reporting_history import C, Dist, JobSpec, X, add_job, seed_history
 
@@ -64,6 +68,16 @@ JOB_ROWS: dict[tuple[str, dt.datetime, str], tuple[Any, ...]] = {
 }
 
 
+class Transactions:
+    """services.stats needs only a unit of work: one over any engine (SQLite included)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.factory = make_session_factory(engine)
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.factory)
+
+
 @pytest.fixture
 def seeded(runtime: Runtime) -> Engine:
     with Session(runtime.engine) as session:
@@ -73,12 +87,15 @@ def seeded(runtime: Runtime) -> Engine:
 
 def write_periods(engine: Engine, window: Window) -> None:
     for kind in KINDS:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
+            reader = ReportingReader(conn)
             agents, jobs = (
-                compute.agent_periods(conn, kind, window),
-                compute.job_periods(conn, kind, window),
+                compute.agent_periods(reader, kind, window),
+                compute.job_periods(reader, kind, window),
             )
-        store.replace_periods(engine, kind, window, agents, jobs, dt.datetime.now(dt.UTC))
+            reporting_store.replace_periods(
+                conn, kind, window, agents, jobs, dt.datetime.now(dt.UTC)
+            )
 
 
 def table(engine: Engine, model: Any) -> pd.DataFrame:
@@ -204,8 +221,10 @@ def decayed_agents(engine: Engine) -> dict[str, tuple[float, float | None]]:
 
 def test_feedback_weighs_older_results_less(seeded: Engine) -> None:
     now = B + dt.timedelta(hours=2)
-    short = feedback.compute(seeded, now, dt.timedelta(hours=1))
-    assert feedback.write(seeded, short) == 3  # delta was removed; its rows have no agent
+    short = stats.feedback_scores(Transactions(seeded), now, dt.timedelta(hours=1))
+    assert (
+        stats.write_feedback(Transactions(seeded), short) == 3
+    )  # delta was removed; its rows have no agent
     got = decayed_agents(seeded)
     # Per-hour counts are dated mid-hour: hour 0 is 1.5 h old, hour 1 0.5 h, j0 21.5 h.
     w0, w1, old = 2**-1.5, 2**-0.5, 2**-21.5
@@ -217,8 +236,8 @@ def test_feedback_weighs_older_results_less(seeded: Engine) -> None:
     assert got["gamma"] == pytest.approx((2.5 / (4 * w0 + w1 + 5), 0.0), abs=1e-6)
     assert "delta" not in got  # removed: its rows (agent_id NULL) score nobody
 
-    week = feedback.compute(seeded, now, dt.timedelta(days=7))
-    feedback.write(seeded, week)
+    week = stats.feedback_scores(Transactions(seeded), now, dt.timedelta(days=7))
+    stats.write_feedback(Transactions(seeded), week)
     slow = decayed_agents(seeded)
     v0, v1 = 2 ** (-1.5 / 168), 2 ** (-0.5 / 168)
     assert slow["beta"][1] == pytest.approx((v0 + v1) / (3 * v0 + v1), abs=1e-6)
@@ -285,14 +304,14 @@ def test_sqlite_gives_the_same_numbers(seeded: Engine, tmp_path: Path) -> None:
             frames = []
             for engine in (seeded, lite):
                 with engine.connect() as conn:
-                    frame = fn(conn, kind, wide).drop(columns=["agent_id"], errors="ignore")
+                    frame = fn(ReportingReader(conn), kind, wide)
+                frame = frame.drop(columns=["agent_id"], errors="ignore")
                 frames.append(frame.sort_values(keys).reset_index(drop=True))
             assert len(frames[0]) > 0
             pd.testing.assert_frame_equal(frames[0], frames[1], check_dtype=False, rtol=1e-9)
     overviews = []
     for engine in (seeded, lite):
-        with engine.connect() as conn:
-            overviews.append(compute.overview(conn, wide))
+        overviews.append(stats.window_overview(Transactions(engine), wide))
     assert overviews[0].jobs == pytest.approx(overviews[1].jobs)
     pd.testing.assert_frame_equal(overviews[0].histogram, overviews[1].histogram,
                                   check_dtype=False)  # fmt: skip
@@ -306,16 +325,14 @@ def test_sqlite_gives_the_same_numbers(seeded: Engine, tmp_path: Path) -> None:
 
 def run_plan(engine: Engine, plan: incremental.Plan, now: dt.datetime) -> None:
     """What the flow does with a plan: one pass, then each kind replaced (and marked)."""
-    with engine.connect() as conn:
-        periods, _ = compute.periods(conn, plan.windows)
+    periods, _ = stats.aggregate_periods(Transactions(engine), plan)
     for part in periods:
-        mark = store.Mark(now, part.source_rows) if plan.incremental else None
-        store.replace_periods(engine, part.kind, part.window, part.agents, part.jobs, now, mark)
+        stats.write_periods(Transactions(engine), part, now, plan.incremental)
 
 
 def marks(engine: Engine) -> dict[str, dict[str, Any]]:
     with engine.connect() as conn:
-        return {str(k): v for k, v in store.read_watermarks(conn).items()}
+        return {str(k): v for k, v in reporting_store.read_watermarks(conn).items()}
 
 
 def test_incremental_run_recomputes_only_the_new_buckets(
@@ -339,7 +356,7 @@ def check_incremental(seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     # First incremental run, 10 minutes into hour 2: no watermark yet, so the default
     # lookback (48 h: all of the history, j0 included).
     now1 = B + dt.timedelta(hours=2, minutes=10)
-    first = incremental.incremental(seeded, now1)
+    first = stats.plan_run(Transactions(seeded), None, now1, incremental.SETTLE)
     assert first.previous == {"hour": None, "day": None}
     run_plan(seeded, first, now1)
     m1 = marks(seeded)
@@ -355,7 +372,7 @@ def check_incremental(seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
         add_job(session, extra, B, ids)
         session.commit()
     now2 = B + dt.timedelta(hours=2, minutes=30)
-    second = incremental.incremental(seeded, now2)
+    second = stats.plan_run(Transactions(seeded), None, now2, incremental.SETTLE)
     assert second.previous["hour"] == now1
     # watermark - settle = hour 2 + 5 min: only hour 2 (and the day holding it).
     assert second.windows["hour"] == Window(B + dt.timedelta(hours=2), B + dt.timedelta(hours=3))
@@ -379,16 +396,16 @@ def check_incremental(seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     # from the execution rows.
     for half_life in (dt.timedelta(hours=1), dt.timedelta(days=7)):
         with seeded.connect() as conn:
-            assert feedback._reports_cover(conn, now2 - 10 * half_life, now2)
-        from_reports = feedback.compute(seeded, now2, half_life)
+            assert reporting_feedback.reports_cover(conn, now2 - 10 * half_life, now2)
+        from_reports = stats.feedback_scores(Transactions(seeded), now2, half_life)
         with monkeypatch.context() as patched:
-            patched.setattr(feedback, "_reports_cover", lambda *_: False)
-            from_rows = feedback.compute(seeded, now2, half_life)
+            patched.setattr(reporting_feedback, "reports_cover", lambda *_: False)
+            from_rows = stats.feedback_scores(Transactions(seeded), now2, half_life)
         assert [(f.agent_id, f.reputation, f.success_rate) for f in from_reports] == [
             (f.agent_id, f.reputation, f.success_rate) for f in from_rows]  # fmt: skip
         assert len(from_rows) == 3
     with seeded.connect() as conn:  # not once the watermark is behind
-        assert not feedback._reports_cover(conn, B, now2 + dt.timedelta(minutes=1))
+        assert not reporting_feedback.reports_cover(conn, B, now2 + dt.timedelta(minutes=1))
 
     # The tables equal a full recompute of the same data.
     incremental_tables = snapshot(seeded)
@@ -401,7 +418,8 @@ def check_incremental(seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (after_explicit["watermark"], after_explicit["buckets"]) == (now2, 1)
 
     # A third run with nothing new recomputes the same hour from the same rows.
-    third = incremental.incremental(seeded, now2 + dt.timedelta(minutes=1))
+    third = stats.plan_run(Transactions(seeded), None, now2 + dt.timedelta(minutes=1),
+                           incremental.SETTLE)  # fmt: skip
     run_plan(seeded, third, now2 + dt.timedelta(minutes=1))
     for before, after in zip(incremental_tables, snapshot(seeded), strict=True):
         pd.testing.assert_frame_equal(before, after, check_exact=False, rtol=1e-12)
@@ -438,8 +456,9 @@ def test_report_rows_survive_copy_exactly(runtime: Runtime) -> None:
                      "latency_p99_ms": 123456789.123456789,
                      "throughput_per_hour": 2.0})  # fmt: skip
     frame = pd.DataFrame(rows, columns=AGENT_COLUMNS)
-    store.replace_periods(runtime.engine, "hour", Window(B, H1), frame,
-                          pd.DataFrame(columns=JOB_COLUMNS), B)  # fmt: skip
+    with runtime.engine.begin() as conn:
+        reporting_store.replace_periods(conn, "hour", Window(B, H1), frame,
+                                        pd.DataFrame(columns=JOB_COLUMNS), B)  # fmt: skip
     got = table(runtime.engine, ReportAgentPeriod).sort_values("agent_name")
     assert got["agent_name"].tolist() == sorted(names)
     first = got.set_index("agent_name").loc["tab\there"]

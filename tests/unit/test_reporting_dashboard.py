@@ -6,11 +6,11 @@ import datetime as dt
 
 import pandas as pd
 
+from agent_dispatch.domain.periods import Window
 from agent_dispatch.reporting.aggregate import agent_metrics
 from agent_dispatch.reporting.charts import hbar_chart, line_chart
 from agent_dispatch.reporting.compute import Overview
 from agent_dispatch.reporting.dashboard import granularity, render
-from agent_dispatch.reporting.window import Window
 from tests.support.dashboard_dom import DashboardDom
 
 H0 = dt.datetime(2026, 3, 10, 0, tzinfo=dt.UTC)

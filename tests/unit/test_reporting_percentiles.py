@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, create_engine, insert
 
-from agent_dispatch.reporting.percentiles import (
+from agent_dispatch.db.reporting_percentiles import (
     column_name,
     from_ranked,
     interpolate,

@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import pandas as pd
 import pytest
 from sqlalchemy import Engine, create_engine
 
 from agent_dispatch.db.reporting_models import ReportAgentPeriod, ReportJobPeriod, ReportWatermark
+from agent_dispatch.db.reporting_store import Written, read_agent_periods, records
+from agent_dispatch.db.reporting_store import replace_periods as replace_in
+from agent_dispatch.domain.periods import Window
 from agent_dispatch.reporting.aggregate import AGENT_COLUMNS, JOB_COLUMNS
-from agent_dispatch.reporting.store import read_agent_periods, records, replace_periods
-from agent_dispatch.reporting.window import Window
 
 H0 = dt.datetime(2026, 3, 10, 0, tzinfo=dt.UTC)
 H1 = H0 + dt.timedelta(hours=1)
@@ -51,6 +53,11 @@ def test_records_turn_nan_into_none() -> None:
     assert row["win_rate"] == 0.5 and row["calls"] == 3
     assert row["period_start"] == H0 and type(row["period_start"]) is dt.datetime
     assert row["computed_at"] == AT
+
+
+def replace_periods(engine: Engine, *args: Any) -> Written:
+    with engine.begin() as conn:  # the caller's transaction
+        return replace_in(conn, *args)
 
 
 def test_rewrite_replaces_whole_buckets(engine: Engine) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from agent_dispatch.reporting.window import Window, aligned, buckets, ceil, floor
+from agent_dispatch.domain.periods import Window, aligned, buckets, ceil, floor
 
 UTC = dt.UTC
 

@@ -15,12 +15,12 @@ import pandas as pd
 from sqlalchemy import Connection, case, func, select, tuple_
 from sqlalchemy.sql.elements import ColumnElement
 
-from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db import reporting_sql as sql
+from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord, on_queue
 from agent_dispatch.db.reporting_models import ALL_CATEGORIES as ALL
+from agent_dispatch.db.reporting_percentiles import column_name, from_ranked, ranked_statement
+from agent_dispatch.domain.periods import PeriodKind, Window
 from agent_dispatch.domain.statuses import JOB_TERMINAL, AgentRunStatus, JobStatus
-from agent_dispatch.reporting import sql
-from agent_dispatch.reporting.percentiles import column_name, from_ranked, ranked_statement
-from agent_dispatch.reporting.window import PeriodKind, Window
 
 LATENCY_QS = (0.5, 0.9, 0.99)
 DURATION_QS = (0.5, 0.9)
@@ -112,7 +112,11 @@ def _with_percentiles(
     pct = from_ranked(pd.DataFrame(result.all(), columns=list(result.keys())), names, qs, prefix)
     if frame.empty:
         return frame
-    return frame.merge(pct, on=names, how="left") if names else frame.join(pct, how="cross")
+    if names:
+        return frame.merge(pct, on=names, how="left")
+    # One total row: with no values at all (say no ended job had a first result) a cross join
+    # with the empty percentiles would drop that row; _finish_frame adds the columns as NaN.
+    return frame.join(pct, how="cross") if not pct.empty else frame
 
 
 def _finish_frame(
@@ -181,6 +185,7 @@ def _jobs(dialect: str, window: Window, kind: PeriodKind | None) -> Any:
         .select_from(J.outerjoin(per_job, per_job.c.job_id == J.c.id))
         .where(sql.in_window(J.c.finished_at, window.start, window.end))
         .where(J.c.status.in_([s.value for s in JOB_TERMINAL]))
+        .where(on_queue())  # queue tasks only: workflow steps have their own figures
         .subquery("ended_jobs")
     )
 

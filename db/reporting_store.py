@@ -1,4 +1,5 @@
-"""Idempotent writes of the reporting tables: a period's rows are replaced, never added to."""
+"""The reporting tables: idempotent writes (a period's rows are replaced, never added to),
+the watermarks of incremental runs, and the reads of the rows written."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
+from sqlalchemy import Connection, Table, delete, insert, select, update
 
 from agent_dispatch.db.reporting_models import (
     ALL_CATEGORIES,
@@ -16,7 +17,7 @@ from agent_dispatch.db.reporting_models import (
     ReportJobPeriod,
     ReportWatermark,
 )
-from agent_dispatch.reporting.window import STEP, PeriodKind, Window, aligned
+from agent_dispatch.domain.periods import STEP, PeriodKind, Window, aligned
 
 RAP = cast(Table, ReportAgentPeriod.__table__)
 RJP = cast(Table, ReportJobPeriod.__table__)
@@ -126,7 +127,7 @@ class Mark:
 
 
 def replace_periods(
-    engine: Engine,
+    conn: Connection,
     kind: PeriodKind,
     window: Window,
     agents: pd.DataFrame,
@@ -134,7 +135,8 @@ def replace_periods(
     computed_at: dt.datetime,
     mark: Mark | None = None,
 ) -> Written:
-    """Delete every row of the aligned buckets, then insert the new ones, in one transaction.
+    """Delete every row of the aligned buckets, then insert the new ones, in the caller's
+    transaction (it commits).
 
     With `mark`, the kind's watermark row moves in that same transaction, so the table and
     the watermark never disagree (a failed run leaves both as they were).
@@ -144,18 +146,17 @@ def replace_periods(
         starts = frame["period_start"]
         if not ((starts >= pd.Timestamp(w.start)) & (starts < pd.Timestamp(w.end))).all():
             raise ValueError(f"rows outside the {kind} buckets being replaced ({w.label()})")
-    with engine.begin() as conn:
-        for table in (RAP, RJP):
-            conn.execute(
-                delete(table).where(
-                    table.c.period_kind == kind,
-                    table.c.period_start >= w.start,
-                    table.c.period_start < w.end,
-                )
+    for table in (RAP, RJP):
+        conn.execute(
+            delete(table).where(
+                table.c.period_kind == kind,
+                table.c.period_start >= w.start,
+                table.c.period_start < w.end,
             )
-        for table, frame in ((RAP, agents), (RJP, jobs)):
-            _insert(conn, table, frame, computed_at)
-        _move_mark(conn, kind, w, mark, len(agents), len(jobs), computed_at)
+        )
+    for table, frame in ((RAP, agents), (RJP, jobs)):
+        _insert(conn, table, frame, computed_at)
+    _move_mark(conn, kind, w, mark, len(agents), len(jobs), computed_at)
     return Written(kind, w, len(agents), len(jobs))
 
 

@@ -29,8 +29,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import FromClause
 
 from agent_dispatch.db.types import UTCDateTime
+from agent_dispatch.domain.periods import PeriodKind
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
-from agent_dispatch.reporting.window import PeriodKind
 
 COMPLETED = "completed"
 # Outcome label -> report column. Cancelled losers and blocked calls are not failures.
