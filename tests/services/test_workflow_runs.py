@@ -259,15 +259,18 @@ def diamond(width: int) -> str:
 
 
 async def test_a_twenty_step_diamond_runs_its_middle_at_once_and_joins_once(
-    deps: Runtime, queue: SimulatedQueue, farm: AgentFarm, add_agent: Add
+    make_deps: Callable[..., Runtime], queue: SimulatedQueue, farm: AgentFarm, add_agent: Add
 ) -> None:
+    # Calls of 2.5 s, so all 18 overlap even on a loaded machine, and a time limit far above
+    # them (3 s was too close: a loaded machine made a call miss it).
+    deps = make_deps(remote_queue_url=queue.url, default_agent_timeout=15000)
     wf.register(deps, diamond(18))
-    # A wide window (the agent time limit here is 3 s), so all 18 overlap even under load.
     add_agent("worker", "fast:delay=2.5", max_concurrency=50)
     task = queue.add_task(title="d", category="general", workflow="diamond")
     [claim] = await wf.claim_all(deps)
 
-    assert (await wf.run(deps, claim)).outcome == "COMPLETED"
+    line = await wf.run(deps, claim)
+    assert line.outcome == "COMPLETED", line
 
     s = wf.steps(deps, task["id"])
     assert len(s) == 20 and all(t[-1].status == "COMPLETED" for t in s.values())

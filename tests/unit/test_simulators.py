@@ -468,7 +468,8 @@ def test_flaky_is_reproducible_from_its_seed(farm: AgentFarm) -> None:
 
 
 def test_health_reports_load_and_unhealthy(farm: AgentFarm) -> None:
-    name = new_agent(farm, "fast", delay=0.5, capacity=4)
+    # Calls of 2 s: the three must still be in flight when /health is read on a loaded machine.
+    name = new_agent(farm, "fast", delay=2, capacity=4)
     assert httpx.get(farm.url_for(name) + "/health").json() == {
         "status": "ok",
         "load": 0.0,
