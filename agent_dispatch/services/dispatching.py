@@ -68,9 +68,12 @@ class JobSteps(Protocol):
 class PlainSteps:
     """The steps as plain service calls (no task runs)."""
 
-    def __init__(self, deps: Deps, flow_run_id: str | None = None) -> None:
+    def __init__(
+        self, deps: Deps, flow_run_id: str | None = None, task_run_id: str | None = None
+    ) -> None:
         self.deps = deps
         self.flow_run_id = flow_run_id
+        self.task_run_id = task_run_id  # lean mode: the one task run of the whole job
 
     async def plan(self, claim: Claim, round_no: int) -> Plan:
         return await plan_job(self.deps, claim)
@@ -79,7 +82,7 @@ class PlainSteps:
         return await take_job(self.deps, claim, plan, self.flow_run_id)
 
     async def race(self, taken: Taken) -> RaceResult:
-        return await race(self.deps, taken, plain_calls(self.deps))
+        return await race(self.deps, taken, plain_calls(self.deps, self.task_run_id))
 
     async def finish(
         self, taken: Taken, winner_row_id: str | None, first_at: dt.datetime | None

@@ -43,11 +43,12 @@ class RaceResult:
     reason: str | None = None  # why the strategy decided (or gave up)
 
 
-def plain_calls(deps: Deps) -> StartCall:
-    """Agent calls as plain coroutines, without a task run each."""
+def plain_calls(deps: Deps, task_run_id: str | None = None) -> StartCall:
+    """Agent calls as plain coroutines, without a task run each (`task_run_id`: the run that
+    holds them all, noted on each agent row, as a traced call notes its own)."""
 
     async def start(ctx: CallContext, stop: asyncio.Event) -> AgentOutcome | None:
-        return (await call_agent(deps, ctx, stop)).outcome
+        return (await call_agent(deps, ctx, stop, task_run_id)).outcome
 
     return start
 
