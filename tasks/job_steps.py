@@ -69,9 +69,14 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
     persist_result=False,
 )
 async def finish_job(
-    taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None
+    taken: Taken,
+    winner_row_id: str | None,
+    first_result_at: dt.datetime | None,
+    queue_told: bool = False,
 ) -> JobEnd:
-    return await finishing.finish_job(get_runtime(), taken, winner_row_id, first_result_at)
+    return await finishing.finish_job(
+        get_runtime(), taken, winner_row_id, first_result_at, queue_told
+    )
 
 
 @task(
@@ -109,12 +114,18 @@ class TracedSteps:
     async def race(self, taken: Taken) -> RaceResult:
         # The race runs in the flow (it only waits); each call inside it is a task run.
         deps = get_runtime()
-        return await race(deps, taken, traced_calls())
+        return await race(
+            deps, taken, traced_calls(), on_decided=finishing.tell_winner(deps, taken)
+        )
 
     async def finish(
-        self, taken: Taken, winner_row_id: str | None, first_at: dt.datetime | None
+        self,
+        taken: Taken,
+        winner_row_id: str | None,
+        first_at: dt.datetime | None,
+        queue_told: bool,
     ) -> JobEnd:
-        return await finish_job(taken, winner_row_id, first_at)
+        return await finish_job(taken, winner_row_id, first_at, queue_told)
 
     async def release(self, claim: Claim, reason: str) -> None:
         await release_job(claim, reason)

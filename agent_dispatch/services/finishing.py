@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent_dispatch.db.agent_repository import stats_of
@@ -97,10 +98,40 @@ def outcome_of(row: JobDistributionAgent) -> AgentOutcome:
     )
 
 
+def tell_winner(deps: Deps, taken: Taken) -> Callable[[str, AgentOutcome], Awaitable[bool]]:
+    """The race's `on_decided`: report the winner's result to the queue at once.
+
+    The winner's COMPLETED row was a fenced write, so this run held the job a moment ago;
+    the local ending follows in `finish_job` (which then sends nothing). An operator cancel
+    landing in between finds the queue COMPLETED and is refused there, as any late cancel is.
+    """
+    claim = taken.claim
+
+    async def tell(row_id: str, outcome: AgentOutcome) -> bool:
+        agent_id = next(a.agent_id for a in taken.distribution.assignments if a.row_id == row_id)
+        problem = await queue_side(deps, claim.spec).report(
+            claim.spec.queue_task_id,
+            JobStatus.COMPLETED,
+            taken.queue_status.value,
+            result=outcome.result,
+            agent_id=agent_id,
+        )
+        if problem is not None:
+            log.warning("queue not told COMPLETED yet: %s (finish tries again)", problem)
+        return problem is None
+
+    return tell
+
+
 async def finish_job(
-    deps: Deps, taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None
+    deps: Deps,
+    taken: Taken,
+    winner_row_id: str | None,
+    first_result_at: dt.datetime | None,
+    queue_told: bool = False,
 ) -> JobEnd:
-    """End the job, its attempt and its agents' statistics in one transaction, then report."""
+    """End the job, its attempt and its agents' statistics in one transaction, then report
+    (unless `queue_told`: the race reported the winner already, see `tell_winner`)."""
     s = deps.settings
     claim, dist = taken.claim, taken.distribution
     qid = claim.spec.queue_task_id
@@ -143,6 +174,7 @@ async def finish_job(
             error=error,
             first_result_at=first_result_at,
         )
+        told = {"queue_status": status.value} if queue_told and winner is not None else {}
         uow.jobs.transition(
             claim.lease,
             status,
@@ -150,6 +182,7 @@ async def finish_job(
             selected_agent_id=winner.agent_id if winner else None,
             result=winner.result if winner else None,
             error=error,
+            **told,
         )
         # Statistics and circuit state move in the same transaction as the job's end.
         row_of = {r.agent_id: r for r in rows}  # one row per agent per distribution
@@ -214,6 +247,8 @@ async def finish_job(
         agents_called=called,
     )
     agent_id = winner.agent_id if winner else None
+    if queue_told and winner is not None:
+        return end  # the queue has the result, and the job's row says so
     problem = await queue_side(deps, claim.spec).report(
         qid,
         end.status,

@@ -14,25 +14,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
-from agent_dispatch.domain.hedging import RacePlan, Step
+from agent_dispatch.domain.hedging import Policy, RacePlan, Step
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 from agent_dispatch.domain.strategies import Decided, Same, Scorer, reported_score, same_json
 from agent_dispatch.services.calling import CallContext, call_agent, call_contexts
 from agent_dispatch.services.deps import Deps, in_transaction
-from agent_dispatch.services.dispatch_rules import RaceInputs, race_inputs, rules_for
+from agent_dispatch.services.dispatch_rules import JobRules, RaceInputs, race_inputs, rules_for
 from agent_dispatch.services.taking import Taken
 
 STOP_GRACE_SECONDS = 15.0  # a stopped call records its end and sends one bounded cancel
 
 # Runs one agent call to its end and returns its outcome (None: the job was no longer held).
 StartCall = Callable[[CallContext, asyncio.Event], Coroutine[Any, Any, AgentOutcome | None]]
+# Told the winner (row id, outcome) the moment the strategy decides, while the losers are
+# being stopped; True when the queue now holds the result (finishing.tell_winner).
+OnDecided = Callable[[str, AgentOutcome], Awaitable[bool]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class RaceResult:
     first_result_at: dt.datetime | None
     lease_lost: bool
     reason: str | None = None  # why the strategy decided (or gave up)
+    queue_told: bool = False  # the queue already holds the winner's result (OnDecided)
 
 
 def plain_calls(deps: Deps, task_run_id: str | None = None) -> StartCall:
@@ -85,8 +89,9 @@ async def watch_lease(deps: Deps, lease: Lease) -> None:
 NO_OUTCOME = AgentOutcome(AgentRunStatus.CANCELLED, failure_kind=FailureKind.CANCELLED)
 
 
-def _plan_for(deps: Deps, taken: Taken, inputs: RaceInputs, scorer: Scorer, same: Same) -> RacePlan:
-    rules = rules_for(deps.settings, taken.claim.spec)
+def _plan_for(
+    rules: JobRules, taken: Taken, inputs: RaceInputs, scorer: Scorer, same: Same
+) -> RacePlan:
     rows = sorted(taken.distribution.assignments, key=lambda a: a.rank)
     return RacePlan(
         [a.row_id for a in rows],
@@ -94,7 +99,9 @@ def _plan_for(deps: Deps, taken: Taken, inputs: RaceInputs, scorer: Scorer, same
         rules.strategy,
         limit=rules.limit,
         p95_ms={a.row_id: inputs.delay_basis_ms.get(a.agent_id) for a in rows},
-        success_p={a.row_id: inputs.success_p[a.agent_id] for a in rows},
+        success_p={
+            a.row_id: p for a in rows if (p := inputs.success_p.get(a.agent_id)) is not None
+        },
         scorer=scorer,
         same=same,
     )
@@ -107,18 +114,23 @@ async def race(
     *,
     scorer: Scorer = reported_score,
     same: Same = same_json,
+    on_decided: OnDecided | None = None,
 ) -> RaceResult:
     """Start calls as the plan says; stop the others as soon as it has decided.
 
     `scorer` (best-score) and `same` (quorum) are pluggable; by default the agents' own
-    `score` and canonical-JSON equality.
+    `score` and canonical-JSON equality. `on_decided` hears of the winner before the losers
+    have ended (they are told to stop first, and wind down meanwhile).
     """
     spec = taken.claim.spec
-    agent_ids = [a.agent_id for a in taken.distribution.assignments]
-    inputs = await in_transaction(
-        deps, lambda uow: race_inputs(uow, deps.settings, spec.category, agent_ids, utcnow())
-    )
-    plan = _plan_for(deps, taken, inputs, scorer, same)
+    rules = rules_for(deps.settings, spec)
+    inputs = RaceInputs({}, {})
+    if rules.rule.policy is Policy.HEDGE:  # only hedging reads delays and success chances
+        agent_ids = [a.agent_id for a in taken.distribution.assignments]
+        inputs = await in_transaction(
+            deps, lambda uow: race_inputs(uow, deps.settings, spec.category, agent_ids, utcnow())
+        )
+    plan = _plan_for(rules, taken, inputs, scorer, same)
     contexts = {ctx.assignment.row_id: ctx for ctx in call_contexts(deps, taken)}
     calls: dict[asyncio.Task[AgentOutcome | None], str] = {}
     stops: dict[str, asyncio.Event] = {}
@@ -135,7 +147,8 @@ async def race(
     step = plan.step(0.0)
     launch(step)
     first_at: dt.datetime | None = None
-    lease_lost = False
+    lease_lost = queue_told = False
+    outcomes: dict[str, AgentOutcome] = {}
     landed_tasks: set[asyncio.Task[AgentOutcome | None]] = set()
     try:
         while step.verdict is None:
@@ -153,6 +166,7 @@ async def race(
             landed_tasks.update(finished)
             landed = [(calls[t], t.result() or NO_OUTCOME) for t in finished]
             for row_id, outcome in sorted(landed, key=lambda ro: ro[1].answered_at or 0.0):
+                outcomes[row_id] = outcome
                 plan.landed(row_id, outcome)
             step = plan.step((loop.time() - began) * 1000)
             launch(step)
@@ -161,17 +175,30 @@ async def race(
                 break  # nothing runs and nothing is due: cannot happen with a sound plan
         if isinstance(step.verdict, Decided):
             first_at = utcnow()
+            _stop(calls, stops)  # the losers wind down while the winner is reported
+            won = outcomes.get(step.verdict.winner)
+            if on_decided is not None and won is not None:
+                queue_told = await on_decided(step.verdict.winner, won)
     finally:
         watchdog.cancel()
-        # A stop signal, not task.cancel(): cancelling a Prefect task's asyncio task can land
-        # before its body starts, and Prefect then records the run as Crashed.
-        pending = {t for t in calls if not t.done()}
-        for loser in pending:
-            stops[calls[loser]].set()
+        pending = _stop(calls, stops)
         _, stuck = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS) if pending else ((), ())
         for task_ in stuck:
             task_.cancel()
         await asyncio.gather(*pending, watchdog, return_exceptions=True)
     verdict = plan.verdict
     winner = verdict.winner if isinstance(verdict, Decided) else None
-    return RaceResult(winner, first_at, lease_lost, verdict.reason if verdict else None)
+    return RaceResult(winner, first_at, lease_lost, verdict.reason if verdict else None, queue_told)
+
+
+def _stop(
+    calls: dict[asyncio.Task[AgentOutcome | None], str], stops: dict[str, asyncio.Event]
+) -> set[asyncio.Task[AgentOutcome | None]]:
+    """Signal every call still running to stop; returns them.
+
+    A stop signal, not task.cancel(): cancelling a Prefect task's asyncio task can land before
+    its body starts, and Prefect then records the run as Crashed."""
+    pending = {t for t in calls if not t.done()}
+    for loser in pending:
+        stops[calls[loser]].set()
+    return pending
