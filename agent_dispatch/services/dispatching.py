@@ -91,6 +91,7 @@ class PlainSteps:
             taken,
             plain_calls(self.deps, self.task_run_id),
             on_decided=tell_winner(self.deps, taken),
+            task_run_id=self.task_run_id,
         )
 
     async def finish(

@@ -26,6 +26,7 @@ from agent_dispatch.domain.statuses import (
     JobStatus,
 )
 from agent_dispatch.domain.strategies import Answer, Decided, Failed, decide
+from agent_dispatch.services.calling import LOST_RACE
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.dispatch_rules import rules_for
 from agent_dispatch.services.intake import Claim
@@ -49,26 +50,37 @@ class JobEnd:
 NOT_NEEDED = "not started: the result was decided before this agent was needed"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Closed:
+    agent_id: str | None
+    agent_name: str
+    latency_ms: float | None  # None: never started (a hedge reserve)
+    error: str
+
+
 def _close_open_rows(
     uow: UnitOfWork, claim: Claim, distribution_id: str, now: dt.datetime
-) -> list[tuple[str | None, str]]:
-    """End rows the race left open; returns the never-started ones (hedge reserves)."""
-    unneeded = []
+) -> list[_Closed]:
+    """End the rows the race left open: the losers it stopped once it had its result (they
+    leave their rows to this transaction) and the never-started reserves."""
+    closed = []
     for row in uow.distributions.rows(distribution_id):
         if AgentRunStatus(row.status) not in AGENT_OPEN:
             continue
-        started = row.started_at is not None
+        started = row.started_at
+        latency = None if started is None else (now - started).total_seconds() * 1000
+        error = NOT_NEEDED if started is None else LOST_RACE
         uow.distributions.move_agent(
             claim.lease,
             row.id,
             AgentRunStatus.CANCELLED,
             finished_at=now,
             failure_kind=FailureKind.CANCELLED.value,
-            error="cancelled before the call finished" if started else NOT_NEEDED,
+            error=error,
+            latency_ms=latency,
         )
-        if not started:
-            unneeded.append((row.agent_id, row.agent_name))
-    return unneeded
+        closed.append(_Closed(row.agent_id, row.agent_name, latency, error))
+    return closed
 
 
 def _strategy_verdict(
@@ -144,7 +156,7 @@ async def finish_job(
         # below takes a key-share lock on the winner, and a FOR UPDATE after it deadlocks
         # with another finish of the same agent holding its own key-share.
         locked = uow.agents.lock(a.agent_id for a in dist.assignments)
-        unneeded.extend(_close_open_rows(uow, claim, dist.distribution_id, now))
+        closed.extend(_close_open_rows(uow, claim, dist.distribution_id, now))
         uow.session.expire_all()
         rows = list(uow.distributions.rows(dist.distribution_id))
         outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
@@ -222,17 +234,18 @@ async def finish_job(
         return end, (winner.result if winner else None), winner, decided, called
 
     rules = rules_for(s, claim.spec)
-    unneeded: list[tuple[str | None, str]] = []
+    closed: list[_Closed] = []
     end, result, winner, decided, called = await in_transaction(deps, decide)
-    for agent_id, name in unneeded:
+    for c in closed:
         deps.events.agent_changed(
             claim.job_id,
             qid,
-            agent_id,
-            name,
+            c.agent_id,
+            c.agent_name,
             AgentRunStatus.CANCELLED.value,
             distribution_id=dist.distribution_id,
-            error=NOT_NEEDED,
+            latency_ms=c.latency_ms,
+            error=c.error,
         )
     deps.events.job_changed(
         claim.job_id,

@@ -24,7 +24,7 @@ from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 from agent_dispatch.domain.strategies import Decided, Same, Scorer, reported_score, same_json
-from agent_dispatch.services.calling import CallContext, call_agent, call_contexts
+from agent_dispatch.services.calling import CallContext, RaceStop, call_agent, call_contexts
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.dispatch_rules import JobRules, RaceInputs, race_inputs, rules_for
 from agent_dispatch.services.taking import Taken
@@ -115,12 +115,14 @@ async def race(
     scorer: Scorer = reported_score,
     same: Same = same_json,
     on_decided: OnDecided | None = None,
+    task_run_id: str | None = None,
 ) -> RaceResult:
     """Start calls as the plan says; stop the others as soon as it has decided.
 
     `scorer` (best-score) and `same` (quorum) are pluggable; by default the agents' own
     `score` and canonical-JSON equality. `on_decided` hears of the winner before the losers
-    have ended (they are told to stop first, and wind down meanwhile).
+    have ended (they are told to stop first, and wind down meanwhile). `task_run_id`: the
+    task run holding every call (lean mode), noted on each row as it starts.
     """
     spec = taken.claim.spec
     rules = rules_for(deps.settings, spec)
@@ -133,24 +135,29 @@ async def race(
     plan = _plan_for(rules, taken, inputs, scorer, same)
     contexts = {ctx.assignment.row_id: ctx for ctx in call_contexts(deps, taken)}
     calls: dict[asyncio.Task[AgentOutcome | None], str] = {}
-    stops: dict[str, asyncio.Event] = {}
+    stops: dict[str, RaceStop] = {}
     loop = asyncio.get_running_loop()
     began = loop.time()
 
-    def launch(step: Step) -> None:
+    async def launch(step: Step) -> None:
+        if not step.start:
+            return
+        # Every call this step starts is WORKING in one transaction (one change-log commit),
+        # before any request leaves; each call then only announces it.
+        await in_transaction(deps, lambda uow: _mark_working(uow, taken, step, task_run_id))
         for row_id in step.start:
-            ctx = dataclasses.replace(contexts[row_id], launch=step.why)
-            stops[row_id] = asyncio.Event()
+            ctx = dataclasses.replace(contexts[row_id], launch=step.why, marked_working=True)
+            stops[row_id] = RaceStop()
             calls[asyncio.create_task(start(ctx, stops[row_id]))] = row_id
 
     watchdog = asyncio.create_task(watch_lease(deps, taken.claim.lease))
-    step = plan.step(0.0)
-    launch(step)
     first_at: dt.datetime | None = None
     lease_lost = queue_told = False
     outcomes: dict[str, AgentOutcome] = {}
     landed_tasks: set[asyncio.Task[AgentOutcome | None]] = set()
     try:
+        step = plan.step(0.0)
+        await launch(step)
         while step.verdict is None:
             pending = {t for t in calls if t not in landed_tasks}
             wait = step.wake_at_ms
@@ -169,13 +176,13 @@ async def race(
                 outcomes[row_id] = outcome
                 plan.landed(row_id, outcome)
             step = plan.step((loop.time() - began) * 1000)
-            launch(step)
+            await launch(step)
             idle = all(t.done() for t in calls) and step.wake_at_ms is None
             if step.verdict is None and idle:
                 break  # nothing runs and nothing is due: cannot happen with a sound plan
         if isinstance(step.verdict, Decided):
             first_at = utcnow()
-            _stop(calls, stops)  # the losers wind down while the winner is reported
+            _stop(calls, stops, decided=True)  # losers wind down while the winner is told
             won = outcomes.get(step.verdict.winner)
             if on_decided is not None and won is not None:
                 queue_told = await on_decided(step.verdict.winner, won)
@@ -191,14 +198,31 @@ async def race(
     return RaceResult(winner, first_at, lease_lost, verdict.reason if verdict else None, queue_told)
 
 
+def _mark_working(uow: UnitOfWork, taken: Taken, step: Step, task_run_id: str | None) -> None:
+    now = utcnow()
+    for row_id in step.start:
+        uow.distributions.move_agent(
+            taken.claim.lease,
+            row_id,
+            AgentRunStatus.WORKING,
+            started_at=now,
+            task_run_id=task_run_id,
+        )
+
+
 def _stop(
-    calls: dict[asyncio.Task[AgentOutcome | None], str], stops: dict[str, asyncio.Event]
+    calls: dict[asyncio.Task[AgentOutcome | None], str],
+    stops: dict[str, RaceStop],
+    decided: bool = False,
 ) -> set[asyncio.Task[AgentOutcome | None]]:
-    """Signal every call still running to stop; returns them.
+    """Signal every call still running to stop; returns them. `decided`: the job's end
+    follows, and closes their rows (see RaceStop).
 
     A stop signal, not task.cancel(): cancelling a Prefect task's asyncio task can land before
     its body starts, and Prefect then records the run as Crashed."""
     pending = {t for t in calls if not t.done()}
     for loser in pending:
-        stops[calls[loser]].set()
+        stop = stops[calls[loser]]
+        stop.decided = stop.decided or decided
+        stop.set()
     return pending
