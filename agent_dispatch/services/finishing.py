@@ -152,10 +152,9 @@ async def finish_job(
         uow: UnitOfWork,
     ) -> tuple[JobEnd, Any, JobDistributionAgent | None, str, int]:
         now = utcnow()
-        # Agents first, in id order (as distributions.create does): setting selected_agent_id
-        # below takes a key-share lock on the winner, and a FOR UPDATE after it deadlocks
-        # with another finish of the same agent holding its own key-share.
-        locked = uow.agents.lock(a.agent_id for a in dist.assignments)
+        # This job's own rows first: closing them moves no key column, so it takes no lock on
+        # an agent, and the agents' row locks (which every job of theirs waits on) are held
+        # only for the writes that need them.
         closed.extend(_close_open_rows(uow, claim, dist.distribution_id, now))
         uow.session.expire_all()
         rows = list(uow.distributions.rows(dist.distribution_id))
@@ -177,6 +176,10 @@ async def finish_job(
             winner = None
             v = verdict(outcomes, names)
             status, error = final_status(v.status, v.error, claim.spec, now)
+        # Agents before any key referencing them is set, in id order (as distributions.create
+        # does): selected_agent_id and winner_agent_id take a key-share lock on the winner, and
+        # a FOR UPDATE after it deadlocks with another finish of the same agent holding its own.
+        locked = uow.agents.lock(a.agent_id for a in dist.assignments)
         uow.distributions.finish(
             claim.lease,
             dist.distribution_id,
