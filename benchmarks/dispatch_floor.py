@@ -135,7 +135,7 @@ def told_after_first_answer(sims: Sims, ids: list[str]) -> list[float]:
 def measure(args: argparse.Namespace, sims: Sims, product: Product) -> dict[str, Measured]:
     results = {m: Measured() for m in args.modes}
     for mode in args.modes:  # warm-up: imports, Prefect's flow and task registration
-        batch(mode, sims, product, 3, 3)
+        batch(mode, sims, product, args.warmup, args.warmup)
     for mode in args.modes:
         r = results[mode]
         if args.profile == mode:
@@ -186,6 +186,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--serial-jobs", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=3, help="jobs per mode before measuring")
     p.add_argument("--database", default=None, help="default: a scratch PostgreSQL database")
     p.add_argument("--profile", choices=MODES, default=None)
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))

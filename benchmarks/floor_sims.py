@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from agent_dispatch.simulators.agents import AgentFarm
@@ -65,6 +66,7 @@ def running_sims() -> Iterator[Sims]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        cwd=Path(__file__).resolve().parents[1],  # where `benchmarks` is importable
     )
     try:
         yield Sims(proc)
