@@ -59,16 +59,22 @@ class _Closed:
 
 
 def _close_open_rows(
-    uow: UnitOfWork, claim: Claim, distribution_id: str, now: dt.datetime
+    uow: UnitOfWork,
+    claim: Claim,
+    distribution_id: str,
+    now: dt.datetime,
+    stopped_at: dt.datetime | None,
 ) -> list[_Closed]:
     """End the rows the race left open: the losers it stopped once it had its result (they
-    leave their rows to this transaction) and the never-started reserves."""
+    leave their rows to this transaction; their latency runs to that stop, `stopped_at`)
+    and the never-started reserves."""
     closed = []
     for row in uow.distributions.rows(distribution_id):
         if AgentRunStatus(row.status) not in AGENT_OPEN:
             continue
         started = row.started_at
-        latency = None if started is None else (now - started).total_seconds() * 1000
+        ran_to = max(stopped_at or now, started) if started is not None else now
+        latency = None if started is None else (ran_to - started).total_seconds() * 1000
         error = NOT_NEEDED if started is None else LOST_RACE
         uow.distributions.move_agent(
             claim.lease,
@@ -155,7 +161,7 @@ async def finish_job(
         # This job's own rows first: closing them moves no key column, so it takes no lock on
         # an agent, and the agents' row locks (which every job of theirs waits on) are held
         # only for the writes that need them.
-        closed.extend(_close_open_rows(uow, claim, dist.distribution_id, now))
+        closed.extend(_close_open_rows(uow, claim, dist.distribution_id, now, first_result_at))
         uow.session.expire_all()
         rows = list(uow.distributions.rows(dist.distribution_id))
         outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
