@@ -1,5 +1,6 @@
 """The dispatch flow: drained queue pages -> store and lease -> a bounded pool of jobs, each
-driven plan -> take -> race -> finish by `dispatch_one` with every step a Prefect task run."""
+driven plan -> take -> race -> finish by `dispatch_one`: every step and agent call a Prefect
+task run (DISPATCH_MODE=traced), or one `dispatch-job` task run per job (lean)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from agent_dispatch.services.drain import Drain, Listing
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.job_pool import JobPool
 from agent_dispatch.services.queue_io import Incoming
-from agent_dispatch.tasks.job_steps import TracedSteps, lease_rescued, store_and_lease
+from agent_dispatch.tasks.job_steps import TracedSteps, lean_job, lease_rescued, store_and_lease
 from agent_dispatch.tasks.queue_io import fetch_open_page, reject_items
 
 
@@ -123,11 +124,14 @@ async def dispatch_flow(
     rt.hold_clients()  # closed by the last run of this process to end
     logger = get_run_logger()
     progress = await Progress.start()
-    steps = TracedSteps(str(flow_run.id) if flow_run.id else None)
+    run_id = str(flow_run.id) if flow_run.id else None
+    steps = TracedSteps(run_id)
 
     async def run(claim: Claim) -> JobLine:
         if claim.spec.workflow:  # a workflow's parent: its steps are dispatched in a subflow
             return await workflow_flow(claim, pool.slots)  # and share the run's race slots
+        if s.dispatch_mode == "lean":  # one task run per job, its steps plain coroutines
+            return await lean_job(claim, s.capacity_wait_seconds, run_id)
         return await dispatch_one(steps, claim, s.capacity_wait_seconds)
 
     pool = JobPool(s.job_concurrency, run, progress)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import uuid
@@ -57,6 +58,8 @@ class Progress:
         self.total = 0
         self.done = 0
         self.by_outcome: dict[str, int] = {}
+        self._sending: asyncio.Task[None] | None = None
+        self._dirty = False
 
     @classmethod
     async def start(cls) -> Progress:
@@ -80,10 +83,35 @@ class Progress:
     async def job_done(self, line: JobLine) -> None:
         self.done += 1
         self.by_outcome[line.outcome] = self.by_outcome.get(line.outcome, 0) + 1
-        await self._publish()
+        self._tell(self.snapshot())
+        self._send_soon()
 
     async def finish(self) -> None:
+        if self._sending is not None:
+            await asyncio.gather(self._sending, return_exceptions=True)
         await self._publish(final=True)
+
+    def _send_soon(self) -> None:
+        """One artifact update in flight at a time, the latest counts sent when it ends: a
+        job's end never waits on the Prefect API, and a burst of ends is one update."""
+        if self.artifact_id is None:
+            return
+        if self._sending is not None and not self._sending.done():
+            self._dirty = True
+            return
+        self._sending = asyncio.create_task(self._send_latest())
+
+    async def _send_latest(self) -> None:
+        assert self.artifact_id is not None  # _send_soon starts none without one
+        while True:
+            self._dirty = False
+            snap = self.snapshot()
+            with contextlib.suppress(Exception):
+                await update_progress_artifact(  # type: ignore[misc]
+                    self.artifact_id, snap.percent, description=snap.describe()
+                )
+            if not self._dirty:
+                return
 
     def _tell(self, snap: Snapshot) -> None:
         for watcher in list(_watchers):

@@ -1,16 +1,24 @@
 """The job lifecycle steps as Prefect task runs: each resolves its dependencies, calls one
-service and names the run after the job. `TracedSteps` hands them to `dispatch_one`."""
+service and names the run after the job. `TracedSteps` hands them to `dispatch_one`.
+
+Lean mode (DISPATCH_MODE=lean) runs the whole of one job, steps and agent calls as plain
+coroutines, inside one `dispatch-job` task run whose state carries the job's outcome."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.runtime import task_run
+from prefect.states import Completed, Failed
 
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services import finishing, intake, planning, taking
+from agent_dispatch.services.dispatching import JobLine, NotFinished, PlainSteps, dispatch_one
 from agent_dispatch.services.finishing import JobEnd
 from agent_dispatch.services.intake import Claim, Intake
 from agent_dispatch.services.planning import Plan
@@ -61,9 +69,14 @@ async def take_job(claim: Claim, plan: Plan, flow_run_id: str | None) -> Taken |
     persist_result=False,
 )
 async def finish_job(
-    taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None
+    taken: Taken,
+    winner_row_id: str | None,
+    first_result_at: dt.datetime | None,
+    queue_told: bool = False,
 ) -> JobEnd:
-    return await finishing.finish_job(get_runtime(), taken, winner_row_id, first_result_at)
+    return await finishing.finish_job(
+        get_runtime(), taken, winner_row_id, first_result_at, queue_told
+    )
 
 
 @task(
@@ -101,15 +114,59 @@ class TracedSteps:
     async def race(self, taken: Taken) -> RaceResult:
         # The race runs in the flow (it only waits); each call inside it is a task run.
         deps = get_runtime()
-        return await race(deps, taken, traced_calls())
+        return await race(
+            deps, taken, traced_calls(), on_decided=finishing.tell_winner(deps, taken)
+        )
 
     async def finish(
-        self, taken: Taken, winner_row_id: str | None, first_at: dt.datetime | None
+        self,
+        taken: Taken,
+        winner_row_id: str | None,
+        first_at: dt.datetime | None,
+        queue_told: bool,
     ) -> JobEnd:
-        return await finish_job(taken, winner_row_id, first_at)
+        return await finish_job(taken, winner_row_id, first_at, queue_told)
 
     async def release(self, claim: Claim, reason: str) -> None:
         await release_job(claim, reason)
 
     async def end(self, claim: Claim, status: JobStatus, reason: str) -> JobEnd:
         return await end_job(claim, status, reason)
+
+
+# Outcomes a lean job's task run shows as Failed: the job failed, or this run crashed on it.
+_FAILED_OUTCOMES = frozenset({JobStatus.FAILED.value, NotFinished.CRASHED.value})
+
+
+@task(
+    name="dispatch-job",
+    task_run_name="dispatch {claim.spec.queue_task_id}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+async def dispatch_job(
+    claim: Claim, capacity_wait: float, flow_run_id: str | None
+) -> State[JobLine]:
+    """One job from plan to end, every step and agent call a plain coroutine (lean mode).
+
+    Rows, statuses and events are the same as in traced mode; the UI shows this one run per
+    job, its state message saying how the job ended (Failed when the job failed)."""
+    run_id = str(task_run.id) if task_run.id else None
+    line = await dispatch_one(PlainSteps(get_runtime(), flow_run_id, run_id), claim, capacity_wait)
+    said = f"{line.outcome}" + (f" by {line.winner}" if line.winner else "")
+    said += f": {line.detail}" if line.detail else ""
+    if line.outcome in _FAILED_OUTCOMES:
+        return Failed(message=said, data=line)
+    return Completed(message=said, data=line)
+
+
+async def lean_job(claim: Claim, capacity_wait: float, flow_run_id: str | None) -> JobLine:
+    """Run `dispatch_job` and read the job's line back from its state."""
+    state: State[Any] = await dispatch_job(  # type: ignore[misc]
+        claim, capacity_wait, flow_run_id, return_state=True
+    )
+    line = await state.result(raise_on_failure=False)  # type: ignore[misc]
+    if isinstance(line, BaseException):
+        raise line  # a crash inside the task run: the pool records the job CRASHED
+    assert isinstance(line, JobLine)
+    return line

@@ -48,6 +48,17 @@ class CallContext:
     request: JobExecutionData
     deadline: dt.datetime
     launch: str = ""  # why the race started this call now (first, hedge, escalation)
+    marked_working: bool = False  # the race wrote the row WORKING with its batch of starts
+
+
+class RaceStop(asyncio.Event):
+    """The race's stop signal for one call. `decided`: the race has its result and the job's
+    end follows, so a stopped call leaves its row to `finish_job`, which closes it CANCELLED
+    in the job's last transaction (one commit for every loser, not one each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decided = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,9 +110,13 @@ async def call_agent(
         token, unreadable = None, AgentBlocked(f"agent {a.agent_id}: {exc}")
     endpoint = AgentEndpoint(a.agent_id, a.agent_name, a.url, token, a.protocol)
     started = time.monotonic()
+    # A traced call's own task run is known only here: its row gets it with its end.
+    ran_in = {"task_run_id": task_run_id} if task_run_id and ctx.marked_working else {}
     if stop.is_set():
-        return await _stopped(deps, ctx, endpoint, started, None)
-    if not await _write(
+        return await _stopped(deps, ctx, endpoint, started, None, ran_in=ran_in)
+    if ctx.marked_working:
+        _announce(deps, ctx, AgentRunStatus.WORKING, ctx.launch or None, {})
+    elif not await _write(
         deps,
         ctx,
         AgentRunStatus.WORKING,
@@ -135,8 +150,11 @@ async def call_agent(
     finally:
         waiter.cancel()
     if not call.done():
-        return await _stopped(deps, ctx, endpoint, started, remote_task_id, call)
-    return await _settle(deps, ctx, call, started)
+        leave = isinstance(stop, RaceStop) and stop.decided  # finish_job closes the row
+        return await _stopped(
+            deps, ctx, endpoint, started, remote_task_id, call, ran_in=ran_in, leave_row=leave
+        )
+    return await _settle(deps, ctx, call, started, ran_in)
 
 
 async def _refuse(error: AgentBlocked) -> AgentReply:
@@ -157,6 +175,13 @@ async def _write(
         )
     except (LeaseLost, IllegalTransition):
         return False
+    _announce(deps, ctx, target, note, fields)
+    return True
+
+
+def _announce(
+    deps: Deps, ctx: CallContext, target: AgentRunStatus, note: str | None, fields: dict[str, Any]
+) -> None:
     deps.events.agent_changed(
         ctx.job_id,
         ctx.queue_task_id,
@@ -168,7 +193,6 @@ async def _write(
         error=fields.get("error"),
         launch=note,
     )
-    return True
 
 
 async def _stopped(
@@ -178,6 +202,9 @@ async def _stopped(
     started: float,
     remote_task_id: str | None,
     call: asyncio.Future[Any] | None = None,
+    *,
+    ran_in: dict[str, Any],
+    leave_row: bool = False,
 ) -> CallEnd:
     """Tell the agent to stop (best effort, bounded), end our request, record CANCELLED."""
     latency = (time.monotonic() - started) * 1000
@@ -202,6 +229,8 @@ async def _stopped(
         failure_kind=FailureKind.CANCELLED,
         latency_ms=latency,
     )
+    if leave_row:
+        return CallEnd(outcome, f"{endpoint.name} cancelled after {latency:.0f} ms (lost)")
     await _write(
         deps,
         ctx,
@@ -210,12 +239,17 @@ async def _stopped(
         latency_ms=latency,
         failure_kind=FailureKind.CANCELLED.value,
         error=LOST_RACE,
+        **ran_in,
     )
     return CallEnd(outcome, f"{endpoint.name} cancelled after {latency:.0f} ms")
 
 
 async def _settle(
-    deps: Deps, ctx: CallContext, call: asyncio.Future[AgentReply], started: float
+    deps: Deps,
+    ctx: CallContext,
+    call: asyncio.Future[AgentReply],
+    started: float,
+    ran_in: dict[str, Any],
 ) -> CallEnd:
     """Turn the finished call into the row's end state."""
     a = ctx.assignment
@@ -236,6 +270,7 @@ async def _settle(
             error=outcome.error,
             failure_kind=exc.kind.value,
             attempts=exc.attempts,
+            **ran_in,
         )
         return CallEnd(outcome, f"{a.agent_name} {status.value} after {latency:.0f} ms: {exc}")
     if exc is not None:
@@ -258,6 +293,7 @@ async def _settle(
         result=reply.result,
         score=reply.score,
         attempts=reply.attempts,
+        **ran_in,
     ):
         return CallEnd(None, f"{a.agent_name}: answered, but the job was no longer held")
     return CallEnd(outcome, f"{a.agent_name} COMPLETED in {latency:.0f} ms")

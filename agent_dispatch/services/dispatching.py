@@ -17,7 +17,7 @@ from agent_dispatch.domain.lease import LeaseLost
 from agent_dispatch.domain.lifecycle import PlanKind
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.deps import Deps
-from agent_dispatch.services.finishing import JobEnd, end_unstarted, finish_job
+from agent_dispatch.services.finishing import JobEnd, end_unstarted, finish_job, tell_winner
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.planning import Plan, plan_job, release_job
 from agent_dispatch.services.racing import RaceResult, plain_calls, race
@@ -57,7 +57,11 @@ class JobSteps(Protocol):
     async def race(self, taken: Taken) -> RaceResult: ...
 
     async def finish(
-        self, taken: Taken, winner_row_id: str | None, first_at: dt.datetime | None
+        self,
+        taken: Taken,
+        winner_row_id: str | None,
+        first_at: dt.datetime | None,
+        queue_told: bool,
     ) -> JobEnd: ...
 
     async def release(self, claim: Claim, reason: str) -> None: ...
@@ -68,9 +72,12 @@ class JobSteps(Protocol):
 class PlainSteps:
     """The steps as plain service calls (no task runs)."""
 
-    def __init__(self, deps: Deps, flow_run_id: str | None = None) -> None:
+    def __init__(
+        self, deps: Deps, flow_run_id: str | None = None, task_run_id: str | None = None
+    ) -> None:
         self.deps = deps
         self.flow_run_id = flow_run_id
+        self.task_run_id = task_run_id  # lean mode: the one task run of the whole job
 
     async def plan(self, claim: Claim, round_no: int) -> Plan:
         return await plan_job(self.deps, claim)
@@ -79,12 +86,22 @@ class PlainSteps:
         return await take_job(self.deps, claim, plan, self.flow_run_id)
 
     async def race(self, taken: Taken) -> RaceResult:
-        return await race(self.deps, taken, plain_calls(self.deps))
+        return await race(
+            self.deps,
+            taken,
+            plain_calls(self.deps, self.task_run_id),
+            on_decided=tell_winner(self.deps, taken),
+            task_run_id=self.task_run_id,
+        )
 
     async def finish(
-        self, taken: Taken, winner_row_id: str | None, first_at: dt.datetime | None
+        self,
+        taken: Taken,
+        winner_row_id: str | None,
+        first_at: dt.datetime | None,
+        queue_told: bool,
     ) -> JobEnd:
-        return await finish_job(self.deps, taken, winner_row_id, first_at)
+        return await finish_job(self.deps, taken, winner_row_id, first_at, queue_told)
 
     async def release(self, claim: Claim, reason: str) -> None:
         await release_job(self.deps, claim, reason)
@@ -134,7 +151,9 @@ async def dispatch_one(steps: JobSteps, claim: Claim, capacity_wait: float) -> J
         result = await steps.race(taken)
         if result.lease_lost:
             raise LeaseLost(job_id)
-        end = await steps.finish(taken, result.winner_row_id, result.first_result_at)
+        end = await steps.finish(
+            taken, result.winner_row_id, result.first_result_at, result.queue_told
+        )
     except LeaseLost:
         return JobLine(
             queue_task_id=qid,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent_dispatch.db.agent_repository import stats_of
@@ -25,6 +26,7 @@ from agent_dispatch.domain.statuses import (
     JobStatus,
 )
 from agent_dispatch.domain.strategies import Answer, Decided, Failed, decide
+from agent_dispatch.services.calling import LOST_RACE
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.dispatch_rules import rules_for
 from agent_dispatch.services.intake import Claim
@@ -48,26 +50,43 @@ class JobEnd:
 NOT_NEEDED = "not started: the result was decided before this agent was needed"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Closed:
+    agent_id: str | None
+    agent_name: str
+    latency_ms: float | None  # None: never started (a hedge reserve)
+    error: str
+
+
 def _close_open_rows(
-    uow: UnitOfWork, claim: Claim, distribution_id: str, now: dt.datetime
-) -> list[tuple[str | None, str]]:
-    """End rows the race left open; returns the never-started ones (hedge reserves)."""
-    unneeded = []
+    uow: UnitOfWork,
+    claim: Claim,
+    distribution_id: str,
+    now: dt.datetime,
+    stopped_at: dt.datetime | None,
+) -> list[_Closed]:
+    """End the rows the race left open: the losers it stopped once it had its result (they
+    leave their rows to this transaction; their latency runs to that stop, `stopped_at`)
+    and the never-started reserves."""
+    closed = []
     for row in uow.distributions.rows(distribution_id):
         if AgentRunStatus(row.status) not in AGENT_OPEN:
             continue
-        started = row.started_at is not None
+        started = row.started_at
+        ran_to = max(stopped_at or now, started) if started is not None else now
+        latency = None if started is None else (ran_to - started).total_seconds() * 1000
+        error = NOT_NEEDED if started is None else LOST_RACE
         uow.distributions.move_agent(
             claim.lease,
             row.id,
             AgentRunStatus.CANCELLED,
             finished_at=now,
             failure_kind=FailureKind.CANCELLED.value,
-            error="cancelled before the call finished" if started else NOT_NEEDED,
+            error=error,
+            latency_ms=latency,
         )
-        if not started:
-            unneeded.append((row.agent_id, row.agent_name))
-    return unneeded
+        closed.append(_Closed(row.agent_id, row.agent_name, latency, error))
+    return closed
 
 
 def strategy_verdict(
@@ -97,10 +116,40 @@ def outcome_of(row: JobDistributionAgent) -> AgentOutcome:
     )
 
 
+def tell_winner(deps: Deps, taken: Taken) -> Callable[[str, AgentOutcome], Awaitable[bool]]:
+    """The race's `on_decided`: report the winner's result to the queue at once.
+
+    The winner's COMPLETED row was a fenced write, so this run held the job a moment ago;
+    the local ending follows in `finish_job` (which then sends nothing). An operator cancel
+    landing in between finds the queue COMPLETED and is refused there, as any late cancel is.
+    """
+    claim = taken.claim
+
+    async def tell(row_id: str, outcome: AgentOutcome) -> bool:
+        agent_id = next(a.agent_id for a in taken.distribution.assignments if a.row_id == row_id)
+        problem = await queue_side(deps, claim.spec).report(
+            claim.spec.queue_task_id,
+            JobStatus.COMPLETED,
+            taken.queue_status.value,
+            result=outcome.result,
+            agent_id=agent_id,
+        )
+        if problem is not None:
+            log.warning("queue not told COMPLETED yet: %s (finish tries again)", problem)
+        return problem is None
+
+    return tell
+
+
 async def finish_job(
-    deps: Deps, taken: Taken, winner_row_id: str | None, first_result_at: dt.datetime | None
+    deps: Deps,
+    taken: Taken,
+    winner_row_id: str | None,
+    first_result_at: dt.datetime | None,
+    queue_told: bool = False,
 ) -> JobEnd:
-    """End the job, its attempt and its agents' statistics in one transaction, then report."""
+    """End the job, its attempt and its agents' statistics in one transaction, then report
+    (unless `queue_told`: the race reported the winner already, see `tell_winner`)."""
     s = deps.settings
     claim, dist = taken.claim, taken.distribution
     qid = claim.spec.queue_task_id
@@ -109,11 +158,10 @@ async def finish_job(
         uow: UnitOfWork,
     ) -> tuple[JobEnd, Any, JobDistributionAgent | None, str, int]:
         now = utcnow()
-        # Agents first, in id order (as distributions.create does): setting selected_agent_id
-        # below takes a key-share lock on the winner, and a FOR UPDATE after it deadlocks
-        # with another finish of the same agent holding its own key-share.
-        locked = uow.agents.lock(a.agent_id for a in dist.assignments)
-        unneeded.extend(_close_open_rows(uow, claim, dist.distribution_id, now))
+        # This job's own rows first: closing them moves no key column, so it takes no lock on
+        # an agent, and the agents' row locks (which every job of theirs waits on) are held
+        # only for the writes that need them.
+        closed.extend(_close_open_rows(uow, claim, dist.distribution_id, now, first_result_at))
         uow.session.expire_all()
         rows = list(uow.distributions.rows(dist.distribution_id))
         outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
@@ -134,6 +182,10 @@ async def finish_job(
             winner = None
             v = verdict(outcomes, names)
             status, error = final_status(v.status, v.error, claim.spec, now)
+        # Agents before any key referencing them is set, in id order (as distributions.create
+        # does): selected_agent_id and winner_agent_id take a key-share lock on the winner, and
+        # a FOR UPDATE after it deadlocks with another finish of the same agent holding its own.
+        locked = uow.agents.lock(a.agent_id for a in dist.assignments)
         uow.distributions.finish(
             claim.lease,
             dist.distribution_id,
@@ -143,6 +195,7 @@ async def finish_job(
             error=error,
             first_result_at=first_result_at,
         )
+        told = {"queue_status": status.value} if queue_told and winner is not None else {}
         uow.jobs.transition(
             claim.lease,
             status,
@@ -150,6 +203,7 @@ async def finish_job(
             selected_agent_id=winner.agent_id if winner else None,
             result=winner.result if winner else None,
             error=error,
+            **told,
         )
         # Statistics and circuit state move in the same transaction as the job's end.
         row_of = {r.agent_id: r for r in rows}  # one row per agent per distribution
@@ -189,17 +243,18 @@ async def finish_job(
         return end, (winner.result if winner else None), winner, decided, called
 
     rules = rules_for(s, claim.spec)
-    unneeded: list[tuple[str | None, str]] = []
+    closed: list[_Closed] = []
     end, result, winner, decided, called = await in_transaction(deps, decide)
-    for agent_id, name in unneeded:
+    for c in closed:
         deps.events.agent_changed(
             claim.job_id,
             qid,
-            agent_id,
-            name,
+            c.agent_id,
+            c.agent_name,
             AgentRunStatus.CANCELLED.value,
             distribution_id=dist.distribution_id,
-            error=NOT_NEEDED,
+            latency_ms=c.latency_ms,
+            error=c.error,
         )
     deps.events.job_changed(
         claim.job_id,
@@ -214,6 +269,8 @@ async def finish_job(
         agents_called=called,
     )
     agent_id = winner.agent_id if winner else None
+    if queue_told and winner is not None:
+        return end  # the queue has the result, and the job's row says so
     problem = await queue_side(deps, claim.spec).report(
         qid,
         end.status,

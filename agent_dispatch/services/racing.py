@@ -14,25 +14,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
-from agent_dispatch.domain.hedging import RacePlan, Step
+from agent_dispatch.domain.hedging import Policy, RacePlan, Step
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 from agent_dispatch.domain.strategies import Decided, Same, Scorer, reported_score, same_json
-from agent_dispatch.services.calling import CallContext, call_agent, call_contexts
+from agent_dispatch.services.calling import CallContext, RaceStop, call_agent, call_contexts
 from agent_dispatch.services.deps import Deps, in_transaction
-from agent_dispatch.services.dispatch_rules import RaceInputs, race_inputs, rules_for
+from agent_dispatch.services.dispatch_rules import JobRules, RaceInputs, race_inputs, rules_for
 from agent_dispatch.services.taking import Taken
 
 STOP_GRACE_SECONDS = 15.0  # a stopped call records its end and sends one bounded cancel
 
 # Runs one agent call to its end and returns its outcome (None: the job was no longer held).
 StartCall = Callable[[CallContext, asyncio.Event], Coroutine[Any, Any, AgentOutcome | None]]
+# Told the winner (row id, outcome) the moment the strategy decides, while the losers are
+# being stopped; True when the queue now holds the result (finishing.tell_winner).
+OnDecided = Callable[[str, AgentOutcome], Awaitable[bool]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,13 +44,15 @@ class RaceResult:
     first_result_at: dt.datetime | None
     lease_lost: bool
     reason: str | None = None  # why the strategy decided (or gave up)
+    queue_told: bool = False  # the queue already holds the winner's result (OnDecided)
 
 
-def plain_calls(deps: Deps) -> StartCall:
-    """Agent calls as plain coroutines, without a task run each."""
+def plain_calls(deps: Deps, task_run_id: str | None = None) -> StartCall:
+    """Agent calls as plain coroutines, without a task run each (`task_run_id`: the run that
+    holds them all, noted on each agent row, as a traced call notes its own)."""
 
     async def start(ctx: CallContext, stop: asyncio.Event) -> AgentOutcome | None:
-        return (await call_agent(deps, ctx, stop)).outcome
+        return (await call_agent(deps, ctx, stop, task_run_id)).outcome
 
     return start
 
@@ -84,8 +89,9 @@ async def watch_lease(deps: Deps, lease: Lease) -> None:
 NO_OUTCOME = AgentOutcome(AgentRunStatus.CANCELLED, failure_kind=FailureKind.CANCELLED)
 
 
-def _plan_for(deps: Deps, taken: Taken, inputs: RaceInputs, scorer: Scorer, same: Same) -> RacePlan:
-    rules = rules_for(deps.settings, taken.claim.spec)
+def _plan_for(
+    rules: JobRules, taken: Taken, inputs: RaceInputs, scorer: Scorer, same: Same
+) -> RacePlan:
     rows = sorted(taken.distribution.assignments, key=lambda a: a.rank)
     return RacePlan(
         [a.row_id for a in rows],
@@ -93,7 +99,9 @@ def _plan_for(deps: Deps, taken: Taken, inputs: RaceInputs, scorer: Scorer, same
         rules.strategy,
         limit=rules.limit,
         p95_ms={a.row_id: inputs.delay_basis_ms.get(a.agent_id) for a in rows},
-        success_p={a.row_id: inputs.success_p[a.agent_id] for a in rows},
+        success_p={
+            a.row_id: p for a in rows if (p := inputs.success_p.get(a.agent_id)) is not None
+        },
         scorer=scorer,
         same=same,
     )
@@ -106,37 +114,50 @@ async def race(
     *,
     scorer: Scorer = reported_score,
     same: Same = same_json,
+    on_decided: OnDecided | None = None,
+    task_run_id: str | None = None,
 ) -> RaceResult:
     """Start calls as the plan says; stop the others as soon as it has decided.
 
     `scorer` (best-score) and `same` (quorum) are pluggable; by default the agents' own
-    `score` and canonical-JSON equality.
+    `score` and canonical-JSON equality. `on_decided` hears of the winner before the losers
+    have ended (they are told to stop first, and wind down meanwhile). `task_run_id`: the
+    task run holding every call (lean mode), noted on each row as it starts.
     """
     spec = taken.claim.spec
-    agent_ids = [a.agent_id for a in taken.distribution.assignments]
-    inputs = await in_transaction(
-        deps, lambda uow: race_inputs(uow, deps.settings, spec.category, agent_ids, utcnow())
-    )
-    plan = _plan_for(deps, taken, inputs, scorer, same)
+    rules = rules_for(deps.settings, spec)
+    inputs = RaceInputs({}, {})
+    if rules.rule.policy is Policy.HEDGE:  # only hedging reads delays and success chances
+        agent_ids = [a.agent_id for a in taken.distribution.assignments]
+        inputs = await in_transaction(
+            deps, lambda uow: race_inputs(uow, deps.settings, spec.category, agent_ids, utcnow())
+        )
+    plan = _plan_for(rules, taken, inputs, scorer, same)
     contexts = {ctx.assignment.row_id: ctx for ctx in call_contexts(deps, taken)}
     calls: dict[asyncio.Task[AgentOutcome | None], str] = {}
-    stops: dict[str, asyncio.Event] = {}
+    stops: dict[str, RaceStop] = {}
     loop = asyncio.get_running_loop()
     began = loop.time()
 
-    def launch(step: Step) -> None:
+    async def launch(step: Step) -> None:
+        if not step.start:
+            return
+        # Every call this step starts is WORKING in one transaction (one change-log commit),
+        # before any request leaves; each call then only announces it.
+        await in_transaction(deps, lambda uow: _mark_working(uow, taken, step, task_run_id))
         for row_id in step.start:
-            ctx = dataclasses.replace(contexts[row_id], launch=step.why)
-            stops[row_id] = asyncio.Event()
+            ctx = dataclasses.replace(contexts[row_id], launch=step.why, marked_working=True)
+            stops[row_id] = RaceStop()
             calls[asyncio.create_task(start(ctx, stops[row_id]))] = row_id
 
     watchdog = asyncio.create_task(watch_lease(deps, taken.claim.lease))
-    step = plan.step(0.0)
-    launch(step)
     first_at: dt.datetime | None = None
-    lease_lost = False
+    lease_lost = queue_told = False
+    outcomes: dict[str, AgentOutcome] = {}
     landed_tasks: set[asyncio.Task[AgentOutcome | None]] = set()
     try:
+        step = plan.step(0.0)
+        await launch(step)
         while step.verdict is None:
             pending = {t for t in calls if t not in landed_tasks}
             wait = step.wake_at_ms
@@ -152,25 +173,56 @@ async def race(
             landed_tasks.update(finished)
             landed = [(calls[t], t.result() or NO_OUTCOME) for t in finished]
             for row_id, outcome in sorted(landed, key=lambda ro: ro[1].answered_at or 0.0):
+                outcomes[row_id] = outcome
                 plan.landed(row_id, outcome)
             step = plan.step((loop.time() - began) * 1000)
-            launch(step)
+            await launch(step)
             idle = all(t.done() for t in calls) and step.wake_at_ms is None
             if step.verdict is None and idle:
                 break  # nothing runs and nothing is due: cannot happen with a sound plan
         if isinstance(step.verdict, Decided):
             first_at = utcnow()
+            _stop(calls, stops, decided=True)  # losers wind down while the winner is told
+            won = outcomes.get(step.verdict.winner)
+            if on_decided is not None and won is not None:
+                queue_told = await on_decided(step.verdict.winner, won)
     finally:
         watchdog.cancel()
-        # A stop signal, not task.cancel(): cancelling a Prefect task's asyncio task can land
-        # before its body starts, and Prefect then records the run as Crashed.
-        pending = {t for t in calls if not t.done()}
-        for loser in pending:
-            stops[calls[loser]].set()
+        pending = _stop(calls, stops)
         _, stuck = await asyncio.wait(pending, timeout=STOP_GRACE_SECONDS) if pending else ((), ())
         for task_ in stuck:
             task_.cancel()
         await asyncio.gather(*pending, watchdog, return_exceptions=True)
     verdict = plan.verdict
     winner = verdict.winner if isinstance(verdict, Decided) else None
-    return RaceResult(winner, first_at, lease_lost, verdict.reason if verdict else None)
+    return RaceResult(winner, first_at, lease_lost, verdict.reason if verdict else None, queue_told)
+
+
+def _mark_working(uow: UnitOfWork, taken: Taken, step: Step, task_run_id: str | None) -> None:
+    now = utcnow()
+    for row_id in step.start:
+        uow.distributions.move_agent(
+            taken.claim.lease,
+            row_id,
+            AgentRunStatus.WORKING,
+            started_at=now,
+            task_run_id=task_run_id,
+        )
+
+
+def _stop(
+    calls: dict[asyncio.Task[AgentOutcome | None], str],
+    stops: dict[str, RaceStop],
+    decided: bool = False,
+) -> set[asyncio.Task[AgentOutcome | None]]:
+    """Signal every call still running to stop; returns them. `decided`: the job's end
+    follows, and closes their rows (see RaceStop).
+
+    A stop signal, not task.cancel(): cancelling a Prefect task's asyncio task can land before
+    its body starts, and Prefect then records the run as Crashed."""
+    pending = {t for t in calls if not t.done()}
+    for loser in pending:
+        stop = stops[calls[loser]]
+        stop.decided = stop.decided or decided
+        stop.set()
+    return pending

@@ -69,9 +69,10 @@ async def take_job(
         return NotTaken.CAPACITY_GONE
     queue_status = claim.status
     if claim.status is JobStatus.OPEN:
-        await _ensure_held(
-            deps, claim.lease
-        )  # a worker that lost its lease must not touch the queue
+        # A worker that lost its lease must not touch the queue. Checked once, before the
+        # take: the IN_PROGRESS report follows it at once, and the fenced write after both
+        # catches a lease lost meanwhile (the sweep then reconciles with the queue).
+        await _ensure_held(deps, claim.lease)
         try:
             taken = await queue_side(deps, claim.spec).take(qid)
         except QueueError:
@@ -86,33 +87,37 @@ async def take_job(
             log.info("%s was taken elsewhere (409); left for the sweep to reconcile", qid)
             return NotTaken.TAKEN_ELSEWHERE
         queue_status = JobStatus.DISTRIBUTED
-        await in_transaction(
-            deps,
-            lambda uow: uow.jobs.transition(
-                claim.lease, JobStatus.DISTRIBUTED, utcnow(), queue_status=queue_status.value
-            ),
+    if queue_status is not JobStatus.DISTRIBUTED:
+        return Taken(claim, dist, queue_status)  # a rescued job already IN_PROGRESS
+    problem = await queue_side(deps, claim.spec).report(
+        qid, JobStatus.IN_PROGRESS, queue_status.value
+    )
+    if problem is None:
+        queue_status = JobStatus.IN_PROGRESS
+    else:
+        log.warning("queue not told IN_PROGRESS for %s: %s", qid, problem)
+    # Both moves in one transaction, after both PATCHes: a run that dies between the take and
+    # this write leaves an expiring lease, and the sweep asks the queue (as it always did).
+    was_open = claim.status is JobStatus.OPEN
+
+    def in_progress(uow: UnitOfWork) -> None:
+        now = utcnow()
+        if was_open:
+            uow.jobs.transition(
+                claim.lease, JobStatus.DISTRIBUTED, now, queue_status=JobStatus.DISTRIBUTED.value
+            )
+        elif uow.jobs.get_leased(claim.lease).status == JobStatus.IN_PROGRESS:
+            return  # a rescued job that is IN_PROGRESS here already
+        uow.jobs.transition(
+            claim.lease, JobStatus.IN_PROGRESS, now, queue_status=queue_status.value
         )
+
+    await in_transaction(deps, in_progress)
+    if was_open:
         deps.events.job_changed(claim.job_id, qid, "DISTRIBUTED", attempt=dist.attempt)
-    if queue_status is JobStatus.DISTRIBUTED:
-        await _ensure_held(deps, claim.lease)
-        problem = await queue_side(deps, claim.spec).report(
-            qid, JobStatus.IN_PROGRESS, queue_status.value
-        )
-        if problem is None:
-            queue_status = JobStatus.IN_PROGRESS
-        else:
-            log.warning("queue not told IN_PROGRESS for %s: %s", qid, problem)
-
-        def in_progress(uow: UnitOfWork) -> None:
-            if uow.jobs.get_leased(claim.lease).status != JobStatus.IN_PROGRESS:
-                uow.jobs.transition(
-                    claim.lease, JobStatus.IN_PROGRESS, utcnow(), queue_status=queue_status.value
-                )
-
-        await in_transaction(deps, in_progress)
-        deps.events.job_changed(
-            claim.job_id, qid, "IN_PROGRESS", agents=[a.agent_name for a in dist.assignments]
-        )
+    deps.events.job_changed(
+        claim.job_id, qid, "IN_PROGRESS", agents=[a.agent_name for a in dist.assignments]
+    )
     return Taken(claim, dist, queue_status)
 
 
@@ -123,6 +128,6 @@ def _leave_to_sweep(uow: UnitOfWork, claim: Claim, dist: NewDistribution) -> Non
 
 
 async def _ensure_held(deps: Deps, lease: Lease) -> None:
-    """Raise LeaseLost unless this run still holds the job (checked before each queue write)."""
+    """Raise LeaseLost unless this run still holds the job (checked before the queue take)."""
     if not await in_transaction(deps, lambda uow: uow.jobs.holds(lease)):
         raise LeaseLost(lease.job_id)
