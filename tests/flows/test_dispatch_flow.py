@@ -352,7 +352,9 @@ async def test_a_hedged_job_adds_a_second_agent_only_when_the_first_is_slow(
     farm: AgentFarm,
     add_agent: Callable[..., str],
 ) -> None:
-    rt = make_runtime(dispatch_policy="hedge", hedge_delay_ms=300, ranking_explore=False)
+    # A hedge delay well above a loaded machine's task-run start-up: with 300 ms the backup's
+    # own call could outlast the next delay and start the spare too.
+    rt = make_runtime(dispatch_policy="hedge", hedge_delay_ms=1500, ranking_explore=False)
     # A long record puts "sluggish" first; it answers in 10 s, so the hedge fires.
     add_agent("sluggish", "slow:delay=10", runs=60, successes=60, reputation=0.95)
     add_agent("backup", "fast:delay=0.05", runs=60, successes=50, failures=10, reputation=0.8)
