@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.change_log import record_job
+from agent_dispatch.db.job_backlog import BacklogQueries
 from agent_dispatch.db.models import Job, QueueRejection, new_id, on_queue
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec, ResultStrategy
@@ -52,7 +53,7 @@ def _first_line(exc: BaseException | None) -> str:
     return (text.splitlines() or ["unknown error"])[0][:200]
 
 
-class JobRepository:
+class JobRepository(BacklogQueries):
     def __init__(self, session: Session) -> None:
         self.session = session
 
@@ -127,6 +128,8 @@ class JobRepository:
                 refused.append((spec.queue_task_id, storable_text(problem)))
         return refused
 
+    # -- claims --------------------------------------------------------------------------------
+
     def _claim(
         self, where: Any, owner: str, seconds: int, now: dt.datetime, limit: int
     ) -> list[Lease]:
@@ -151,7 +154,10 @@ class JobRepository:
                 update(Job)
                 .where(Job.id == job_id)
                 .values(
-                    lease_token=lease.token, lease_owner=owner, lease_expires_at=lease.expires_at
+                    lease_token=lease.token,
+                    lease_owner=owner,
+                    lease_expires_at=lease.expires_at,
+                    unserved_version=None,  # judged again by whoever plans it
                 )
             )
             leases.append(lease)

@@ -21,7 +21,7 @@ from agent_dispatch.clients.queue import RejectedItem
 from agent_dispatch.flows.progress import Progress
 from agent_dispatch.flows.reports import param, publish_dispatch_jobs, run_name
 from agent_dispatch.flows.workflow import workflow_flow
-from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, dispatch_one
+from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, NotFinished, dispatch_one
 from agent_dispatch.services.drain import Drain, Listing
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.job_pool import JobPool
@@ -45,6 +45,8 @@ class DispatchSummary(BaseModel):
     jobs: list[JobLine] = Field(default_factory=list)
     stopped_reason: str | None = None
     passes: int = 0  # passes over the queue from its first page
+    # OPEN tasks left alone: no agent could serve them and the agents are unchanged since.
+    waiting: int = 0
     pages: int = 0  # queue pages read
 
     def count(self, outcome: str) -> int:
@@ -54,6 +56,7 @@ class DispatchSummary(BaseModel):
         outcomes = Counter(j.outcome for j in self.jobs)
         counts = ", ".join(f"{n} {o.lower()}" for o, n in sorted(outcomes.items()))
         line = f"{self.taken} taken, {self.rejected} rejected: {counts or 'nothing to do'}"
+        line += f"; {self.waiting} still unservable" if self.waiting else ""
         return line + (f"; stopped: {self.stopped_reason}" if self.stopped_reason else "")
 
 
@@ -72,6 +75,8 @@ async def take_from_queue(
 
     The queue is drained in passes from its first page (services/drain.py): its cursors may
     shift under our own takes, so the run ends only after a whole pass finds nothing new.
+    Each page is stored at once; tasks no agent can serve are judged there and left waiting
+    (a line each when judged now, a count when the agents are unchanged since they were).
     """
 
     async def reject(items: Iterable[RejectedItem]) -> None:
@@ -87,10 +92,21 @@ async def take_from_queue(
                 room = await pool.room(params.max_jobs)
                 if room == 0:
                     return
-                batch, backlog = backlog[:room], backlog[room:]
-                intake = await store_and_lease(tuple(batch), len(batch))
+                intake = await store_and_lease(tuple(backlog), room)
                 await reject(intake.refused)
+                summary.waiting += intake.waiting
+                pool.lines.extend(
+                    JobLine(
+                        queue_task_id=u.queue_task_id,
+                        job_id=u.job_id,
+                        outcome=NotFinished.UNSERVED,
+                        detail=u.reason,
+                    )
+                    for u in intake.unserved
+                )
                 pool.start(intake.claims)
+                pending = set(intake.pending)
+                backlog = [i for i in backlog if i.spec.queue_task_id in pending]
 
 
 def _max_jobs(parameters: Mapping[str, Any]) -> str:
