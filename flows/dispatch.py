@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
-from agent_dispatch.clients.queue import RejectedItem
+from agent_dispatch.clients.queue import MAX_PAGE_LIMIT, RejectedItem
 from agent_dispatch.flows.progress import Progress
 from agent_dispatch.flows.reports import param, publish_dispatch_jobs, run_name
 from agent_dispatch.flows.workflow import workflow_flow
@@ -88,6 +88,7 @@ async def take_from_queue(
         async for fresh in batches:
             await reject(i for i in fresh if isinstance(i, RejectedItem))
             backlog = [i for i in fresh if isinstance(i, Incoming)]
+            started = 0
             while backlog:
                 room = await pool.room(params.max_jobs)
                 if room == 0:
@@ -105,8 +106,11 @@ async def take_from_queue(
                     for u in intake.unserved
                 )
                 pool.start(intake.claims)
+                started += len(intake.claims)
                 pending = set(intake.pending)
                 backlog = [i for i in backlog if i.spec.queue_task_id in pending]
+            if not started:  # nothing to dispatch on this page: read the next in larger pages
+                drain.quiet()
 
 
 def _max_jobs(parameters: Mapping[str, Any]) -> str:
@@ -145,12 +149,14 @@ async def dispatch_flow(
     page_size = params.page_size or s.queue_page_size
 
     async def fetch(cursor: str | None) -> Listing[Listed]:
-        page = await fetch_open_page(cursor, page_size, drain.pages)
+        page = await fetch_open_page(cursor, drain.limit, drain.pages)
         if page.error is not None:
             raise QueueError(page.error)
         return Listing([*page.tasks, *page.rejected], page.next_cursor)
 
-    drain: Drain[Listed] = Drain(fetch, listed_key)
+    drain: Drain[Listed] = Drain(
+        fetch, listed_key, page_size=page_size, max_page_size=MAX_PAGE_LIMIT
+    )
     try:
         pool.start(await lease_rescued(await pool.room(params.max_jobs)))
         await take_from_queue(pool, params, drain, summary)
