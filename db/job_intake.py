@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
@@ -72,16 +72,19 @@ class JobIntake:
     session: Session
 
     def _insert(self, items: Sequence[Item]) -> None:
-        """One INSERT .. ON CONFLICT DO NOTHING for all items; a change-log row per new job."""
+        """INSERT .. ON CONFLICT DO NOTHING of all items as one executemany (SQLAlchemy sends
+        it as multi-row batches from one cached statement); a change-log row per new job."""
         dialect = self.session.get_bind().dialect.name
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        jobs = Job.__table__
+        assert isinstance(jobs, Table)
         stmt = (
-            insert(Job)
-            .values([_values(spec, at) for spec, at in items])
+            insert(jobs)
             .on_conflict_do_nothing(index_elements=["queue_task_id"])
-            .returning(Job.id, Job.queue_task_id)
+            .returning(jobs.c.id, jobs.c.queue_task_id)
         )
-        for job_id, queue_task_id in self.session.execute(stmt).tuples():
+        rows = [_values(spec, at) for spec, at in items]
+        for job_id, queue_task_id in self.session.execute(stmt, rows).tuples():
             record_job(self.session, job_id, queue_task_id, JobStatus.OPEN.value, {})
 
     def intake(self, spec: JobSpec, queue_created_at: dt.datetime | None = None) -> str:
