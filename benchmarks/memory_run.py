@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for n in sizes:
             print(f"agent-dispatch run over {n:,} jobs ...", flush=True)
             rows.append(one_run(args.admin_url, api_url, Path(tmp), n, args.agents_per_job))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
     print("\n" + table(rows))
     return rows
 

@@ -4,8 +4,9 @@
 
 Each size gets a fresh PostgreSQL database, a loopback queue holding N tasks in category
 'legal' and three fast agents serving only 'general'. Two `dispatch` flow runs go over the
-same backlog: the first judges every task; the second finds the agents unchanged. Each run
-is timed in a child process of its own (a fresh interpreter and Prefect client).
+same backlog: the first judges every task; the second finds the agents unchanged. Each size
+is measured in a child process of its own (a fresh interpreter), against one Prefect server
+started once for all of them.
 `--before-src DIR` also measures another checkout (e.g. main before this change) side by side
 in the same run, its code imported from DIR. After each run the benchmark checks that every
 task is still OPEN on the queue and that every job records why it waits.
@@ -20,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +30,8 @@ from typing import Any
 import psycopg
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
+
+from benchmarks.memory_run import prefect_server
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOKEN = "bench-token"
@@ -104,7 +108,14 @@ def measure(database_url: str, size: int, runs: int, page_size: int | None) -> d
     }
 
 
-def child(admin: str, size: int, runs: int, page_size: int | None, src: str | None) -> Any:
+def child(
+    admin: str,
+    prefect: dict[str, str],
+    size: int,
+    runs: int,
+    page_size: int | None,
+    src: str | None,
+) -> Any:
     """Measure in a fresh interpreter; with `src`, the package is imported from that tree."""
     name = f"ad_backlog_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -117,7 +128,7 @@ def child(admin: str, size: int, runs: int, page_size: int | None, src: str | No
             "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
             f"print(json.dumps(mod.measure(*json.loads({args!r}))))\n"
         )
-        env = dict(os.environ)
+        env = {**os.environ, **prefect}
         if src is not None:  # ahead of the editable install's finder
             code = f"import sys; sys.path.insert(0, {src!r})\n" + code
             env["PYTHONPATH"] = src
@@ -163,15 +174,17 @@ def main(argv: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     before = [int(s) for s in args.before_sizes.split(",")] if args.before_sizes else sizes
     rows = []
-    for size in sizes:
-        runs: list[tuple[str, str | None]] = [("after", None)]
-        if args.before_src and size in before:
-            runs.insert(0, ("before", str(Path(args.before_src).resolve())))
-        for label, src in runs:
-            print(f"{label}: {size:,} unserved tasks ...", flush=True)
-            result = child(args.admin_url, size, 2, args.page_size, src)
-            check(result)
-            rows.append((label, result))
+    with tempfile.TemporaryDirectory() as tmp, prefect_server(Path(tmp)) as api_url:
+        for size in sizes:
+            runs: list[tuple[str, str | None]] = [("after", None)]
+            if args.before_src and size in before:
+                runs.insert(0, ("before", str(Path(args.before_src).resolve())))
+            for label, src in runs:
+                prefect = {"PREFECT_API_URL": api_url, "PREFECT_HOME": tmp}
+                result = child(args.admin_url, prefect, size, 2, args.page_size, src)
+                check(result)
+                rows.append((label, result))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
     print("\n" + table(rows))
     return rows
 
