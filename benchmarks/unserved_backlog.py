@@ -31,8 +31,6 @@ import psycopg
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from benchmarks.memory_run import prefect_server
-
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOKEN = "bench-token"
 AGENTS = ("general-a", "general-b", "general-c")
@@ -173,6 +171,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     args = p.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     before = [int(s) for s in args.before_sizes.split(",")] if args.before_sizes else sizes
+    # Imported here, not at the top: a --before-src child loads this file under another tree.
+    from benchmarks.memory_run import prefect_server
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp, prefect_server(Path(tmp)) as api_url:
         for size in sizes:
