@@ -14,6 +14,11 @@ def print_summary(summary: DispatchSummary) -> None:
         outcomes[line.outcome] = outcomes.get(line.outcome, 0) + 1
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(outcomes.items())) or "nothing to do"
     print(f"dispatch run: {summary.taken} taken, {summary.rejected} rejected — {counts}")
+    if summary.waiting:
+        print(
+            f"  {summary.waiting} OPEN task(s) left waiting: no agent could serve them and the"
+            " agents are unchanged since (`jobs list` shows why)"
+        )
     for line in summary.jobs:
         if line.winner:
             what = f"won by {line.winner} in {line.winner_latency_ms:.0f} ms"

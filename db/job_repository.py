@@ -1,18 +1,19 @@
-"""Jobs: idempotent intake, leased claims, and status moves checked by the state machine."""
+"""Jobs: leased claims and status moves checked by the state machine (intake: job_intake.py,
+the waiting backlog: job_backlog.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.change_log import record_job
-from agent_dispatch.db.models import Job, QueueRejection, new_id, on_queue
+from agent_dispatch.db.job_backlog import BacklogQueries
+from agent_dispatch.db.job_intake import JobIntake
+from agent_dispatch.db.models import Job, QueueRejection, on_queue
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec, ResultStrategy
 from agent_dispatch.domain.statuses import (
@@ -21,7 +22,7 @@ from agent_dispatch.domain.statuses import (
     JobStatus,
     check_job_move,
 )
-from agent_dispatch.domain.storable import spec_problem, storable_text, text_problem
+from agent_dispatch.domain.storable import storable_text, text_problem
 
 
 def spec_of(job: Job) -> JobSpec:
@@ -43,89 +44,11 @@ def spec_of(job: Job) -> JobSpec:
     )
 
 
-# Raised while binding a value (before the server sees it): serialising JSON, encoding text.
-_BIND_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
-
-
-def _first_line(exc: BaseException | None) -> str:
-    text = str(exc) if exc is not None else ""
-    return (text.splitlines() or ["unknown error"])[0][:200]
-
-
-class JobRepository:
+class JobRepository(JobIntake, BacklogQueries):
     def __init__(self, session: Session) -> None:
         self.session = session
 
     # -- intake and claims -------------------------------------------------------------------
-
-    def intake(self, spec: JobSpec, queue_created_at: dt.datetime | None = None) -> str:
-        """Store a queue task as an OPEN job once; a second delivery returns the same job id."""
-        values: dict[str, Any] = {
-            "id": new_id(),
-            "queue_task_id": spec.queue_task_id,
-            "title": spec.title,
-            "description": spec.description,
-            "category": spec.category,
-            "tags": list(spec.tags),
-            "skill_level": spec.skill_level,
-            "payload": spec.payload,
-            "max_agents": spec.max_agents,
-            "timeout_ms": spec.timeout_ms,
-            "expires_at": spec.expires_at,
-            "workflow": spec.workflow,
-            "result_strategy": spec.result_strategy.as_dict() if spec.result_strategy else None,
-            "status": JobStatus.OPEN.value,
-            "attempts": 0,
-            "queue_status": JobStatus.OPEN.value,
-            "queue_created_at": queue_created_at,
-        }
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        stmt = (
-            insert(Job)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["queue_task_id"])
-            .returning(Job.id)
-        )
-        inserted = self.session.scalars(stmt).one_or_none()  # None: delivered before
-        if inserted is not None:
-            record_job(self.session, inserted, spec.queue_task_id, JobStatus.OPEN.value, {})
-            return inserted
-        job_id = self.session.scalars(
-            select(Job.id).where(Job.queue_task_id == spec.queue_task_id)
-        ).one()
-        return job_id
-
-    def intake_each(
-        self, items: Iterable[tuple[JobSpec, dt.datetime | None]]
-    ) -> list[tuple[str, str]]:
-        """Intake every item in a savepoint of its own; returns (queue task id, reason) of
-        each item refused, so one the database cannot hold never sinks its neighbours.
-
-        Errors that say the database itself is in trouble (connection lost, server shutting
-        down) are not about one item: they propagate, so an outage never turns into tasks
-        reported FAILED.
-        """
-        refused = []
-        for spec, created_at in items:
-            problem = spec_problem(spec)
-            if problem is None:
-                try:
-                    with self.session.begin_nested():
-                        self.intake(spec, created_at)
-                except (DataError, IntegrityError) as exc:
-                    problem = f"the database refused it: {_first_line(exc.orig)}"
-                except DBAPIError:
-                    raise
-                except StatementError as exc:
-                    if not isinstance(exc.orig, _BIND_ERRORS):
-                        raise
-                    problem = f"cannot be stored: {_first_line(exc.orig)}"
-                except _BIND_ERRORS as exc:
-                    problem = f"cannot be stored: {_first_line(exc)}"
-            if problem is not None:
-                refused.append((spec.queue_task_id, storable_text(problem)))
-        return refused
 
     def _claim(
         self, where: Any, owner: str, seconds: int, now: dt.datetime, limit: int
@@ -151,7 +74,10 @@ class JobRepository:
                 update(Job)
                 .where(Job.id == job_id)
                 .values(
-                    lease_token=lease.token, lease_owner=owner, lease_expires_at=lease.expires_at
+                    lease_token=lease.token,
+                    lease_owner=owner,
+                    lease_expires_at=lease.expires_at,
+                    unserved_version=None,  # judged again by whoever plans it
                 )
             )
             leases.append(lease)

@@ -142,10 +142,24 @@ class Job(Base):
     )
     step_id: Mapped[str | None] = mapped_column(String(40))
     step_try: Mapped[int | None] = mapped_column(Integer)
+    # The agent pool version at which intake found that no agent could ever serve this job
+    # (capacity and circuits aside); while it is current, intake leaves the job waiting.
+    unserved_version: Mapped[int | None] = mapped_column(BigInteger)
 
     distributions: Mapped[list[JobDistributionRecord]] = relationship(
         back_populates="job", order_by="JobDistributionRecord.attempt"
     )
+
+
+class AgentPool(Base):
+    """One row: bumped by triggers on `agents` when a column an unservable verdict reads
+    changes (migration 0009): who exists, active, protocol, healthy, categories, tags, skill."""
+
+    __tablename__ = "agent_pool"
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 def on_queue() -> Any:

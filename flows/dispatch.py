@@ -7,18 +7,19 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Failed
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.clients.errors import QueueError
-from agent_dispatch.clients.queue import RejectedItem
+from agent_dispatch.clients.queue import MAX_PAGE_LIMIT, RejectedItem
 from agent_dispatch.flows.progress import Progress
 from agent_dispatch.flows.reports import (
     database_line,
@@ -28,7 +29,7 @@ from agent_dispatch.flows.reports import (
     run_name,
 )
 from agent_dispatch.flows.workflow import workflow_flow
-from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, dispatch_one
+from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, NotFinished, dispatch_one
 from agent_dispatch.services.drain import Drain, Listing
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.job_pool import JobPool
@@ -52,6 +53,8 @@ class DispatchSummary(BaseModel):
     jobs: list[JobLine] = Field(default_factory=list)
     stopped_reason: str | None = None
     passes: int = 0  # passes over the queue from its first page
+    # OPEN tasks left alone: no agent could serve them and the agents are unchanged since.
+    waiting: int = 0
     pages: int = 0  # queue pages read
 
     def count(self, outcome: str) -> int:
@@ -61,6 +64,7 @@ class DispatchSummary(BaseModel):
         outcomes = Counter(j.outcome for j in self.jobs)
         counts = ", ".join(f"{n} {o.lower()}" for o, n in sorted(outcomes.items()))
         line = f"{self.taken} taken, {self.rejected} rejected: {counts or 'nothing to do'}"
+        line += f"; {self.waiting} still unservable" if self.waiting else ""
         return line + (f"; stopped: {self.stopped_reason}" if self.stopped_reason else "")
 
 
@@ -79,6 +83,8 @@ async def take_from_queue(
 
     The queue is drained in passes from its first page (services/drain.py): its cursors may
     shift under our own takes, so the run ends only after a whole pass finds nothing new.
+    Each page is stored at once; tasks no agent can serve are judged there and left waiting
+    (a line each when judged now, a count when the agents are unchanged since they were).
     """
 
     async def reject(items: Iterable[RejectedItem]) -> None:
@@ -90,14 +96,32 @@ async def take_from_queue(
         async for fresh in batches:
             await reject(i for i in fresh if isinstance(i, RejectedItem))
             backlog = [i for i in fresh if isinstance(i, Incoming)]
+            started = 0
             while backlog:
                 room = await pool.room(params.max_jobs)
                 if room == 0:
                     return
-                batch, backlog = backlog[:room], backlog[room:]
-                intake = await store_and_lease(tuple(batch), len(batch))
+                # quote(): Prefect would walk (and rebuild) every item of a large page looking
+                # for upstream futures; a page of 500 costs ~100 ms per task run that way.
+                page = cast(tuple[Incoming, ...], quote(tuple(backlog)))
+                intake = await store_and_lease(page, room)
                 await reject(intake.refused)
+                summary.waiting += intake.waiting
+                pool.lines.extend(
+                    JobLine(
+                        queue_task_id=u.queue_task_id,
+                        job_id=u.job_id,
+                        outcome=NotFinished.UNSERVED,
+                        detail=u.reason,
+                    )
+                    for u in intake.unserved
+                )
                 pool.start(intake.claims)
+                started += len(intake.claims)
+                pending = set(intake.pending)
+                backlog = [i for i in backlog if i.spec.queue_task_id in pending]
+            if not started:  # nothing to dispatch on this page: read the next in larger pages
+                drain.quiet()
 
 
 def _max_jobs(parameters: Mapping[str, Any]) -> str:
@@ -139,12 +163,14 @@ async def dispatch_flow(
     page_size = params.page_size or s.queue_page_size
 
     async def fetch(cursor: str | None) -> Listing[Listed]:
-        page = await fetch_open_page(cursor, page_size, drain.pages)
+        page = await fetch_open_page(cursor, drain.limit, drain.pages)
         if page.error is not None:
             raise QueueError(page.error)
         return Listing([*page.tasks, *page.rejected], page.next_cursor)
 
-    drain: Drain[Listed] = Drain(fetch, listed_key)
+    drain: Drain[Listed] = Drain(
+        fetch, listed_key, page_size=page_size, max_page_size=MAX_PAGE_LIMIT
+    )
     try:
         pool.start(await lease_rescued(await pool.room(params.max_jobs)))
         await take_from_queue(pool, params, drain, summary)

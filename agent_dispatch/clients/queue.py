@@ -34,6 +34,9 @@ _RETRYABLE_STATUSES: Final = frozenset({429, 503})
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+MAX_PAGE_LIMIT = 500  # the contract's largest page (GET /tasks?limit=)
+
+
 class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
@@ -119,8 +122,8 @@ class RemoteQueueClient(AsyncClosing):
         self, status: JobStatus | str = JobStatus.OPEN, limit: int = 50, cursor: str | None = None
     ) -> TaskPage:
         """One page of tasks; each item is validated on its own, bad ones are `rejected`."""
-        if not 1 <= limit <= 500:
-            raise ValueError("limit must be within 1..500")
+        if not 1 <= limit <= MAX_PAGE_LIMIT:
+            raise ValueError(f"limit must be within 1..{MAX_PAGE_LIMIT}")
         params = {"status": str(status), "limit": str(limit)}
         if cursor is not None:
             params["cursor"] = cursor

@@ -11,6 +11,12 @@ finds no agent for it, or loses it to another consumer) and the drain never offe
 so unservable tasks are not re-planned in a loop and rejected items without an id (keyed by
 a hash of their raw text) cannot cause endless passes. Ending needs no timer: every pass but
 the last yields at least one item that was never yielded before.
+
+Page size adapts: a page that gives the consumer nothing to do (every item yielded before,
+or the consumer calls `quiet()`: e.g. a backlog no agent can serve) doubles the next page's
+`limit`, up to `max_page_size`; a page with work brings it back to `page_size`. A waiting
+backlog then costs a few large pages per pass instead of many small ones, while pages with
+work stay small.
 """
 
 from __future__ import annotations
@@ -37,8 +43,9 @@ FetchPage = Callable[[str | None], Awaitable[Listing[T]]]
 class Drain(Generic[T]):
     """Passes over a paged queue; `batches()` yields the items of each page not yet yielded.
 
-    `fetch(cursor)` reads one page (None: the first). `max_passes` is a last-resort bound for
-    a queue that keeps producing new items faster than they are taken (None: no bound).
+    `fetch(cursor)` reads one page (None: the first) of `limit` items. `max_passes` is a
+    last-resort bound for a queue that keeps producing new items faster than they are taken
+    (None: no bound).
     """
 
     def __init__(
@@ -47,13 +54,26 @@ class Drain(Generic[T]):
         key: Callable[[T], Hashable],
         *,
         max_passes: int | None = None,
+        page_size: int = 50,
+        max_page_size: int | None = None,
     ) -> None:
         self._fetch = fetch
         self._key = key
         self._max_passes = max_passes
         self._yielded: set[Hashable] = set()
+        self._page_size = page_size
+        self._max_page_size = max(max_page_size or page_size, page_size)
+        self._quiet = False
+        self.limit = page_size  # how many items the next fetch asks for
         self.passes = 0  # passes started
         self.pages = 0  # pages read
+
+    def quiet(self) -> None:
+        """The batch just yielded gave the consumer nothing to do: the next page may be larger."""
+        self._quiet = True
+
+    def _resize(self, quiet: bool) -> None:
+        self.limit = min(self.limit * 2, self._max_page_size) if quiet else self._page_size
 
     @property
     def judged(self) -> int:
@@ -92,7 +112,9 @@ class Drain(Generic[T]):
                     self._yielded.add(key)
                     fresh.append(item)
             if fresh:
+                self._quiet = False
                 yield fresh
+            self._resize(quiet=not fresh or self._quiet)
             cursor = page.next_cursor
             # A cursor seen before in this pass would loop forever: end the pass instead.
             if not cursor or cursor in seen_cursors:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Sequence
 
 from agent_dispatch.clients.queue import RejectedItem
 from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.domain.backlog import unservable
 from agent_dispatch.domain.lease import Lease
+from agent_dispatch.domain.lifecycle import precheck
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.queue_io import Incoming
+from agent_dispatch.settings import Settings
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,28 +39,75 @@ def _claims(uow: UnitOfWork, leases: Sequence[Lease]) -> list[Claim]:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Unserved:
+    """A job intake found no agent could ever serve as the agents are (recorded with why)."""
+
+    queue_task_id: str
+    job_id: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Intake:
     claims: list[Claim]
     refused: tuple[RejectedItem, ...]  # items the database would not hold: reject them
+    unserved: tuple[Unserved, ...] = ()  # judged now: no agent can serve them, left waiting
+    waiting: int = 0  # judged before with the agents unchanged: left alone, not even read
+    pending: tuple[str, ...] = ()  # beyond `limit`: offer these again when there is room
+
+
+def _judge(uow: UnitOfWork, s: Settings, qids: Sequence[str], now: dt.datetime) -> list[Unserved]:
+    """Which of these OPEN, unleased jobs no agent could serve (domain/backlog.py)."""
+    jobs = uow.jobs.open_jobs(qids, now) if qids else {}
+    specs = {qid: spec_of(job) for qid, job in jobs.items()}
+    # Expired or spent jobs must be planned: planning ends them.
+    judged = [
+        (qid, spec)
+        for qid, spec in specs.items()
+        if precheck(spec, JobStatus.OPEN, jobs[qid].attempts, s.job_max_attempts, now) is None
+    ]
+    if not judged:
+        return []
+    reasons = unservable(judged, uow.agents.profiles(now))
+    return [Unserved(qid, jobs[qid].id, why) for qid, why in reasons.items()]
 
 
 async def store_and_lease(deps: Deps, incoming: Sequence[Incoming], limit: int) -> Intake:
     """Store each queue task once (idempotent) and lease up to `limit` OPEN ones nobody else
-    holds. An item the database refuses is returned in `refused`; its neighbours go on."""
+    holds. An item the database refuses is returned in `refused`; its neighbours go on.
+
+    A job no agent could serve (capacity and circuits aside) is not leased: its reason and the
+    agent pool's version are recorded in one batched write, and while that version holds, the
+    next runs recognise it in the one query that finds the page's stored tasks and leave it
+    alone: no lease, no plan, no write, no task run (a new or changed agent moves the version).
+    """
     s = deps.settings
 
     def work(uow: UnitOfWork) -> Intake:
-        refused = uow.jobs.intake_each((i.spec, i.created_at) for i in incoming)
+        now = utcnow()
+        version = uow.jobs.pool_version()  # before any agent is read (see pool_version)
+        ids = list(dict.fromkeys(i.spec.queue_task_id for i in incoming))
+        known = uow.jobs.stored(ids, version, now, s.job_max_attempts)
+        refused = uow.jobs.intake_each(
+            (i.spec, i.created_at) for i in incoming if i.spec.queue_task_id not in known
+        )
         out = {task_id for task_id, _ in refused}
         rejected = tuple(RejectedItem(task_id, reason) for task_id, reason in refused)
-        # Offer every listed task and cap the claim instead: the first N may be held by others.
-        ids = [i.spec.queue_task_id for i in incoming if i.spec.queue_task_id not in out]
-        if not ids or limit <= 0:
-            return Intake([], rejected)
-        leases = uow.jobs.claim_open(
-            ids, deps.worker_name, s.job_lease_seconds, utcnow(), limit=limit
-        )
-        return Intake(_claims(uow, leases), rejected)
+        waiting = sum(1 for qid in ids if known.get(qid))
+        fresh = [qid for qid in ids if qid not in out and not known.get(qid)]
+        unserved = _judge(uow, s, fresh, now)
+        uow.jobs.note_unserved({u.queue_task_id: u.reason for u in unserved}, version, now)
+        left = {u.queue_task_id for u in unserved}
+        # Offer every other task and cap the claim instead: the first N may be held by others.
+        offer = [qid for qid in fresh if qid not in left]
+        if not offer or limit <= 0:
+            return Intake([], rejected, tuple(unserved), waiting, tuple(offer))
+        leases = uow.jobs.claim_open(offer, deps.worker_name, s.job_lease_seconds, now, limit=limit)
+        claims = _claims(uow, leases)
+        # Fewer leases than allowed: every claimable one was claimed, nothing is pending.
+        got = {c.spec.queue_task_id for c in claims}
+        pending = tuple(q for q in offer if q not in got) if len(leases) >= limit else ()
+        return Intake(claims, rejected, tuple(unserved), waiting, pending)
 
     return await in_transaction(deps, work)
 

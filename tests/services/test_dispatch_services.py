@@ -64,13 +64,14 @@ async def test_first_good_answer_wins_and_the_queue_and_stats_are_told(
     assert events.statuses("agent", "broken") == ["ASSIGNED", "WORKING", "FAILED"]
 
 
-async def test_a_job_no_agent_serves_is_released_with_the_reason_and_stays_open(
+async def test_a_job_no_agent_serves_is_left_waiting_with_the_reason_and_stays_open(
     deps: TestDeps, queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
     add_agent("coder", categories=("code",))
     task = queue.add_task(title="Translate", category="legal")
 
-    assert await _dispatch(deps) == [(task["id"], NotFinished.UNSERVED, None)]
+    # Judged at intake (services/intake.py): never leased, planned or taken.
+    assert await _dispatch(deps) == []
 
     job = _job(deps, task["id"])
     assert job.status == "OPEN" and job.lease_token is None

@@ -131,3 +131,55 @@ async def test_max_passes_bounds_a_queue_that_never_runs_dry() -> None:
 
     assert seen == [0, 1, 2, 3, 4]
     assert drain.passes == 5
+
+
+class SizedQueue(OffsetQueue):
+    """Pages as large as the drain asks for (its `limit`), each request's size recorded."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(ids, page_size=0)
+        self.drain: Drain[str] | None = None
+        self.sizes: list[int] = []
+
+    async def fetch(self, cursor: str | None) -> Listing[str]:
+        assert self.drain is not None
+        self.page_size = self.drain.limit
+        self.sizes.append(self.page_size)
+        return await super().fetch(cursor)
+
+
+async def test_pages_that_bring_nothing_to_do_grow_and_a_page_with_work_shrinks_them() -> None:
+    queue = SizedQueue(ids(200))
+    drain = Drain(queue.fetch, key=lambda i: i, page_size=10, max_page_size=40)
+    queue.drain = drain
+    taken: list[str] = []
+
+    async for batch in drain.batches():
+        # The first 150 are a backlog no agent serves: nothing to do, the drain is told so.
+        work = [t for t in batch if int(t[1:]) >= 150]
+        if not work:
+            drain.quiet()
+        for t in work:
+            queue.take(t)
+            taken.append(t)
+
+    assert sorted(taken) == ids(200)[150:]
+    # Pass 1: 10, 20, 40, 40, 40 hold the 150 waiting (no work), so the page with work is
+    # asked for at 40 too; after it, pages are back to 10.
+    assert queue.sizes[:7] == [10, 20, 40, 40, 40, 40, 10]
+    # Each pass starts small; the confirming pass (nothing new) reads the 150 in 5 pages.
+    assert queue.sizes[-5:] == [10, 20, 40, 40, 40]
+    assert drain.passes == 3 and drain.pages == len(queue.sizes) == 17
+    assert drain.judged == 200
+
+
+async def test_without_quiet_pages_keep_their_size_while_each_brings_something_new() -> None:
+    queue = SizedQueue(ids(30))
+    drain = Drain(queue.fetch, key=lambda i: i, page_size=10, max_page_size=40)
+    queue.drain = drain
+
+    seen = [t async for t in drain.items()]
+
+    assert seen == ids(30)
+    # The confirming pass: its first page brings nothing new, so the next one is larger.
+    assert queue.sizes == [10, 10, 10, 10, 20]

@@ -1,0 +1,35 @@
+"""Smoke runs of the backlog and memory benchmarks at tiny sizes: correctness only, no timing."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.postgres import DatabaseFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def test_unserved_backlog_benchmark_leaves_every_task_waiting_with_its_reason(
+    pg_factory: DatabaseFactory,
+) -> None:
+    from benchmarks.unserved_backlog import main as bench
+
+    rows = bench(["--sizes", "15", "--admin-url", pg_factory.admin])
+
+    # The benchmark's own check raised if any task was taken, lost or left without a reason.
+    ((label, result),) = rows
+    assert label == "after"
+    assert result["jobs"] == result["explained"] == result["queue_open"] == 15
+    assert len(result["seconds"]) == 2
+
+
+def test_memory_benchmark_completes_every_job_and_reads_each_runs_peak(
+    pg_factory: DatabaseFactory,
+) -> None:
+    from benchmarks.memory_run import main as bench
+
+    rows = bench(["--jobs", "3,6", "--admin-url", pg_factory.admin])
+
+    # Each run had to complete all of its jobs (the benchmark raises otherwise).
+    assert [r["jobs"] for r in rows] == [3, 6]
+    assert all(50 < r["peak_rss_mb"] < 4096 for r in rows)  # a whole interpreter, in MB
