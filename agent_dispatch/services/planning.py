@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from collections.abc import Mapping
 
 from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.lifecycle import PlanKind, precheck
-from agent_dispatch.domain.matching import Decision
+from agent_dispatch.domain.matching import Decision, Exclusion, MatchResult, match
+from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.dispatch_rules import rank_for_job, rules_for
 from agent_dispatch.services.intake import Claim
 
+# Fleets this small are explained agent by agent when nobody can take a job.
+NAME_ALL_UP_TO = 20
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Plan:
     kind: PlanKind
+    # Bounded: the chosen agents, the next few and a few excluded (MatchResult.bounded).
     decisions: tuple[Decision, ...] = ()
     summary: str = ""
     busy: int = 0  # fitting agents that are full now: worth waiting for
+    exclusions: Mapping[str, int] = dataclasses.field(default_factory=dict)  # agents per rule
 
 
 async def plan_job(deps: Deps, claim: Claim) -> Plan:
@@ -35,14 +43,35 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
         if ending is not None:
             return Plan(ending[0], summary=ending[1])
         rules = rules_for(s, spec)
-        profiles = uow.agents.profiles(now)
-        result = rank_for_job(uow, s, spec, job.id, profiles, rules.limit, now)
-        summary = result.summary + (f" ({rules.label()})" if result.chosen else "")
+        # Only agents the record-based rules admit leave the database (indexed prefilter);
+        # the domain's rules judge each of them again, capacity included.
+        candidates = uow.agents.candidates(spec, now)
+        result = rank_for_job(uow, s, spec, job.id, candidates, rules.limit, now)
+        if result.chosen:
+            summary = f"{result.summary} ({rules.label()})"
+            kind = PlanKind.DISPATCH
+        else:
+            result = dataclasses.replace(unserved(uow, spec, now), busy=result.busy)
+            summary, kind = result.summary, PlanKind.UNSERVED
         uow.jobs.note_plan(claim.lease, summary, now)
-        kind = PlanKind.DISPATCH if result.chosen else PlanKind.UNSERVED
-        return Plan(kind, result.decisions, summary, result.busy)
+        return Plan(kind, result.bounded(), summary, result.busy, result.excluded)
 
     return await in_transaction(deps, work)
+
+
+def unserved(uow: UnitOfWork, spec: JobSpec, now: dt.datetime) -> MatchResult:
+    """Why nobody can take the job, by rule: the agents listing its category are judged one by
+    one (indexed, so bounded by the category's size); every other agent counts under the
+    category rule, whatever else it breaks."""
+    pool, outside = uow.agents.serving(spec.category, now)
+    if len(pool) + outside <= NAME_ALL_UP_TO:  # a small fleet: name every agent and its reason
+        pool, outside = uow.agents.profiles(now), 0
+    judged = match(spec, pool, 1)  # nothing fits (or it just freed up: the next plan sees it)
+    counts = dict(judged.excluded)
+    if outside:
+        counts[Exclusion.CATEGORY.value] = counts.get(Exclusion.CATEGORY.value, 0) + outside
+    excluded = tuple(d for d in judged.decisions if not d.eligible)
+    return MatchResult((), excluded, judged.busy, counts)
 
 
 async def release_job(deps: Deps, claim: Claim, reason: str) -> None:

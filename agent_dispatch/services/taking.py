@@ -43,7 +43,9 @@ async def take_job(
     qid = claim.spec.queue_task_id
     dist = await in_transaction(
         deps,
-        lambda uow: uow.distributions.create(claim.lease, plan.decisions, utcnow(), flow_run_id),
+        lambda uow: uow.distributions.create(
+            claim.lease, plan.decisions, utcnow(), flow_run_id, plan.exclusions
+        ),
     )
     for a in dist.assignments:
         deps.events.agent_changed(
