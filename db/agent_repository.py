@@ -16,10 +16,11 @@ from agent_dispatch.db.matching_filter import (
     profile_from_row,
     serves,
 )
-from agent_dispatch.db.models import Agent, AgentCategoryStats
+from agent_dispatch.db.models import Agent, AgentCategoryStats, JobDistributionAgent
 from agent_dispatch.domain.breaker import Circuit
 from agent_dispatch.domain.model import AgentProfile, AgentStats, JobSpec
 from agent_dispatch.domain.posterior import Evidence
+from agent_dispatch.domain.statuses import AGENT_OPEN
 
 
 class DuplicateAgent(ValueError):
@@ -107,6 +108,16 @@ class AgentRepository:
         if agent_ids is not None:
             stmt = stmt.where(Agent.id.in_(builtins.list(agent_ids)))
         return dict(self.session.execute(stmt).tuples().all())
+
+    def recount_in_flight(self) -> dict[str, int]:
+        """Open calls per agent counted from the rows: what the kept counter must equal (tests)
+        and what planning paid per plan before it was kept (benchmarks.matching_scale)."""
+        stmt = (
+            select(JobDistributionAgent.agent_id, func.count())
+            .where(JobDistributionAgent.status.in_(AGENT_OPEN))
+            .group_by(JobDistributionAgent.agent_id)
+        )
+        return {aid: n for aid, n in self.session.execute(stmt).tuples() if aid is not None}
 
     def profiles(self, now: dt.datetime) -> builtins.list[AgentProfile]:
         """Every agent (operators' views, the explanation of a job nobody serves)."""
