@@ -6,11 +6,12 @@ import dataclasses
 import datetime as dt
 from collections.abc import Mapping
 
+from agent_dispatch.db.agent_repository import profile_of
 from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.lifecycle import PlanKind, precheck
-from agent_dispatch.domain.matching import Decision, Exclusion, MatchResult, match
+from agent_dispatch.domain.matching import Decision, Exclusion, MatchResult, exclusion, match
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.deps import Deps, in_transaction
@@ -72,6 +73,51 @@ def unserved(uow: UnitOfWork, spec: JobSpec, now: dt.datetime) -> MatchResult:
         counts[Exclusion.CATEGORY.value] = counts.get(Exclusion.CATEGORY.value, 0) + outside
     excluded = tuple(d for d in judged.decisions if not d.eligible)
     return MatchResult((), excluded, judged.busy, counts)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WhyNot:
+    """One named agent judged against a job now by the domain's rules (`jobs show --why-not`),
+    with what the job's latest attempt kept about it, if anything."""
+
+    agent: str
+    eligible: bool
+    rule: str | None  # an Exclusion's value when excluded
+    reason: str
+    attempt: int | None = None
+    kept: Mapping[str, object] | None = None  # the agent's stored decision in that attempt
+
+    def lines(self) -> list[str]:
+        now = f"excluded now by rule {self.rule!r}: {self.reason}" if self.rule else "eligible now"
+        out = [f"why not {self.agent}: {now}"]
+        if self.attempt is None:
+            out.append("  no attempt yet")
+        elif self.kept is None:
+            out.append(f"  attempt {self.attempt}: neither chosen nor among the next few it kept")
+        else:
+            out.append(f"  attempt {self.attempt}: {self.kept['reason']}")
+        return out
+
+
+def why_not(uow: UnitOfWork, job_ref: str, agent_ref: str, now: dt.datetime) -> WhyNot | None:
+    """None when there is no such job or agent (by id, prefix or queue task; by name or id)."""
+    job = uow.jobs.find(job_ref)
+    agent = uow.agents.get_by_name(agent_ref) or uow.agents.get(agent_ref)
+    if job is None or agent is None:
+        return None
+    found = exclusion(spec_of(job), profile_of(agent, now))
+    latest = job.distributions[-1] if job.distributions else None
+    kept = (
+        next((d for d in latest.decisions if d["agent_id"] == agent.id), None) if latest else None
+    )
+    return WhyNot(
+        agent.name,
+        found is None,
+        found[0].value if found else None,
+        found[1] if found else "eligible now",
+        latest.attempt if latest else None,
+        kept,
+    )
 
 
 async def release_job(deps: Deps, claim: Claim, reason: str) -> None:

@@ -67,7 +67,7 @@ def jobs(rng: random.Random, n: int) -> list[JobSpec]:
         JobSpec(
             queue_task_id=f"q-{i}",
             title="t",
-            category=rng.choice(CATEGORIES + ["nobody-serves-this"]),
+            category=rng.choice([*CATEGORIES, "nobody-serves-this"]),
             tags=tuple(rng.sample(TAGS, rng.choice([0, 0, 1, 1, 2, 3]))),
             skill_level=rng.randint(1, 5),
         )
