@@ -159,7 +159,7 @@ def cmd_why_not(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    if args.why_not is not None:
+    if getattr(args, "why_not", None) is not None:  # callers may build args by hand
         return cmd_why_not(args)
     with runtime().uow() as uow:
         job = uow.jobs.find(args.id)
