@@ -207,13 +207,15 @@ def match_learned(
         failure_cost_ms=failure_cost_ms,
         now=now_s,
         half_life_s=half_life_s,
+        intervals_for=limit + NEXT_FEW,  # what MatchResult.bounded keeps and jobs show prints
     )
     ranked: list[Decision] = []
     for p in picks:
         agent, picked = by_id[p.key], p.rank <= limit
+        shown = p.rank <= limit + NEXT_FEW
         why = (
             f"rank {p.rank}: ~{p.expected_ms / 1000:.2f} s to a good answer, success "
-            f"{p.mean:.2f} [{p.low:.2f}-{p.high:.2f}]"
+            f"{p.mean:.2f}" + (f" [{p.low:.2f}-{p.high:.2f}]" if shown else "")
         )
         why += " (exploration)" if p.exploration else ""
         why += "" if picked else f" (only top {limit} taken)"
@@ -226,8 +228,8 @@ def match_learned(
                 why,
                 round(p.mean, 4),
                 p.rank,
-                round(p.low, 4),
-                round(p.high, 4),
+                round(p.low, 4) if shown else None,
+                round(p.high, 4) if shown else None,
                 round(p.expected_ms, 1),
                 p.exploration,
             )
