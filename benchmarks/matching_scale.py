@@ -43,6 +43,7 @@ from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.model import AgentProfile, JobSpec
+from agent_dispatch.domain.posterior import Evidence
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.dispatching import PlainSteps, dispatch_one
 from agent_dispatch.services.intake import Claim, store_and_lease
@@ -169,10 +170,14 @@ def lease(rt: Runtime, specs: list[JobSpec]) -> list[Claim]:
     return [Claim(le, le.job_id, spec_of[le.job_id], JobStatus.OPEN) for le in leases]
 
 
-def old_candidates(self: AgentRepository, job: JobSpec, now: dt.datetime) -> list[AgentProfile]:
-    """main's loading before 0008: every agent, in-flight calls recounted per plan."""
+def old_pool(
+    self: AgentRepository, job: JobSpec, now: dt.datetime
+) -> tuple[list[AgentProfile], dict[str, Evidence]]:
+    """main's loading before 0008: every agent, in-flight calls recounted per plan, and the
+    evidence of all of them."""
     counts = self.recount_in_flight()
-    return [dataclasses.replace(p, in_flight=counts.get(p.id, 0)) for p in self.profiles(now)]
+    everyone = [dataclasses.replace(p, in_flight=counts.get(p.id, 0)) for p in self.profiles(now)]
+    return everyone, self.evidence(job.category, (p.id for p in everyone))
 
 
 @contextmanager
@@ -180,12 +185,12 @@ def path(name: str) -> Iterator[None]:
     if name == "after":
         yield
         return
-    new = AgentRepository.candidates
-    AgentRepository.candidates = old_candidates  # type: ignore[method-assign]
+    new = AgentRepository.pool
+    AgentRepository.pool = old_pool  # type: ignore[method-assign]
     try:
         yield
     finally:
-        AgentRepository.candidates = new  # type: ignore[method-assign]
+        AgentRepository.pool = new  # type: ignore[method-assign]
 
 
 async def plan_for(rt: Runtime, claims: list[Claim], seconds: float) -> tuple[int, float, int]:

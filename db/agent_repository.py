@@ -12,7 +12,9 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.db.matching_filter import (
     PROFILE_COLUMNS,
-    eligible_for,
+    evidence_from_row,
+    pool_params,
+    pool_statement,
     profile_from_row,
     serves,
 )
@@ -126,15 +128,28 @@ class AgentRepository:
     def candidates(self, job: JobSpec, now: dt.datetime) -> builtins.list[AgentProfile]:
         """Agents the job's record-based rules admit, filtered in SQL (indexed on PostgreSQL);
         load-dependent rules (capacity, half-open trial) are left to domain.matching."""
-        dialect = self.session.get_bind().dialect.name
-        stmt = select(*PROFILE_COLUMNS).where(eligible_for(job, now, dialect))
-        return [profile_from_row(row, now) for row in self.session.execute(stmt)]
+        return self.pool(job, now)[0]
+
+    def pool(
+        self, job: JobSpec, now: dt.datetime
+    ) -> tuple[builtins.list[AgentProfile], dict[str, Evidence]]:
+        """`candidates` with what ranking learned about each in the job's category: one
+        round trip per plan."""
+        stmt = pool_statement(self.session.get_bind().dialect.name, bool(job.tags))
+        profiles, evidence = [], {}
+        for row in self.session.execute(stmt, pool_params(job, now)):
+            profiles.append(profile_from_row(row, now))
+            ev = evidence_from_row(row)
+            if ev is not None:
+                evidence[row.id] = ev
+        return profiles, evidence
 
     def serving(self, category: str, now: dt.datetime) -> tuple[builtins.list[AgentProfile], int]:
         """Agents listing the category (indexed), and how many agents do not."""
         dialect = self.session.get_bind().dialect.name
-        stmt = select(*PROFILE_COLUMNS).where(serves(category, dialect))
-        pool = [profile_from_row(row, now) for row in self.session.execute(stmt)]
+        stmt = select(*PROFILE_COLUMNS).where(serves(dialect))
+        rows = self.session.execute(stmt, {"categories": [category]})
+        pool = [profile_from_row(row, now) for row in rows]
         total = self.session.scalar(select(func.count()).select_from(Agent)) or 0
         return pool, total - len(pool)
 

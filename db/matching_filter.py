@@ -11,18 +11,31 @@ Load-dependent rules (domain.matching.LOAD_DEPENDENT) are left to the domain.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql import Executable
 
-from agent_dispatch.db.models import Agent
+from agent_dispatch.db.models import Agent, AgentCategoryStats
+from agent_dispatch.db.types import UTCDateTime
 from agent_dispatch.domain.breaker import Circuit
 from agent_dispatch.domain.matching import SUPPORTED_PROTOCOLS
 from agent_dispatch.domain.model import AgentProfile, AgentStats, JobSpec
+from agent_dispatch.domain.posterior import Evidence
 
-# What matching and ranking read: no URL-independent extras, no health text, no timestamps
-# beyond the circuit's (a plan over thousands of agents pays for every column).
+# What matching and ranking read, nothing more: a plan pays for every column of every row.
 PROFILE_COLUMNS = (
     Agent.id,
     Agent.name,
@@ -77,33 +90,81 @@ def profile_from_row(row: Any, now: dt.datetime) -> AgentProfile:
     )
 
 
-def _lists(column: Any, values: list[str], dialect: str) -> ColumnElement[bool]:
-    """The JSON array column holds every one of `values`."""
+def _contains(column: Any, param: str, dialect: str) -> ColumnElement[bool]:
+    """The JSON array column holds every string of the JSON array bound to `param`."""
     if dialect == "postgresql":
         # Containment: answered by the column's GIN (jsonb_path_ops) index.
-        return column.op("@>")(literal(values, JSONB))  # type: ignore[no-any-return]
-    conds = []
-    for value in values:
-        items = func.json_each(column).table_valued("value")
-        conds.append(select(1).select_from(items).where(items.c.value == value).exists())
-    return and_(True, *conds)
+        return column.op("@>")(bindparam(param, type_=JSONB))  # type: ignore[no-any-return]
+    table, name = column.table.name, column.name
+    return text(
+        f"NOT EXISTS (SELECT 1 FROM json_each(:{param}) AS want WHERE want.value NOT IN "
+        f"(SELECT value FROM json_each({table}.{name})))"
+    ).bindparams(bindparam(param, type_=JSON))  # type: ignore[return-value]
 
 
-def serves(category: str, dialect: str) -> ColumnElement[bool]:
-    return _lists(Agent.categories, [category], dialect)
+def serves(dialect: str) -> ColumnElement[bool]:
+    """Agents listing the category bound as `categories` (a one-element list)."""
+    return _contains(Agent.categories, "categories", dialect)
 
 
-def eligible_for(job: JobSpec, now: dt.datetime, dialect: str) -> ColumnElement[bool]:
+def _record_rules(dialect: str, tags: bool) -> ColumnElement[bool]:
     """Every domain rule but the load-dependent ones, in SQL (order does not matter here)."""
     conds = [
         Agent.active.is_(True),
         Agent.protocol.in_(sorted(SUPPORTED_PROTOCOLS)),
         or_(Agent.healthy.is_(None), Agent.healthy.is_(True)),
         # breaker.Circuit: open while now < open_until.
-        or_(Agent.circuit_open_until.is_(None), Agent.circuit_open_until <= now),
-        serves(job.category, dialect),
-        Agent.skill_level >= job.skill_level,
+        or_(
+            Agent.circuit_open_until.is_(None),
+            Agent.circuit_open_until <= bindparam("now", type_=UTCDateTime()),
+        ),
+        serves(dialect),
+        Agent.skill_level >= bindparam("skill", type_=Integer()),
     ]
-    if job.tags:
-        conds.append(_lists(Agent.tags, sorted(set(job.tags)), dialect))
+    if tags:
+        conds.append(_contains(Agent.tags, "tags", dialect))
     return and_(*conds)
+
+
+EVIDENCE_COLUMNS = (
+    AgentCategoryStats.successes,
+    AgentCategoryStats.failures,
+    AgentCategoryStats.censored,
+    AgentCategoryStats.lat_n,
+    AgentCategoryStats.log_sum,
+    AgentCategoryStats.log_sq,
+    AgentCategoryStats.updated_at,
+)
+
+
+@functools.cache
+def pool_statement(dialect: str, tags: bool) -> Executable:
+    """Built once per shape (statement caching does the rest): the admitted agents with what
+    ranking learned about each in the job's category (outer join: nothing yet is NULL)."""
+    joined = and_(
+        AgentCategoryStats.agent_id == Agent.id,
+        AgentCategoryStats.category == bindparam("category", type_=String()),
+    )
+    return (
+        select(*PROFILE_COLUMNS, *EVIDENCE_COLUMNS)
+        .outerjoin(AgentCategoryStats, joined)
+        .where(_record_rules(dialect, tags))
+    )
+
+
+def pool_params(job: JobSpec, now: dt.datetime) -> dict[str, Any]:
+    return {
+        "categories": [job.category],
+        "category": job.category,
+        "tags": sorted(set(job.tags)),
+        "skill": job.skill_level,
+        "now": now,
+    }
+
+
+def evidence_from_row(row: Any) -> Evidence | None:
+    successes, failures, censored, lat_n, log_sum, log_sq, at = row[len(PROFILE_COLUMNS) :]
+    if successes is None:
+        return None
+    when = at.timestamp() if at else None
+    return Evidence(successes, failures, censored, lat_n, log_sum, log_sq, when)

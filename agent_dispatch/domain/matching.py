@@ -207,12 +207,12 @@ def match_learned(
         failure_cost_ms=failure_cost_ms,
         now=now_s,
         half_life_s=half_life_s,
-        intervals_for=limit + NEXT_FEW,  # what MatchResult.bounded keeps and jobs show prints
+        intervals_for=limit,  # the chosen: what jobs show prints in its scores table
     )
     ranked: list[Decision] = []
     for p in picks:
         agent, picked = by_id[p.key], p.rank <= limit
-        shown = p.rank <= limit + NEXT_FEW
+        shown = picked
         why = (
             f"rank {p.rank}: ~{p.expected_ms / 1000:.2f} s to a good answer, success "
             f"{p.mean:.2f}" + (f" [{p.low:.2f}-{p.high:.2f}]" if shown else "")

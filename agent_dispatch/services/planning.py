@@ -46,8 +46,8 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
         rules = rules_for(s, spec)
         # Only agents the record-based rules admit leave the database (indexed prefilter);
         # the domain's rules judge each of them again, capacity included.
-        candidates = uow.agents.candidates(spec, now)
-        result = rank_for_job(uow, s, spec, job.id, candidates, rules.limit, now)
+        candidates, evidence = uow.agents.pool(spec, now)
+        result = rank_for_job(uow, s, spec, job.id, candidates, rules.limit, now, evidence)
         if result.chosen:
             summary = f"{result.summary} ({rules.label()})"
             kind = PlanKind.DISPATCH

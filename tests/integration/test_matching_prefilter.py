@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.matching import LOAD_DEPENDENT, exclusion
+from agent_dispatch.domain.posterior import Evidence
 from tests.support.matching_tables import fleet, jobs, pg_sessions, seed, sqlite_sessions
 
 
@@ -26,6 +27,11 @@ def assert_prefilter_agrees(factory: sessionmaker[Session]) -> None:
     now = utcnow()
     seed(factory, fleet(rng, 400, now))
     specs = jobs(rng, 60)
+    with UnitOfWork(factory) as uow:  # some learned evidence, in some categories
+        for i, a in enumerate(uow.agents.list()):
+            for category in a.categories[: i % 3]:
+                uow.agents.save_evidence(a.id, category, Evidence(i % 7, 1.0, 0.5, updated_at=9.0))
+        uow.commit()
     admitted_somewhere = 0
     with UnitOfWork(factory) as uow:
         everyone = uow.agents.profiles(now)
@@ -35,7 +41,10 @@ def assert_prefilter_agrees(factory: sessionmaker[Session]) -> None:
                 for a in everyone
                 if (found := exclusion(spec, a)) is None or found[0] in LOAD_DEPENDENT
             }
-            got = [a.name for a in uow.agents.candidates(spec, now)]
+            admitted, learned = uow.agents.pool(spec, now)
+            got = [a.name for a in admitted]
+            # Ranking gets the same evidence the per-agent query gives.
+            assert learned == uow.agents.evidence(spec.category, (a.id for a in admitted))
             assert len(got) == len(set(got))
             assert set(got) == expected, spec
             admitted_somewhere += bool(expected)
