@@ -17,7 +17,8 @@ def test_benchmark_command_smoke(
 
     cells, dispatch = bench(
         ["--sizes", "3,40", "--decisions", "6", "--seconds", "30", "--concurrency", "2",
-         "--dispatch-jobs", "4", "--dispatch-fleet", "30", "--admin-url", pg_factory.admin]
+         "--dispatch-jobs", "4", "--dispatch-fleet", "30", "--dispatch-rounds", "1",
+         "--admin-url", pg_factory.admin]
     )  # fmt: skip
 
     assert [(c["agents"], c["path"]) for c in cells] == [
