@@ -38,6 +38,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+from sqlalchemy.exc import DBAPIError
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.agent_repository import AgentRepository
@@ -241,12 +242,16 @@ def match_cells(
         again = [dataclasses.replace(j, queue_task_id=j.queue_task_id + "-b") for j in specs]
         for name, batch in (("before", specs), ("after", again)):
             claims = lease(rt, batch)
-            with path(name):
-                done, took, served = asyncio.run(plan_for(rt, claims, seconds, concurrency))
-            cells.append(
-                {"agents": size, "path": name, "decisions": done, "seconds": took,
-                 "per_second": done / took, "eligible": eligible, "served": served}
-            )  # fmt: skip
+            cell: dict[str, Any] = {"agents": size, "path": name, "eligible": eligible}
+            try:
+                with path(name):
+                    done, took, served = asyncio.run(plan_for(rt, claims, seconds, concurrency))
+            except DBAPIError as exc:  # main's path binds one parameter per agent: > 65,535
+                cell["error"] = str(exc.orig).splitlines()[0]
+            else:
+                cell.update(decisions=done, seconds=took, per_second=done / took, served=served)
+            print(f"  {cell}", flush=True)
+            cells.append(cell)
         rt.engine.dispose()
     return cells
 
@@ -308,6 +313,9 @@ def table(cells: list[dict[str, Any]], dispatch: list[dict[str, Any]]) -> str:
     lines = [head, "-" * len(head)]
     before: dict[int, float] = {}
     for c in cells:
+        if "error" in c:
+            lines.append(f"{c['agents']:>8,} {c['path']:<7} {c['eligible']:>12.1f}  {c['error']}")
+            continue
         ratio = ""
         if c["path"] == "before":
             before[c["agents"]] = c["per_second"]

@@ -3,7 +3,7 @@
 Planning loads only the agents this condition admits, so a plan costs the size of the
 eligible set, not of the fleet. domain.matching.exclusion stays the one spelling of
 eligibility: every agent loaded here is judged by it again, and
-tests/integration/test_matching_prefilter_pg.py (with its SQLite twin) checks that this
+tests/integration/test_matching_prefilter.py (on SQLite and PostgreSQL) checks that this
 condition admits exactly the agents the domain does not exclude for a record-based reason.
 Load-dependent rules (domain.matching.LOAD_DEPENDENT) are left to the domain.
 """
