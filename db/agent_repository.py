@@ -144,6 +144,11 @@ class AgentRepository:
                 evidence[row.id] = ev
         return profiles, evidence
 
+    def count_up_to(self, limit: int) -> int:
+        """How many agents there are, counting no further than `limit` (bounded work)."""
+        first = select(Agent.id).limit(limit).subquery()
+        return self.session.scalar(select(func.count()).select_from(first)) or 0
+
     def serving(self, category: str, now: dt.datetime) -> tuple[builtins.list[AgentProfile], int]:
         """Agents listing the category (indexed), and how many agents do not."""
         dialect = self.session.get_bind().dialect.name

@@ -18,7 +18,7 @@ from agent_dispatch.services.deps import Deps, in_transaction
 from agent_dispatch.services.dispatch_rules import rank_for_job, rules_for
 from agent_dispatch.services.intake import Claim
 
-# Fleets this small are explained agent by agent when nobody can take a job.
+# Fleets this small are explained agent by agent, every agent kept in the stored decisions.
 NAME_ALL_UP_TO = 20
 
 
@@ -48,25 +48,48 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
         # the domain's rules judge each of them again, capacity included.
         candidates, evidence = uow.agents.pool(spec, now)
         result = rank_for_job(uow, s, spec, job.id, candidates, rules.limit, now, evidence)
+        small = (  # more candidates than that: no need to ask
+            len(candidates) <= NAME_ALL_UP_TO
+            and uow.agents.count_up_to(NAME_ALL_UP_TO + 1) <= NAME_ALL_UP_TO
+        )
         if result.chosen:
+            if small:
+                result = with_the_rest(uow, spec, result, now)
             summary = f"{result.summary} ({rules.label()})"
             kind = PlanKind.DISPATCH
         else:
-            result = dataclasses.replace(unserved(uow, spec, now), busy=result.busy)
+            result = dataclasses.replace(unserved(uow, spec, now, small), busy=result.busy)
             summary, kind = result.summary, PlanKind.UNSERVED
         uow.jobs.note_plan(claim.lease, summary, now)
-        return Plan(kind, result.bounded(), summary, result.busy, result.excluded)
+        kept = result.decisions if small else result.bounded()
+        return Plan(kind, kept, summary, result.busy, result.excluded)
 
     return await in_transaction(deps, work)
 
 
-def unserved(uow: UnitOfWork, spec: JobSpec, now: dt.datetime) -> MatchResult:
+def with_the_rest(
+    uow: UnitOfWork, spec: JobSpec, result: MatchResult, now: dt.datetime
+) -> MatchResult:
+    """A small fleet is explained agent by agent, as before the prefilter: each agent it left
+    out is judged by the domain's rules too."""
+    seen = {d.agent_id for d in result.decisions}
+    extra, counts = [], dict(result.excluded)
+    for agent in uow.agents.profiles(now):
+        found = None if agent.id in seen else exclusion(spec, agent)
+        if found is not None:  # (None for one left out: admitted since, the next plan sees it)
+            counts[found[0].value] = counts.get(found[0].value, 0) + 1
+            extra.append(Decision(agent.id, agent.name, False, False, found[1]))
+    return dataclasses.replace(result, decisions=result.decisions + tuple(extra), excluded=counts)
+
+
+def unserved(uow: UnitOfWork, spec: JobSpec, now: dt.datetime, small: bool) -> MatchResult:
     """Why nobody can take the job, by rule: the agents listing its category are judged one by
     one (indexed, so bounded by the category's size); every other agent counts under the
-    category rule, whatever else it breaks."""
-    pool, outside = uow.agents.serving(spec.category, now)
-    if len(pool) + outside <= NAME_ALL_UP_TO:  # a small fleet: name every agent and its reason
+    category rule, whatever else it breaks. A small fleet: every agent is judged."""
+    if small:
         pool, outside = uow.agents.profiles(now), 0
+    else:
+        pool, outside = uow.agents.serving(spec.category, now)
     judged = match(spec, pool, 1)  # nothing fits (or it just freed up: the next plan sees it)
     counts = dict(judged.excluded)
     if outside:

@@ -112,3 +112,18 @@ async def test_a_job_nobody_serves_is_explained_by_counts_per_rule(
     assert plan.summary.endswith(
         "by rule: 25 category, 13 skill level, 1 circuit open, 1 inactive, 1 unhealthy)"
     )
+
+
+async def test_a_small_fleet_is_still_explained_agent_by_agent(deps: TestDeps) -> None:
+    rel.add_agent(deps, "writer")
+    rel.add_agent(deps, "coder", categories=["code"])
+    job_id = rel.store(deps, "small")
+    spec = JobSpec(queue_task_id="small", title="job small", category="general")
+    claim = Claim(rel.claim(deps, "small"), job_id, spec, JobStatus.OPEN)
+
+    plan = await plan_job(deps, claim)
+
+    why = {d.agent_name: (d.chosen, d.reason) for d in plan.decisions}
+    assert why["writer"][0] is True
+    assert why["coder"] == (False, "category 'general' not in ['code']")
+    assert plan.exclusions == {"category": 1}
