@@ -144,6 +144,11 @@ class AgentRepository:
                 evidence[row.id] = ev
         return profiles, evidence
 
+    def others(self, agent_ids: Iterable[str], now: dt.datetime) -> builtins.list[AgentProfile]:
+        """Every agent but these (a small fleet's explanation), as matching sees them."""
+        stmt = select(*PROFILE_COLUMNS).where(Agent.id.not_in(builtins.list(agent_ids)))
+        return [profile_from_row(row, now) for row in self.session.execute(stmt)]
+
     def count_up_to(self, limit: int) -> int:
         """How many agents there are, counting no further than `limit` (bounded work)."""
         first = select(Agent.id).limit(limit).subquery()

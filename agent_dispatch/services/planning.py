@@ -72,10 +72,9 @@ def with_the_rest(
 ) -> MatchResult:
     """A small fleet is explained agent by agent, as before the prefilter: each agent it left
     out is judged by the domain's rules too."""
-    seen = {d.agent_id for d in result.decisions}
     extra, counts = [], dict(result.excluded)
-    for agent in uow.agents.profiles(now):
-        found = None if agent.id in seen else exclusion(spec, agent)
+    for agent in uow.agents.others((d.agent_id for d in result.decisions), now):
+        found = exclusion(spec, agent)
         if found is not None:  # (None for one left out: admitted since, the next plan sees it)
             counts[found[0].value] = counts.get(found[0].value, 0) + 1
             extra.append(Decision(agent.id, agent.name, False, False, found[1]))
