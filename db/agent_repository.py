@@ -10,9 +10,17 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from agent_dispatch.db.matching_filter import (
+    PROFILE_COLUMNS,
+    evidence_from_row,
+    pool_params,
+    pool_statement,
+    profile_from_row,
+    serves,
+)
 from agent_dispatch.db.models import Agent, AgentCategoryStats, JobDistributionAgent
 from agent_dispatch.domain.breaker import Circuit
-from agent_dispatch.domain.model import AgentProfile, AgentStats
+from agent_dispatch.domain.model import AgentProfile, AgentStats, JobSpec
 from agent_dispatch.domain.posterior import Evidence
 from agent_dispatch.domain.statuses import AGENT_OPEN
 
@@ -48,7 +56,7 @@ def evidence_of(row: AgentCategoryStats) -> Evidence:
     )
 
 
-def profile_of(agent: Agent, in_flight: int, now: dt.datetime) -> AgentProfile:
+def profile_of(agent: Agent, now: dt.datetime) -> AgentProfile:
     return AgentProfile(
         id=agent.id,
         name=agent.name,
@@ -60,7 +68,7 @@ def profile_of(agent: Agent, in_flight: int, now: dt.datetime) -> AgentProfile:
         active=agent.active,
         healthy=agent.healthy,
         protocol=agent.protocol,
-        in_flight=in_flight,
+        in_flight=agent.in_flight,
         circuit=Circuit(agent.consecutive_failures, agent.circuit_open_until).state(now).value,
         stats=stats_of(agent),
     )
@@ -97,26 +105,73 @@ class AgentRepository:
         return True
 
     def in_flight_counts(self, agent_ids: Iterable[str] | None = None) -> dict[str, int]:
+        """Open calls per agent with any (the kept counter, see models.Agent.in_flight)."""
+        stmt = select(Agent.id, Agent.in_flight).where(Agent.in_flight > 0)
+        if agent_ids is not None:
+            stmt = stmt.where(Agent.id.in_(builtins.list(agent_ids)))
+        return dict(self.session.execute(stmt).tuples().all())
+
+    def recount_in_flight(self) -> dict[str, int]:
+        """Open calls per agent counted from the rows: what the kept counter must equal (tests)
+        and what planning paid per plan before it was kept (benchmarks.matching_scale)."""
         stmt = (
             select(JobDistributionAgent.agent_id, func.count())
             .where(JobDistributionAgent.status.in_(AGENT_OPEN))
             .group_by(JobDistributionAgent.agent_id)
         )
-        if agent_ids is not None:
-            stmt = stmt.where(JobDistributionAgent.agent_id.in_(list(agent_ids)))
         return {aid: n for aid, n in self.session.execute(stmt).tuples() if aid is not None}
 
     def profiles(self, now: dt.datetime) -> builtins.list[AgentProfile]:
-        counts = self.in_flight_counts()
-        return [profile_of(a, counts.get(a.id, 0), now) for a in self.list()]
+        """Every agent (operators' views, the explanation of a job nobody serves)."""
+        return [profile_of(a, now) for a in self.list()]
+
+    def candidates(self, job: JobSpec, now: dt.datetime) -> builtins.list[AgentProfile]:
+        """Agents the job's record-based rules admit, filtered in SQL (indexed on PostgreSQL);
+        load-dependent rules (capacity, half-open trial) are left to domain.matching."""
+        return self.pool(job, now)[0]
+
+    def pool(
+        self, job: JobSpec, now: dt.datetime
+    ) -> tuple[builtins.list[AgentProfile], dict[str, Evidence]]:
+        """`candidates` with what ranking learned about each in the job's category: one
+        round trip per plan."""
+        stmt = pool_statement(self.session.get_bind().dialect.name, bool(job.tags))
+        profiles, evidence = [], {}
+        for row in self.session.execute(stmt, pool_params(job, now)):
+            profiles.append(profile_from_row(row, now))
+            ev = evidence_from_row(row)
+            if ev is not None:
+                evidence[row.id] = ev
+        return profiles, evidence
+
+    def others(self, agent_ids: Iterable[str], now: dt.datetime) -> builtins.list[AgentProfile]:
+        """Every agent but these (a small fleet's explanation), as matching sees them."""
+        stmt = select(*PROFILE_COLUMNS).where(Agent.id.not_in(builtins.list(agent_ids)))
+        return [profile_from_row(row, now) for row in self.session.execute(stmt)]
+
+    def count_up_to(self, limit: int) -> int:
+        """How many agents there are, counting no further than `limit` (bounded work)."""
+        first = select(Agent.id).limit(limit).subquery()
+        return self.session.scalar(select(func.count()).select_from(first)) or 0
+
+    def serving(self, category: str, now: dt.datetime) -> tuple[builtins.list[AgentProfile], int]:
+        """Agents listing the category (indexed), and how many agents do not."""
+        dialect = self.session.get_bind().dialect.name
+        stmt = select(*PROFILE_COLUMNS).where(serves(dialect))
+        rows = self.session.execute(stmt, {"categories": [category]})
+        pool = [profile_from_row(row, now) for row in rows]
+        total = self.session.scalar(select(func.count()).select_from(Agent)) or 0
+        return pool, total - len(pool)
 
     def lock(self, agent_ids: Iterable[str]) -> builtins.list[Agent]:
-        """Row-lock agents (in id order, so concurrent claims cannot deadlock)."""
+        """Row-lock agents (in id order, so concurrent claims cannot deadlock); loaded afresh,
+        so the trigger-kept in_flight is the committed one."""
         stmt = (
             select(Agent)
             .where(Agent.id.in_(sorted(agent_ids)))
             .order_by(Agent.id)
             .with_for_update()
+            .execution_options(populate_existing=True)
         )
         return builtins.list(self.session.scalars(stmt).all())
 

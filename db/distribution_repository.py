@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, exists, select, update
@@ -66,11 +66,13 @@ class DistributionRepository:
         decisions: Sequence[Decision],
         now: dt.datetime,
         flow_run_id: str | None = None,
+        exclusions: Mapping[str, int] | None = None,
     ) -> NewDistribution:
         """Record an attempt and assign the chosen agents, re-checking capacity under row locks.
 
-        Agents are locked FOR UPDATE (PostgreSQL) before their in-flight calls are counted, so
-        concurrent runs and workers cannot push an agent past its max concurrency.
+        Agents are locked FOR UPDATE (PostgreSQL) before their in-flight counters are read, so
+        concurrent runs and workers cannot push an agent past its max concurrency. Inserting
+        an ASSIGNED row raises the counter in this transaction (trigger, migration 0008).
         """
         job = self.session.scalars(
             select(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token)
@@ -80,7 +82,6 @@ class DistributionRepository:
         chosen = [d for d in decisions if d.chosen]
         agents_repo = AgentRepository(self.session)
         locked = {a.id: a for a in agents_repo.lock(d.agent_id for d in chosen)}
-        counts = agents_repo.in_flight_counts(locked)
         job.attempts += 1
         record = JobDistributionRecord(
             job_id=job.id,
@@ -88,6 +89,7 @@ class DistributionRepository:
             status=DistributionStatus.RUNNING.value,
             flow_run_id=flow_run_id,
             decisions=[d.as_dict() for d in decisions],
+            exclusions=dict(exclusions) if exclusions is not None else None,
             started_at=now,
         )
         self.session.add(record)
@@ -95,7 +97,7 @@ class DistributionRepository:
         assignments, dropped = [], []
         for decision in chosen:
             agent = locked.get(decision.agent_id)
-            if agent is None or counts.get(agent.id, 0) >= _slots(agent, now):
+            if agent is None or agent.in_flight >= _slots(agent, now):
                 dropped.append(decision.agent_name)
                 continue
             key = idempotency_key(record.id, agent.id)

@@ -56,6 +56,19 @@ class Agent(Base):
         CheckConstraint("skill_level BETWEEN 1 AND 5", name="skill_level"),
         CheckConstraint("max_concurrency >= 1", name="max_concurrency"),
         CheckConstraint("protocol IN ('http-json', 'a2a')", name="protocol"),
+        # The matching prefilter's containment tests (db/agent_repository.py); PostgreSQL only.
+        Index(
+            "ix_agents_categories_gin",
+            "categories",
+            postgresql_using="gin",
+            postgresql_ops={"categories": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_agents_tags_gin",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -86,6 +99,9 @@ class Agent(Base):
     # Circuit breaker: consecutive failures and until when calls are refused.
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     circuit_open_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Open (ASSIGNED/WORKING) calls: kept by database triggers on job_distribution_agents
+    # (migration 0008), never written by the application.
+    in_flight: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -181,7 +197,10 @@ class JobDistributionRecord(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=DistributionStatus.RUNNING.value)
     flow_run_id: Mapped[str | None] = mapped_column(String(36))
+    # The chosen agents, the next few and a few excluded ones (domain.matching.NEXT_FEW),
+    # and how many agents each rule excluded: bounded whatever the fleet's size.
     decisions: Mapped[list[dict[str, Any]]] = mapped_column(JSONDoc, default=list)
+    exclusions: Mapped[dict[str, int] | None] = mapped_column(JSONDoc)
     winner_agent_id: Mapped[str | None] = mapped_column(String(36))
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

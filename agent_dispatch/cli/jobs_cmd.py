@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 from typing import Any
 
 from agent_dispatch.cli.base import CLIError, emit_json, positive_int, runtime, table
 from agent_dispatch.cli.workflow_tree import render_tree, steps_of
 from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.models import Job
+from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.cancel import cancel_job
 from agent_dispatch.services.dispatch_rules import rules_for
 from agent_dispatch.services.finishing import strategy_verdict
+from agent_dispatch.services.planning import why_not
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,6 +30,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     show = jsub.add_parser("show", help="one job with its agents, timings and match reasons")
     show.add_argument("id", help="job id (or a unique prefix) or queue task id")
     show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "--why-not",
+        metavar="AGENT",
+        default=None,
+        help="judge this agent (name or id) against the job now, by the matching rules",
+    )
     show.set_defaults(handler=cmd_show)
     cancel = jsub.add_parser("cancel", help="cancel a job: agents stopped, queue told")
     cancel.add_argument("id")
@@ -85,6 +94,7 @@ def job_dict(job: Job, detail: bool = False) -> dict[str, Any]:
                 # The strategy re-run over the stored answers, as finishing decided.
                 "decided": strategy_verdict(strategy, list(d.agents))[1] if strategy else None,
                 "decisions": d.decisions,
+                "exclusions": d.exclusions,
                 "agents": [
                     {
                         "agent": r.agent_name,
@@ -143,7 +153,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_why_not(args: argparse.Namespace) -> int:
+    with runtime().uow() as uow:
+        answer = why_not(uow, args.id, args.why_not, utcnow())
+        if answer is None:
+            missing = "job" if uow.jobs.find(args.id) is None else "agent"
+            raise CLIError(f"no {missing} {args.id if missing == 'job' else args.why_not!r}")
+    if args.json:
+        emit_json(dataclasses.asdict(answer))
+    else:
+        print("\n".join(answer.lines()))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    if getattr(args, "why_not", None) is not None:  # callers may build args by hand
+        return cmd_why_not(args)
     with runtime().uow() as uow:
         job = uow.jobs.find(args.id)
         if job is None:
@@ -209,6 +234,9 @@ def cmd_show(args: argparse.Namespace) -> int:
                 "chosen  " if dec["chosen"] else "excluded" if not dec["eligible"] else "ranked  "
             )
             print(f"      {mark} {dec['agent_name']}: {dec['reason']}")
+        if d["exclusions"]:
+            by_rule = sorted(d["exclusions"].items(), key=lambda kv: (-kv[1], kv[0]))
+            print("    excluded by rule: " + ", ".join(f"{n} {rule}" for rule, n in by_rule))
         scored = [dec for dec in d["decisions"] if dec["chosen"] and "expected_ms" in dec]
         if scored:
             print("    scores (learned ranking):")

@@ -55,17 +55,32 @@ def beta_cdf(x: float, a: float, b: float) -> float:
 
 
 def beta_quantile(q: float, a: float, b: float) -> float:
-    """The x with I_x(a, b) = q, by bisection (monotone, 60 halvings reach 1e-18)."""
+    """The x with I_x(a, b) = q: Newton steps on the density, kept inside a shrinking
+    bisection bracket (monotone cdf), so it converges like Newton and never leaves (0, 1).
+    A handful of cdf evaluations instead of bisection's 60: planning shows intervals."""
     if not 0.0 < q < 1.0:
         return 0.0 if q <= 0.0 else 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if beta_cdf(mid, a, b) < q:
-            lo = mid
+    log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+    lo, hi, x = 0.0, 1.0, a / (a + b)
+    for _ in range(100):
+        f = beta_cdf(x, a, b) - q
+        if f == 0.0:
+            return x
+        if f < 0.0:
+            lo = x
         else:
-            hi = mid
-    return (lo + hi) / 2
+            hi = x
+        if hi - lo < 1e-15:
+            break
+        pdf = math.exp(log_norm + (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x))
+        step = x - f / pdf if pdf > 0.0 else -1.0  # a vanishing density: bisect instead
+        if not lo < step < hi:
+            x = (lo + hi) / 2
+        elif abs(step - x) < 1e-13:
+            return step
+        else:
+            x = step
+    return x
 
 
 def beta_interval(a: float, b: float, level: float = 0.9) -> tuple[float, float]:

@@ -69,11 +69,14 @@ def rank_candidates(
     now: float | None = None,
     half_life_s: float = 0.0,
     intervals: bool = True,
+    intervals_for: int | None = None,
 ) -> list[Pick]:
     """Every candidate, best first. The caller takes as many as it has slots.
 
     `intervals=False` skips the credible interval (a few hundred float operations each),
-    which only display needs; the simulation ranks millions of times.
+    which only display needs; the simulation ranks millions of times. `intervals_for=N`
+    computes it for the first N picks only (the ones an explanation keeps); the rest get
+    (0, 1).
     """
     evs = [c.evidence if now is None else c.evidence.decayed(now, half_life_s) for c in candidates]
     known = sorted(m for m in (e.mean_latency_ms() for e in evs) if m is not None)
@@ -102,7 +105,8 @@ def rank_candidates(
     for rank, (score, _, key, drawn, mean, a, b, latency) in enumerate(
         sorted(rows, key=lambda r: (r[0], r[2])), start=1
     ):
-        low, high = beta_interval(a, b) if intervals else (0.0, 1.0)
+        shown = intervals and (intervals_for is None or rank <= intervals_for)
+        low, high = beta_interval(a, b) if shown else (0.0, 1.0)
         picks.append(
             Pick(key, rank, score, drawn, mean, low, high, latency, rank < greedy_rank[key])
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+from collections.abc import Mapping
 
 from agent_dispatch.db.agent_repository import stats_of
 from agent_dispatch.db.uow import UnitOfWork
@@ -75,10 +76,13 @@ def rank_for_job(
     profiles: list[AgentProfile],
     limit: int,
     now: dt.datetime,
+    evidence: Mapping[str, Evidence] | None = None,
 ) -> MatchResult:
+    """Rank with the configured ranking; `evidence` when the caller loaded it already."""
     if s.ranking == "classic":
         return match(spec, profiles, limit)
-    evidence = uow.agents.evidence(spec.category, (p.id for p in profiles))
+    if evidence is None:
+        evidence = uow.agents.evidence(spec.category, (p.id for p in profiles))
     return match_learned(
         spec,
         profiles,

@@ -46,7 +46,9 @@ async def take_job(
     qid = claim.spec.queue_task_id
     dist = await in_transaction(
         deps,
-        lambda uow: uow.distributions.create(claim.lease, plan.decisions, utcnow(), flow_run_id),
+        lambda uow: uow.distributions.create(
+            claim.lease, plan.decisions, utcnow(), flow_run_id, plan.exclusions
+        ),
     )
     chosen = {d.agent_id: d.as_dict() for d in plan.decisions if d.chosen}
     for a in dist.assignments:

@@ -1,7 +1,7 @@
 """backlog: the agent pool's version, and the version a waiting job was found unservable at
 
 Revision ID: 0009_backlog
-Revises: 0007_category_stats
+Revises: 0008_matching
 Create Date: 2026-11-30
 
 Whether any agent could ever serve a job (capacity and circuits aside) depends only on the
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_backlog"
-down_revision: str | None = "0007_category_stats"
+down_revision: str | None = "0008_matching"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,373 @@
+"""B2: match decisions per second at 3 .. 100,000 agents, and dispatch with 10,000 vs 3.
+
+    .venv/bin/python -m benchmarks.matching_scale [--sizes 3,1000,10000,100000]
+        [--seconds 20] [--decisions 300] [--dispatch-jobs 200] [--admin-url URL]
+
+One run, one table. For each fleet size a fresh PostgreSQL database (ad_bench_<random>) is
+migrated and filled with a seeded fleet: 100 categories (1-3 per agent), 12 tags (0-4 per
+agent), skill 1-5, about 5% inactive, 4% unhealthy, 2% with an open circuit, records of up to
+200 runs. A job asks for a category and maybe a tag and a skill level some agent has, so most
+jobs have eligible agents. A match decision is one real `plan_job` (prefilter, domain rules,
+learned ranking, the plan's note, its own transaction) on a leased job, `--concurrency` at
+a time (a run plans up to JOB_CONCURRENCY jobs at once).
+
+- `after`: this code (SQL prefilter, the kept in-flight counter);
+- `before`: the same plan with the old loading put back: every agent loaded and its in-flight
+  calls recounted from the rows on every plan (the path main had before 0008_matching).
+
+Each cell runs until `--decisions` plans are done or `--seconds` have passed.
+
+Dispatch: two databases, one with the 3 loopback agents that serve the jobs' category, one
+with those 3 and 9,997 agents that serve other categories; the same jobs through the services
+(queue page -> store and lease -> plan -> take -> race -> finish, 20 at once, no Prefect), so
+the ratio shows what the size of the fleet costs dispatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import datetime as dt
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from sqlalchemy.exc import DBAPIError
+
+from agent_dispatch.bootstrap import Runtime
+from agent_dispatch.db.agent_repository import AgentRepository
+from agent_dispatch.db.migrate import upgrade
+from agent_dispatch.db.types import utcnow
+from agent_dispatch.domain.model import AgentProfile, JobSpec
+from agent_dispatch.domain.posterior import Evidence
+from agent_dispatch.domain.statuses import JobStatus
+from agent_dispatch.services.dispatching import PlainSteps, dispatch_one
+from agent_dispatch.services.intake import Claim, store_and_lease
+from agent_dispatch.services.planning import plan_job
+from agent_dispatch.services.queue_io import fetch_open_page
+from agent_dispatch.settings import Settings
+from agent_dispatch.simulators.agents import AgentFarm
+from agent_dispatch.simulators.queue import SimulatedQueue
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+TOKEN = "bench-token"
+CATEGORIES = [f"cat-{i:03d}" for i in range(100)]
+TAGS = [f"tag-{i:02d}" for i in range(12)]
+COLUMNS = (
+    "id, name, url, protocol, categories, tags, skill_level, max_concurrency, active, healthy, "
+    "runs, successes, failures, timeouts, wins, cancelled, reputation, success_rate, "
+    "avg_latency_ms, consecutive_failures, circuit_open_until, created_at, updated_at"
+)
+
+COPY = f"COPY agents ({COLUMNS}) FROM STDIN"
+
+
+class Quiet:
+    """An event sink that drops announcements (no Prefect server in this benchmark)."""
+
+    def job_changed(self, job_id: str, queue_task_id: str, status: str, **detail: Any) -> None:
+        pass
+
+    def agent_changed(
+        self,
+        job_id: str,
+        queue_task_id: str,
+        agent_id: str | None,
+        agent_name: str,
+        status: str,
+        **detail: Any,
+    ) -> None:
+        pass
+
+
+def agent_row(rng: random.Random, i: int, now: dt.datetime) -> tuple[Any, ...]:
+    runs = rng.randint(0, 200)
+    successes = int(runs * rng.uniform(0.5, 1.0))
+    return (
+        str(uuid.uuid4()),
+        f"agent-{i:06d}",
+        f"http://127.0.0.1:9/agents/{i}",
+        rng.choice(["http-json", "http-json", "a2a"]),
+        Jsonb(rng.sample(CATEGORIES, rng.randint(1, 3))),
+        Jsonb(rng.sample(TAGS, rng.randint(0, 4))),
+        rng.randint(1, 5),
+        rng.randint(1, 4),
+        rng.random() > 0.05,
+        None if rng.random() < 0.5 else rng.random() > 0.08,
+        runs,
+        successes,
+        runs - successes,
+        0,
+        successes // 2,
+        0,
+        rng.random(),
+        successes / runs if runs else None,
+        rng.uniform(50, 2000) if runs else None,
+        0,
+        now + dt.timedelta(hours=1) if rng.random() < 0.02 else None,
+        now,
+        now,
+    )
+
+
+@contextmanager
+def database(admin: str) -> Iterator[str]:
+    """A fresh migrated database, dropped afterwards; yields its SQLAlchemy URL."""
+    name = f"ad_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+    url = admin.rsplit("/", 1)[0] + "/" + name
+    try:
+        rt = Runtime(settings(url))
+        upgrade(rt.engine)
+        rt.engine.dispose()
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+
+
+def settings(url: str, **extra: Any) -> Settings:
+    return Settings.model_validate(
+        {"database_url": url, "ranking_seed": 1, "agent_allow_private_networks": True, **extra}
+    )
+
+
+def seed(url: str, rows: list[tuple[Any, ...]]) -> None:
+    with psycopg.connect(url) as conn, conn.cursor().copy(COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
+    # As a settled table is: statistics, and the GIN indexes' pending entries merged.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE agents")
+
+
+def jobs_for(rng: random.Random, fleet: list[tuple[Any, ...]], n: int) -> list[JobSpec]:
+    """Each job asks for what one random agent offers (category, maybe a tag, its skill)."""
+    specs = []
+    for i in range(n):
+        a = rng.choice(fleet)
+        tags = list(a[5].obj)
+        specs.append(
+            JobSpec(
+                queue_task_id=f"q-{i}",
+                title=f"job {i}",
+                category=rng.choice(a[4].obj),
+                tags=(rng.choice(tags),) if tags and rng.random() < 0.5 else (),
+                skill_level=rng.randint(1, a[6]),
+                max_agents=3,
+            )
+        )
+    return specs
+
+
+def lease(rt: Runtime, specs: list[JobSpec]) -> list[Claim]:
+    with rt.uow() as uow:
+        spec_of = {uow.jobs.intake(s): s for s in specs}
+        leases = uow.jobs.claim_open([s.queue_task_id for s in specs], "bench", 3600, utcnow())
+        uow.commit()
+    return [Claim(le, le.job_id, spec_of[le.job_id], JobStatus.OPEN) for le in leases]
+
+
+def old_pool(
+    self: AgentRepository, job: JobSpec, now: dt.datetime
+) -> tuple[list[AgentProfile], dict[str, Evidence]]:
+    """main's loading before 0008: every agent, in-flight calls recounted per plan, and the
+    evidence of all of them."""
+    counts = self.recount_in_flight()
+    everyone = [dataclasses.replace(p, in_flight=counts.get(p.id, 0)) for p in self.profiles(now)]
+    return everyone, self.evidence(job.category, (p.id for p in everyone))
+
+
+@contextmanager
+def path(name: str) -> Iterator[None]:
+    if name == "after":
+        yield
+        return
+    new = AgentRepository.pool
+    AgentRepository.pool = old_pool  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        AgentRepository.pool = new  # type: ignore[method-assign]
+
+
+async def plan_for(
+    rt: Runtime, claims: list[Claim], seconds: float, concurrency: int
+) -> tuple[int, float, int]:
+    """Plans, `concurrency` at a time (as a run plans its jobs), until done or out of time:
+    (decisions, seconds, dispatchable)."""
+    started, done, served = time.perf_counter(), 0, 0
+    todo = iter(claims)
+
+    async def worker() -> None:
+        nonlocal done, served
+        for claim in todo:
+            plan = await plan_job(rt, claim)
+            done += 1
+            served += any(d.chosen for d in plan.decisions)
+            if time.perf_counter() - started > seconds:
+                return
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done, time.perf_counter() - started, served
+
+
+def eligible_mean(rt: Runtime, specs: list[JobSpec]) -> float:
+    with rt.uow() as uow:
+        sizes = [len(uow.agents.candidates(s, utcnow())) for s in specs[:50]]
+    return sum(sizes) / len(sizes)
+
+
+def match_cells(
+    admin: str, size: int, decisions: int, seconds: float, concurrency: int
+) -> list[dict[str, Any]]:
+    rng = random.Random(size)
+    now = utcnow()
+    fleet = [agent_row(rng, i, now) for i in range(size)]
+    cells = []
+    with database(admin) as url:
+        seed(url, fleet)
+        rt = Runtime(settings(url))
+        rt.events = Quiet()
+        specs = jobs_for(rng, fleet, decisions)
+        eligible = eligible_mean(rt, specs)
+        # The same jobs both ways (copies under other task ids): same plans expected.
+        again = [dataclasses.replace(j, queue_task_id=j.queue_task_id + "-b") for j in specs]
+        for name, batch in (("before", specs), ("after", again)):
+            claims = lease(rt, batch)
+            cell: dict[str, Any] = {"agents": size, "path": name, "eligible": eligible}
+            try:
+                with path(name):
+                    done, took, served = asyncio.run(plan_for(rt, claims, seconds, concurrency))
+            except DBAPIError as exc:  # main's path binds one parameter per agent: > 65,535
+                cell["error"] = str(exc.orig).splitlines()[0]
+            else:
+                cell.update(decisions=done, seconds=took, per_second=done / took, served=served)
+            print(f"  {cell}", flush=True)
+            cells.append(cell)
+        rt.engine.dispose()
+    return cells
+
+
+async def dispatch_all(rt: Runtime, jobs: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    gate = asyncio.Semaphore(20)
+    completed = 0
+
+    async def one(claim: Claim) -> None:
+        nonlocal completed
+        async with gate:
+            line = await dispatch_one(PlainSteps(rt), claim, capacity_wait=5)
+            completed += str(line.outcome) == "COMPLETED"
+
+    cursor, waiting = None, []
+    while True:
+        page = await fetch_open_page(rt, cursor, 100)
+        taken = await store_and_lease(rt, page.tasks, len(page.tasks))
+        waiting += [asyncio.create_task(one(c)) for c in taken.claims]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    await asyncio.gather(*waiting)
+    took = time.perf_counter() - started
+    await rt.aclose_clients()
+    return took, completed
+
+
+def dispatch_cell(admin: str, fleet_size: int, jobs: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    now = utcnow()
+    queue = SimulatedQueue(TOKEN)
+    farm = AgentFarm({f"instant-{i}": "fast:delay=0" for i in range(3)})
+    with database(admin) as url, queue.serve(), farm.serve():
+        others = [agent_row(rng, i, now) for i in range(fleet_size - 3)]
+        real = []
+        for n in farm.names:
+            row = list(agent_row(rng, len(others) + len(real), now))
+            row[1], row[2], row[3] = n, farm.url_for(n), "http-json"
+            row[4], row[5], row[6], row[7] = Jsonb(["bench"]), Jsonb([]), 5, jobs
+            row[8], row[9], row[20] = True, True, None
+            real.append(tuple(row))
+        seed(url, others + real)
+        for i in range(jobs):
+            queue.add_task(title=f"job {i}", category="bench")
+        rt = Runtime(settings(url, remote_queue_url=queue.url, remote_queue_token=TOKEN,
+                              max_agents_per_job=3, queue_page_size=100))  # fmt: skip
+        rt.events = Quiet()
+        took, completed = asyncio.run(dispatch_all(rt, jobs))
+        rt.engine.dispose()
+    return {"agents": fleet_size, "jobs": jobs, "seconds": took, "completed": completed,
+            "per_second": jobs / took}  # fmt: skip
+
+
+def table(cells: list[dict[str, Any]], dispatch: list[dict[str, Any]]) -> str:
+    head = (f"{'agents':>8} {'path':<7} {'eligible/job':>12} {'decisions':>9} "
+            f"{'decisions/s':>11} {'ms each':>8} {'after/before':>12}")  # fmt: skip
+    lines = [head, "-" * len(head)]
+    before: dict[int, float] = {}
+    for c in cells:
+        if "error" in c:
+            lines.append(f"{c['agents']:>8,} {c['path']:<7} {c['eligible']:>12.1f}  {c['error']}")
+            continue
+        ratio = ""
+        if c["path"] == "before":
+            before[c["agents"]] = c["per_second"]
+        elif c["agents"] in before:
+            ratio = f"{c['per_second'] / before[c['agents']]:.1f}x"
+        lines.append(
+            f"{c['agents']:>8,} {c['path']:<7} {c['eligible']:>12.1f} {c['decisions']:>9} "
+            f"{c['per_second']:>11.1f} {1000 / c['per_second']:>8.2f} {ratio:>12}"
+        )
+    if dispatch:
+        lines += ["", f"{'dispatch':<16} {'jobs':>6} {'seconds':>8} {'jobs/s':>8} {'vs 3':>6}"]
+        base = 0.0
+        for d in dispatch:
+            base = d["per_second"] if d["agents"] == 3 else base
+            lines.append(
+                f"{d['agents']:>8,} agents {d['jobs']:>6} {d['seconds']:>8.2f} "
+                f"{d['per_second']:>8.1f} {d['per_second'] / base:>5.2f}x"
+                + ("" if d["completed"] == d["jobs"] else f"  ({d['completed']} completed)")
+            )
+        by_size: dict[int, list[float]] = {}
+        for d in dispatch:
+            by_size.setdefault(d["agents"], []).append(d["seconds"])
+        small, large = (sum(v) for v in by_size.values())
+        lines.append(f"all rounds: {small / large:.2f}x the jobs/s with 3 agents")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sizes", default="3,1000,10000,100000")
+    p.add_argument("--decisions", type=int, default=300, help="plans per cell at most")
+    p.add_argument("--seconds", type=float, default=20.0, help="time per cell at most")
+    p.add_argument("--concurrency", type=int, default=4, help="plans at once")
+    p.add_argument("--dispatch-jobs", type=int, default=200, help="0: skip the dispatch rows")
+    p.add_argument("--dispatch-fleet", type=int, default=10_000)
+    p.add_argument("--dispatch-rounds", type=int, default=2)
+    p.add_argument("--admin-url", default=ADMIN)
+    args = p.parse_args(argv)
+    cells: list[dict[str, Any]] = []
+    for size in (int(s.replace("_", "")) for s in args.sizes.split(",")):
+        print(f"{size:,} agents ...", flush=True)
+        cells += match_cells(args.admin_url, size, args.decisions, args.seconds, args.concurrency)
+    dispatch = []
+    # Interleaved rounds (3, N, 3, N, ...): a shared machine's load drifts; both sizes see it.
+    for _ in range(args.dispatch_rounds if args.dispatch_jobs else 0):
+        for fleet_size in (3, args.dispatch_fleet):
+            print(f"dispatch, {fleet_size:,} agents ...", flush=True)
+            dispatch.append(dispatch_cell(args.admin_url, fleet_size, args.dispatch_jobs))
+    print(f"\nplans {args.concurrency} at a time; eligible/job: mean over 50 jobs")
+    print(table(cells, dispatch))
+    return cells, dispatch
+
+
+if __name__ == "__main__":
+    main()
