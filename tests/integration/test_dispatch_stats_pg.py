@@ -93,9 +93,7 @@ def test_stats_show_calls_per_job_hedging_policies_strategies_and_exploration(
     # text (hedge): the backup started 500 ms after the primary failed, and won
     run_job(rt, "t-hedged", "text", ids, [("a1", 0, "failed"), ("a2", 500, "won")])
     # text (hedge): the primary won; the exploratory backup was never started
-    run_job(
-        rt, "t-saved", "text", ids, [("a1", 0, "won"), ("a2", None, "")], frozenset({"a2"})
-    )
+    run_job(rt, "t-saved", "text", ids, [("a1", 0, "won"), ("a2", None, "")], frozenset({"a2"}))
     # code (all-at-once, the task's own quorum): three started together (launch jitter only)
     run_job(
         rt,
