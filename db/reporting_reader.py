@@ -65,11 +65,9 @@ class ReportingReader:
         """Workflow runs whose parent finished in the window."""
         return workflow_stats.run_rows(self._conn, window)
 
-    def dispatch_rows(self, window: Window) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """Ended jobs, their agent rows and exploratory picks (db.reporting_policy)."""
-        c = self._conn
+    def dispatch_rows(self, window: Window, late_ms: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Job counts per (category, own strategy) and exploratory picks (db.reporting_policy)."""
         return (
-            reporting_policy.ended_jobs(c, window),
-            reporting_policy.agent_rows(c, window),
-            reporting_policy.exploration_picks(c, window),
+            reporting_policy.dispatch_counts(self._conn, window, late_ms),
+            reporting_policy.exploration_picks(self._conn, window),
         )

@@ -135,7 +135,11 @@ def overview(
     hand) the dispatch figures are left empty.
     """
     flows = figures(reader.workflow_steps(window), reader.workflow_runs(window))
-    dispatch = policy.figures(*reader.dispatch_rows(window), rules) if rules else DispatchFigures()
+    dispatch = (
+        policy.figures(*reader.dispatch_rows(window, policy.LATE_MS), rules)
+        if rules
+        else DispatchFigures()
+    )
     if reader.one_pass:
         if done is not None and _whole_hours(window) and done.covers(window):
             calls, jobs_fine = done.calls.within(window), done.jobs.within(window)

@@ -1,6 +1,6 @@
 """Dispatch figures: agent calls per job, hedge savings, policies, strategies, exploration.
 
-Computed per category and overall ('*') from the rows of db/reporting_policy.py:
+Computed per category and overall ('*') from the counts of db/reporting_policy.py:
 
 * calls per job = agent calls actually started / jobs ended; agents reserved but never started
   are the hedge's savings (a backup the race did not need);
@@ -15,6 +15,7 @@ Computed per category and overall ('*') from the rows of db/reporting_policy.py:
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -30,15 +31,8 @@ LATE_MS = HedgeRule().min_delay_ms
 # (category, the task's own resultStrategy or None) -> (policy, strategy kind)
 Rules = Callable[[str, dict[str, Any] | None], tuple[str, str]]
 
-COUNTS = (
-    "jobs",
-    "calls_started",
-    "reserved_unstarted",
-    "hedged_jobs",
-    "exploration_picks",
-    "exploration_started",
-    "exploration_wins",
-)
+SUMS = ("jobs", "calls_started", "reserved_unstarted", "hedged_jobs")
+PICKS = ("exploration_picks", "exploration_started", "exploration_wins")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,59 +47,39 @@ class DispatchFigures:
 
 
 def _empty(category: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"category": category, **dict.fromkeys(COUNTS, 0)}
+    row: dict[str, Any] = {"category": category, **dict.fromkeys(SUMS + PICKS, 0)}
     row.update(calls_per_job=None, exploration_win_rate=None, by_policy={}, by_strategy={})
     return row
 
 
-def per_job(jobs: pd.DataFrame, agents: pd.DataFrame, rules: Rules) -> pd.DataFrame:
-    """One row per ended job: category, policy, strategy, calls started, unstarted, hedged."""
-    out = jobs[["job_id", "category"]].copy()
-    resolved = [rules(c, s) for c, s in zip(jobs["category"], jobs["result_strategy"], strict=True)]
-    out["policy"] = [p for p, _ in resolved]
-    out["strategy"] = [s for _, s in resolved]
-    started = agents["started_at"].notna()
-    first = agents.groupby("distribution_id")["started_at"].transform("min")
-    late = started & ((agents["started_at"] - first).dt.total_seconds() * 1000 >= LATE_MS)
-    calls = agents.assign(started=started, unstarted=~started, late=late)
-    per = calls.groupby("job_id").agg(
-        calls_started=("started", "sum"),
-        reserved_unstarted=("unstarted", "sum"),
-        hedged=("late", "any"),
-    )
-    out = out.join(per, on="job_id")
-    out[["calls_started", "reserved_unstarted"]] = (
-        out[["calls_started", "reserved_unstarted"]].fillna(0).astype(int)
-    )
-    out["hedged"] = out["hedged"].astype("boolean").fillna(False).astype(bool)
+def resolved(counts: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """The counts with each group's policy and strategy (one rules call per group)."""
+    out = counts.copy()
+    pairs = [
+        rules(cat, json.loads(own) if isinstance(own, str) else None)  # None may come as NaN
+        for cat, own in zip(counts["category"], counts["own_strategy"], strict=True)
+    ]
+    out["policy"] = [p for p, _ in pairs]
+    out["strategy"] = [s for _, s in pairs]
     return out
 
 
-def _explored(agents: pd.DataFrame, picks: pd.DataFrame) -> pd.DataFrame:
-    """The exploratory picks joined to their agent rows: job_id, started, won."""
-    rows = picks.merge(agents, on=["distribution_id", "agent_id"], how="inner")
-    return pd.DataFrame(
-        {"job_id": rows["job_id"], "started": rows["started_at"].notna(), "won": rows["won"]}
-    )
+def _jobs_by(frame: pd.DataFrame, column: str) -> dict[str, int]:
+    sums = frame.groupby(column)["jobs"].sum()
+    return {str(k): int(v) for k, v in sums.items() if v}
 
 
-def _figures(category: str, jobs: pd.DataFrame, explored: pd.DataFrame) -> dict[str, Any]:
+def _figures(category: str, counts: pd.DataFrame, picks: pd.DataFrame) -> dict[str, Any]:
     row = _empty(category)
-    n = len(jobs)
-    started = int(jobs["calls_started"].sum())
+    row.update({c: int(counts[c].sum()) for c in SUMS})
+    n = row["jobs"]
     row.update(
-        jobs=n,
-        calls_started=started,
-        reserved_unstarted=int(jobs["reserved_unstarted"].sum()),
-        hedged_jobs=int(jobs["hedged"].sum()),
-        calls_per_job=started / n if n else None,
-        by_policy={str(k): int(v) for k, v in jobs["policy"].value_counts().sort_index().items()},
-        by_strategy={
-            str(k): int(v) for k, v in jobs["strategy"].value_counts().sort_index().items()
-        },
-        exploration_picks=len(explored),
-        exploration_started=int(explored["started"].sum()),
-        exploration_wins=int(explored["won"].sum()),
+        calls_per_job=row["calls_started"] / n if n else None,
+        by_policy=_jobs_by(counts, "policy"),
+        by_strategy=_jobs_by(counts, "strategy"),
+        exploration_picks=len(picks),
+        exploration_started=int(picks["started"].sum()),
+        exploration_wins=int(picks["won"].sum()),
     )
     # Won out of the picks that were called: a reserve never started could not win.
     called = row["exploration_started"]
@@ -113,15 +87,12 @@ def _figures(category: str, jobs: pd.DataFrame, explored: pd.DataFrame) -> dict[
     return row
 
 
-def figures(
-    jobs: pd.DataFrame, agents: pd.DataFrame, picks: pd.DataFrame, rules: Rules
-) -> DispatchFigures:
+def figures(counts: pd.DataFrame, picks: pd.DataFrame, rules: Rules) -> DispatchFigures:
     """Per category (sorted) and overall ('*', first) over the window's ended jobs."""
-    if jobs.empty:
+    if not counts["jobs"].sum():
         return DispatchFigures()
-    each = per_job(jobs, agents, rules)
-    explored = _explored(agents, picks).merge(each[["job_id", "category"]], on="job_id")
-    rows = [_figures(ALL, each, explored)]
+    each = resolved(counts, rules)
+    rows = [_figures(ALL, each, picks)]
     for category, group in each.groupby("category", sort=True):
-        rows.append(_figures(str(category), group, explored[explored["category"] == category]))
+        rows.append(_figures(str(category), group, picks[picks["category"] == category]))
     return DispatchFigures(rows)
