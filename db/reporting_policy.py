@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import Connection, Text, case, cast, func, select
 
+from agent_dispatch.db import reporting_fine
 from agent_dispatch.db import reporting_sql as sql
 from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord, on_queue
 from agent_dispatch.domain.periods import Window
@@ -76,6 +77,10 @@ def dispatch_counts(conn: Connection, window: Window, late_ms: float) -> pd.Data
         .subquery("per_job")
     )
     own = cast(J.c.result_strategy, Text)
+    if conn.dialect.name == "postgresql":
+        # Hash aggregation in memory, as in the one pass: at 1M calls the default 4 MB spilled
+        # both levels to disk and each parallel worker ran the whole inner grouping.
+        reporting_fine.planner_settings(conn)
     stmt = (
         select(
             J.c.category,
