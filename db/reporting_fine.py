@@ -99,7 +99,8 @@ def _hour(moment: Any) -> int:
     return int(pd.Timestamp(moment).timestamp()) // HOUR_S
 
 
-def _settings(conn: Connection) -> None:
+def planner_settings(conn: Connection) -> None:
+    """The planner settings of the one pass, for this transaction (PostgreSQL only)."""
     for name, value in SESSION.items():
         # SET LOCAL: ends with the transaction the caller's connection is in.
         conn.exec_driver_sql(f"SET LOCAL {name} = '{value}'")
@@ -123,7 +124,7 @@ def _hours(bucket: ColumnElement[Any]) -> ColumnElement[Any]:
 def _fetch(
     conn: Connection, stmt: Any, blobs: Sequence[str]
 ) -> tuple[pd.DataFrame, dict[str, Values]]:
-    _settings(conn)
+    planner_settings(conn)
     result = conn.execute(stmt)
     names = list(result.keys())
     rows = result.all()

@@ -10,7 +10,13 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import Connection
 
-from agent_dispatch.db import reporting_fine, reporting_queries, reporting_store, workflow_stats
+from agent_dispatch.db import (
+    reporting_fine,
+    reporting_policy,
+    reporting_queries,
+    reporting_store,
+    workflow_stats,
+)
 from agent_dispatch.db.reporting_fine import Fine
 from agent_dispatch.db.reporting_queries import Categories
 from agent_dispatch.domain.periods import PeriodKind, Window
@@ -58,3 +64,10 @@ class ReportingReader:
     def workflow_runs(self, window: Window) -> pd.DataFrame:
         """Workflow runs whose parent finished in the window."""
         return workflow_stats.run_rows(self._conn, window)
+
+    def dispatch_rows(self, window: Window, late_ms: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Job counts per (category, own strategy) and exploratory picks (db.reporting_policy)."""
+        return (
+            reporting_policy.dispatch_counts(self._conn, window, late_ms),
+            reporting_policy.exploration_picks(self._conn, window),
+        )

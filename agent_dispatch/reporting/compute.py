@@ -16,8 +16,9 @@ from agent_dispatch.db.reporting_fine import Fine
 from agent_dispatch.db.reporting_models import ALL_CATEGORIES as ALL
 from agent_dispatch.db.reporting_reader import ReportingReader
 from agent_dispatch.domain.periods import STEP, PeriodKind, Window, aligned
-from agent_dispatch.reporting import fine
+from agent_dispatch.reporting import fine, policy
 from agent_dispatch.reporting.aggregate import agent_metrics, job_metrics, job_totals
+from agent_dispatch.reporting.policy import DispatchFigures, Rules
 from agent_dispatch.reporting.workflows import WorkflowFigures, figures
 
 
@@ -112,6 +113,7 @@ class Overview:
     jobs: dict[str, float | int | None]  # job report columns for the whole window
     histogram: pd.DataFrame  # agent_name, bin, calls (completed-call latencies)
     workflows: WorkflowFigures = dataclasses.field(default_factory=WorkflowFigures)
+    dispatch: DispatchFigures = dataclasses.field(default_factory=DispatchFigures)
 
     @property
     def calls(self) -> dict[str, int]:
@@ -124,9 +126,20 @@ def _whole_hours(window: Window) -> bool:
     return aligned(window, "hour") == window
 
 
-def overview(reader: ReportingReader, window: Window, done: Pass | None = None) -> Overview:
-    """Window totals; from `done` when that pass covers the window in whole hours."""
+def overview(
+    reader: ReportingReader, window: Window, done: Pass | None = None, rules: Rules | None = None
+) -> Overview:
+    """Window totals; from `done` when that pass covers the window in whole hours.
+
+    `rules` resolves each job's dispatch policy and strategy; without it (no settings at
+    hand) the dispatch figures are left empty.
+    """
     flows = figures(reader.workflow_steps(window), reader.workflow_runs(window))
+    dispatch = (
+        policy.figures(*reader.dispatch_rows(window, policy.LATE_MS), rules)
+        if rules
+        else DispatchFigures()
+    )
     if reader.one_pass:
         if done is not None and _whole_hours(window) and done.covers(window):
             calls, jobs_fine = done.calls.within(window), done.jobs.within(window)
@@ -134,7 +147,10 @@ def overview(reader: ReportingReader, window: Window, done: Pass | None = None) 
             calls, jobs_fine = reader.fine_calls(window), reader.fine_jobs(window)
         agents = agent_metrics(fine.agent_counts(calls, None, split=False), "window", window.hours)
         jobs = job_metrics(fine.job_counts(jobs_fine, None, split=False), "window")
-        return Overview(window, agents, job_totals(jobs), fine.latency_histogram(calls), flows)
+        return Overview(
+            window, agents, job_totals(jobs), fine.latency_histogram(calls), flows, dispatch
+        )
     agents = agent_metrics(reader.agent_counts(window, None, "all"), "window", window.hours)
     jobs = job_metrics(reader.job_counts(window, None, "all"), "window")
-    return Overview(window, agents, job_totals(jobs), reader.latency_histogram(window), flows)
+    histogram = reader.latency_histogram(window)
+    return Overview(window, agents, job_totals(jobs), histogram, flows, dispatch)

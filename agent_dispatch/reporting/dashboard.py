@@ -17,7 +17,7 @@ from agent_dispatch.reporting.charts import HBar, Segment
 from agent_dispatch.reporting.compute import Overview
 from agent_dispatch.reporting.format import ms, pct
 from agent_dispatch.reporting.stats import glance
-from agent_dispatch.reporting.tables import html_section, leaderboard_table
+from agent_dispatch.reporting.tables import dispatch_section, html_section, leaderboard_table
 
 STATUS_COLORS = {
     "completed": "#59a14f",
@@ -232,6 +232,7 @@ def render(
         charts="\n".join(figures),
         leaderboard=leaderboard_table(overview),
         workflows=html_section(doc["workflows"]),
+        dispatch=dispatch_section(doc["dispatch"]),
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent_dispatch.reporting import policy_format
 from agent_dispatch.reporting.aggregate import plain
 from agent_dispatch.reporting.compute import Overview
 from agent_dispatch.reporting.format import ms, pct, table, text_lines
@@ -92,6 +93,7 @@ def glance(overview: Overview) -> dict[str, Any]:
         },
         "agents": leaderboard(overview),
         "workflows": overview.workflows.document(),  # runs and steps that ended in the window
+        "dispatch": overview.dispatch.document(),  # policies, hedging, strategies, exploration
     }
 
 
@@ -146,6 +148,7 @@ def render_text(g: dict[str, Any]) -> str:
         lines += ["", table(rows, headers)]
     else:
         lines.append("no agent calls ended in this window")
+    lines += policy_format.text_lines(g["dispatch"])
     lines += text_lines(g["workflows"])
     return "\n".join(lines)
 
@@ -195,4 +198,5 @@ def render_markdown(g: dict[str, Any], notes: list[str]) -> str:
             f"p95 {ms(None if r['p95_s'] is None else r['p95_s'] * 1000)}"
             for r in runs
         ]
+    lines += policy_format.markdown_lines(g["dispatch"])
     return "\n".join([*lines, "", *notes])

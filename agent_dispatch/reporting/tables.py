@@ -1,4 +1,4 @@
-"""The dashboard's HTML tables: the agent leaderboard and the workflow section.
+"""The dashboard's HTML tables: the agent leaderboard, the workflow and dispatch sections.
 
 The workflow section reads the `workflows` part of the stats document
 (WorkflowFigures.document()), so the page, the terminal and /api/stats show the same numbers.
@@ -11,6 +11,7 @@ from typing import Any
 
 from agent_dispatch.reporting.compute import Overview
 from agent_dispatch.reporting.format import RUN_HEAD, STEP_HEAD, ms, pct, run_cells, step_cells
+from agent_dispatch.reporting.policy_format import DISPATCH_HEAD, dispatch_cells
 from agent_dispatch.reporting.stats import leaderboard
 
 
@@ -90,5 +91,25 @@ def html_section(flows: dict[str, list[dict[str, Any]]]) -> str:
         "<p>Runs: first start to the parent's end, completed runs. Steps: taken to finished, "
         "completed tries; success = completed / (completed + failed), skipped steps aside. "
         "Step jobs are not counted in the job figures above.</p>"
+        f"{body}</section>"
+    )
+
+
+def dispatch_section(d: dict[str, Any]) -> str:
+    """The dashboard's dispatch section: the `dispatch` part of the stats document."""
+    rows = [d["overall"], *d["categories"]] if d["overall"]["jobs"] else []
+    if not rows:
+        body = '<p class="empty">no job ended in this window</p>'
+    else:
+        body = _html_table(
+            DISPATCH_HEAD, [dispatch_cells(r) for r in rows], [r["category"] for r in rows]
+        )
+    return (
+        '<section class="table" id="dispatch"><h2>Dispatch</h2>'
+        "<p>Per category and overall (*): agent calls started per ended job; agents reserved "
+        "but never started (what hedging saved); jobs where a call started after the first "
+        "one had waited (a hedge backup or an escalation); jobs by dispatch policy and result "
+        "strategy (the rules in force; a task's own resultStrategy first); exploration picks "
+        "and how often they won when called.</p>"
         f"{body}</section>"
     )

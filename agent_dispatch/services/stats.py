@@ -21,13 +21,17 @@ from agent_dispatch.db import reporting_feedback, reporting_store, workflow_stat
 from agent_dispatch.db.reporting_reader import ReportingReader
 from agent_dispatch.db.reporting_store import Mark, Written
 from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.domain.model import JobSpec, ResultStrategy
 from agent_dispatch.domain.periods import PeriodKind, Window
 from agent_dispatch.reporting import compute, dashboard, feedback, incremental, workflows
 from agent_dispatch.reporting.compute import Overview, Pass, Periods
 from agent_dispatch.reporting.feedback import AgentFeedback
 from agent_dispatch.reporting.incremental import Plan
+from agent_dispatch.reporting.policy import Rules
 from agent_dispatch.reporting.stats import glance
 from agent_dispatch.reporting.workflows import WorkflowFigures
+from agent_dispatch.services.dispatch_rules import rules_for
+from agent_dispatch.settings import Settings
 
 # `stats` without --since: everything; nothing in this system predates the epoch.
 ALL_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -96,10 +100,26 @@ def write_feedback(deps: Transactions, scores: list[AgentFeedback]) -> int:
     return changed
 
 
+def dispatch_rules(s: Settings) -> Rules:
+    """A job's policy and strategy as dispatch resolves them now (neither is stored per job:
+    only the task's own resultStrategy is), the way `jobs show` re-resolves its strategy."""
+
+    def resolve(category: str, own: dict[str, Any] | None) -> tuple[str, str]:
+        spec = JobSpec("", "", category, result_strategy=ResultStrategy.from_dict(own))
+        rules = rules_for(s, spec)
+        return rules.rule.policy.value, rules.strategy.kind.value
+
+    return resolve
+
+
 def window_overview(deps: Transactions, window: Window, done: Pass | None = None) -> Overview:
-    """Totals over the whole window: leaderboard, headline, latency histogram, workflows."""
+    """Totals over the whole window: leaderboard, headline, histogram, workflows, dispatch."""
+    # A bare unit of work (the analytics benchmark) has no settings: the defaults decide.
+    settings = getattr(deps, "settings", None)
+    if not isinstance(settings, Settings):
+        settings = Settings.model_construct()
     with _reading(deps) as reader:
-        return compute.overview(reader, window, done)
+        return compute.overview(reader, window, done, dispatch_rules(settings))
 
 
 def timelines(
