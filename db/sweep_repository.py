@@ -119,6 +119,9 @@ class SweepRepository:
                 JobDistributionRecord.job_id == job_id,
                 JobDistributionAgent.status.in_(AGENT_OPEN),
             )
+            # In agent id order: closing a row moves its agent's in_flight count (a trigger),
+            # and every transaction takes agent rows in that order, so none can deadlock.
+            .order_by(JobDistributionAgent.agent_id)
             .with_for_update(of=JobDistributionAgent)
         ).all()
         calls = []

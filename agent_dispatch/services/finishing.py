@@ -69,7 +69,10 @@ def _close_open_rows(
     leave their rows to this transaction; their latency runs to that stop, `stopped_at`)
     and the never-started reserves."""
     closed = []
-    for row in uow.distributions.rows(distribution_id):
+    # In agent id order: each close moves the agent's in_flight count (a trigger), so this is
+    # the order every transaction takes agent rows in, and two finishes cannot deadlock.
+    rows = sorted(uow.distributions.rows(distribution_id), key=lambda r: r.agent_id or "")
+    for row in rows:
         if AgentRunStatus(row.status) not in AGENT_OPEN:
             continue
         started = row.started_at
@@ -158,9 +161,9 @@ async def finish_job(
         uow: UnitOfWork,
     ) -> tuple[JobEnd, Any, JobDistributionAgent | None, str, int]:
         now = utcnow()
-        # This job's own rows first: closing them moves no key column, so it takes no lock on
-        # an agent, and the agents' row locks (which every job of theirs waits on) are held
-        # only for the writes that need them.
+        # This job's own rows first, in agent id order (closing one moves its agent's in_flight
+        # count), then the agents' row locks in the same order: the agents' locks (which every
+        # job of theirs waits on) are held only for the writes that need them.
         closed.extend(_close_open_rows(uow, claim, dist.distribution_id, now, first_result_at))
         uow.session.expire_all()
         rows = list(uow.distributions.rows(dist.distribution_id))

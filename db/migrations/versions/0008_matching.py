@@ -36,6 +36,12 @@ ROWS = "job_distribution_agents"
 PG_FUNCTION = f"""
 CREATE FUNCTION ad_agent_in_flight() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- ASSIGNED -> WORKING (open to open, same agent) moves no count and takes no agent lock:
+    -- a race marks all its calls WORKING in one transaction, in no particular agent order.
+    IF TG_OP = 'UPDATE' AND OLD.agent_id IS NOT DISTINCT FROM NEW.agent_id
+            AND (OLD.status IN {OPEN}) = (NEW.status IN {OPEN}) THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP <> 'INSERT' THEN
         IF OLD.agent_id IS NOT NULL AND OLD.status IN {OPEN} THEN
             UPDATE agents SET in_flight = in_flight - 1 WHERE id = OLD.agent_id;
@@ -67,9 +73,11 @@ SQLITE_TRIGGERS = [
         BEGIN UPDATE agents SET in_flight = in_flight - 1 WHERE id = OLD.agent_id; END""",
     f"""CREATE TRIGGER ad_in_flight_update_old AFTER UPDATE OF status, agent_id ON {ROWS}
         WHEN OLD.agent_id IS NOT NULL AND OLD.status IN {OPEN}
+            AND NOT (NEW.agent_id IS OLD.agent_id AND NEW.status IN {OPEN})
         BEGIN UPDATE agents SET in_flight = in_flight - 1 WHERE id = OLD.agent_id; END""",
     f"""CREATE TRIGGER ad_in_flight_update_new AFTER UPDATE OF status, agent_id ON {ROWS}
         WHEN NEW.agent_id IS NOT NULL AND NEW.status IN {OPEN}
+            AND NOT (NEW.agent_id IS OLD.agent_id AND OLD.status IN {OPEN})
         BEGIN UPDATE agents SET in_flight = in_flight + 1 WHERE id = NEW.agent_id; END""",
 ]
 SQLITE_NAMES = [
