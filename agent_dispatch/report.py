@@ -9,9 +9,7 @@ if TYPE_CHECKING:
 
 
 def print_summary(summary: DispatchSummary) -> None:
-    outcomes: dict[str, int] = {}
-    for line in summary.jobs:
-        outcomes[line.outcome] = outcomes.get(line.outcome, 0) + 1
+    outcomes = summary.outcomes  # every job's; `jobs` lists only the last ones to end
     counts = ", ".join(f"{v} {k.lower()}" for k, v in sorted(outcomes.items())) or "nothing to do"
     print(f"dispatch run: {summary.taken} taken, {summary.rejected} rejected — {counts}")
     if summary.waiting:
@@ -19,6 +17,8 @@ def print_summary(summary: DispatchSummary) -> None:
             f"  {summary.waiting} OPEN task(s) left waiting: no agent could serve them and the"
             " agents are unchanged since (`jobs list` shows why)"
         )
+    if len(summary.jobs) < sum(outcomes.values()):
+        print(f"  the last {len(summary.jobs)} jobs to end (the run's log has every one):")
     for line in summary.jobs:
         if line.winner:
             what = f"won by {line.winner} in {line.winner_latency_ms:.0f} ms"

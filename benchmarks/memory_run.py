@@ -1,12 +1,14 @@
 """Peak RSS of `agent-dispatch run` as the number of jobs grows: does memory stay flat?
 
     .venv/bin/python -m benchmarks.memory_run [--jobs 1000,5000,10000] [--agents-per-job 1]
+        [--modes traced,lean]
 
 One Prefect server (a subprocess, started once) serves every run, so each `agent-dispatch run`
 is a child process of its own with nothing else in it; its peak RSS is the child's
 `ru_maxrss` from wait4 (the kernel's high-water mark for that process). Each size gets a
 fresh PostgreSQL database, a loopback queue with N tasks and three instant agents, all in
-this process. Every run must complete all N jobs.
+this process. Every run must complete all N jobs. `--modes` runs each size in each
+DISPATCH_MODE (the ratio column compares a row with the first row of its mode).
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def prefect_server(home: Path) -> Iterator[str]:
         log.close()
 
 
-def one_run(admin: str, api_url: str, home: Path, jobs: int, per_job: int) -> dict[str, Any]:
+def one_run(
+    admin: str, api_url: str, home: Path, jobs: int, per_job: int, mode: str = "traced"
+) -> dict[str, Any]:
     from agent_dispatch.bootstrap import Runtime
     from agent_dispatch.db.migrate import upgrade
     from agent_dispatch.db.models import Agent
@@ -119,13 +123,14 @@ def one_run(admin: str, api_url: str, home: Path, jobs: int, per_job: int) -> di
                 "REMOTE_QUEUE_TOKEN": TOKEN,
                 "AGENT_ALLOW_PRIVATE_NETWORKS": "true",
                 "MAX_AGENTS_PER_JOB": str(per_job),
+                "DISPATCH_MODE": mode,
             }
             started = time.perf_counter()
             proc = subprocess.Popen(
                 [str(BIN / "agent-dispatch"), "run", "--json"],
                 env=env,
                 stdout=subprocess.DEVNULL,
-                stderr=(home / f"run-{jobs}.log").open("w"),
+                stderr=(home / f"run-{mode}-{jobs}.log").open("w"),
             )
             _, status, usage = os.wait4(proc.pid, 0)
             seconds = time.perf_counter() - started
@@ -133,20 +138,21 @@ def one_run(admin: str, api_url: str, home: Path, jobs: int, per_job: int) -> di
             done = queue.counts().get("COMPLETED", 0)
         if proc.returncode != 0 or done != jobs:
             raise RuntimeError(f"run over {jobs} jobs: exit {proc.returncode}, {done} completed")
-        return {"jobs": jobs, "peak_rss_mb": usage.ru_maxrss / 1024, "seconds": seconds}
+        peak = usage.ru_maxrss / 1024
+        return {"mode": mode, "jobs": jobs, "peak_rss_mb": peak, "seconds": seconds}
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    base = rows[0]
-    head = f"{'jobs':>8}{'peak RSS MB':>14}{'x first':>9}{'seconds':>10}{'ms/job':>9}"
+    head = f"{'mode':<8}{'jobs':>8}{'peak RSS MB':>14}{'x first':>9}{'seconds':>10}{'ms/job':>9}"
     lines = [head, "-" * len(head)]
     for r in rows:
+        base = next(b for b in rows if b["mode"] == r["mode"])
         ratio = r["peak_rss_mb"] / base["peak_rss_mb"]
         lines.append(
-            f"{r['jobs']:>8,}{r['peak_rss_mb']:>14.1f}{ratio:>9.2f}"
+            f"{r['mode']:<8}{r['jobs']:>8,}{r['peak_rss_mb']:>14.1f}{ratio:>9.2f}"
             f"{r['seconds']:>10.1f}{r['seconds'] / r['jobs'] * 1000:>9.1f}"
         )
     return "\n".join(lines)
@@ -156,15 +162,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--jobs", default="1000,5000,10000", help="comma-separated job counts")
     p.add_argument("--agents-per-job", type=int, default=1, help="MAX_AGENTS_PER_JOB")
+    p.add_argument("--modes", default="traced", help="comma-separated DISPATCH_MODEs")
     p.add_argument("--admin-url", default=ADMIN)
     args = p.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.jobs.split(",")]
+    modes = args.modes.split(",")
     rows = []
     with tempfile.TemporaryDirectory() as tmp, prefect_server(Path(tmp)) as api_url:
-        for n in sizes:
-            print(f"agent-dispatch run over {n:,} jobs ...", flush=True)
-            rows.append(one_run(args.admin_url, api_url, Path(tmp), n, args.agents_per_job))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        for mode in modes:
+            for n in sizes:
+                print(f"agent-dispatch run over {n:,} jobs ({mode}) ...", flush=True)
+                rows.append(
+                    one_run(args.admin_url, api_url, Path(tmp), n, args.agents_per_job, mode)
+                )
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
     print("\n" + table(rows))
     return rows
 

@@ -5,7 +5,6 @@ task run (DISPATCH_MODE=traced), or one `dispatch-job` task run per job (lean)."
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -50,7 +49,10 @@ class DispatchParams(BaseModel):
 class DispatchSummary(BaseModel):
     taken: int = 0
     rejected: int = 0
+    # The lines of the last jobs to end (at most KEPT_LINES, services/job_pool.py), by queue
+    # task id: bounded so a long run's memory stays flat. `outcomes` counts every job.
     jobs: list[JobLine] = Field(default_factory=list)
+    outcomes: dict[str, int] = Field(default_factory=dict)
     stopped_reason: str | None = None
     passes: int = 0  # passes over the queue from its first page
     # OPEN tasks left alone: no agent could serve them and the agents are unchanged since.
@@ -58,11 +60,10 @@ class DispatchSummary(BaseModel):
     pages: int = 0  # queue pages read
 
     def count(self, outcome: str) -> int:
-        return sum(1 for j in self.jobs if j.outcome == outcome)
+        return self.outcomes.get(outcome, 0)
 
     def headline(self) -> str:
-        outcomes = Counter(j.outcome for j in self.jobs)
-        counts = ", ".join(f"{n} {o.lower()}" for o, n in sorted(outcomes.items()))
+        counts = ", ".join(f"{n} {o.lower()}" for o, n in sorted(self.outcomes.items()))
         line = f"{self.taken} taken, {self.rejected} rejected: {counts or 'nothing to do'}"
         line += f"; {self.waiting} still unservable" if self.waiting else ""
         return line + (f"; stopped: {self.stopped_reason}" if self.stopped_reason else "")
@@ -107,7 +108,7 @@ async def take_from_queue(
                 intake = await store_and_lease(page, room)
                 await reject(intake.refused)
                 summary.waiting += intake.waiting
-                pool.lines.extend(
+                pool.record(
                     JobLine(
                         queue_task_id=u.queue_task_id,
                         job_id=u.job_id,
@@ -158,7 +159,17 @@ async def dispatch_flow(
             return await lean_job(claim, s.capacity_wait_seconds, run_id)
         return await dispatch_one(steps, claim, s.capacity_wait_seconds)
 
-    pool = JobPool(s.job_concurrency, run, progress)
+    def log_line(line: JobLine) -> None:
+        """Each job's line as it ends: the log has every job, however many the run keeps."""
+        logger.info(
+            "%s -> %s%s%s",
+            line.queue_task_id,
+            line.outcome,
+            f" by {line.winner} in {line.winner_latency_ms:.0f} ms" if line.winner else "",
+            f" ({line.detail})" if line.detail else "",
+        )
+
+    pool = JobPool(s.job_concurrency, run, progress, on_line=log_line)
     summary = DispatchSummary()
     page_size = params.page_size or s.queue_page_size
 
@@ -184,18 +195,11 @@ async def dispatch_flow(
         summary.jobs = await pool.drain()
         await progress.finish()
         await rt.aclose_clients()
-    summary.taken = sum(1 for j in summary.jobs if j.outcome not in NOT_TAKEN)
+    summary.outcomes = dict(pool.outcomes)
+    summary.taken = sum(n for o, n in summary.outcomes.items() if o not in NOT_TAKEN)
     summary.passes, summary.pages = drain.passes, drain.pages
     logger.info("read %d queue pages in %d passes", drain.pages, drain.passes)
-    for line in summary.jobs:
-        logger.info(
-            "%s -> %s%s%s",
-            line.queue_task_id,
-            line.outcome,
-            f" by {line.winner} in {line.winner_latency_ms:.0f} ms" if line.winner else "",
-            f" ({line.detail})" if line.detail else "",
-        )
-    await publish_dispatch_jobs(summary.jobs, summary.headline())
+    await publish_dispatch_jobs(summary.jobs, summary.headline(), sum(summary.outcomes.values()))
     if summary.stopped_reason:
         return Failed(message=summary.stopped_reason, data=summary)
     return summary

@@ -82,13 +82,18 @@ def dispatch_rows(jobs: Iterable[JobLine]) -> list[dict[str, str]]:
     ]
 
 
-async def publish_dispatch_jobs(jobs: list[JobLine], headline: str) -> None:
+async def publish_dispatch_jobs(jobs: list[JobLine], headline: str, total: int) -> None:
+    """The run's jobs table: the lines the run kept (its last jobs to end, a bounded number)
+    of `total` jobs; the headline counts them all."""
+    shown = (
+        f" (the last {len(jobs)} of {total} jobs to end are listed)" if len(jobs) < total else ""
+    )
     await _publish(
         acreate_table_artifact(
             table=dispatch_rows(jobs)
             or [{"job": "", "outcome": "no jobs", "winner": "", "latency": "", "detail": ""}],
             key=DISPATCH_JOBS_KEY,
-            description=headline,
+            description=headline + shown,
         ),
         DISPATCH_JOBS_KEY,
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
@@ -38,6 +39,13 @@ class Listing(Generic[T]):
 
 
 FetchPage = Callable[[str | None], Awaitable[Listing[T]]]
+
+
+def compact(key: Hashable) -> bytes:
+    """What the drain remembers of a key: a 16-byte digest of its repr (a 49-byte object
+    instead of a tuple and its strings, ~140 bytes a task id). Two keys sharing one has odds
+    of about n²/2¹²⁹; keys are strings or tuples of them, whose repr says what they are."""
+    return hashlib.blake2b(repr(key).encode(), digest_size=16).digest()
 
 
 class Drain(Generic[T]):
@@ -60,7 +68,7 @@ class Drain(Generic[T]):
         self._fetch = fetch
         self._key = key
         self._max_passes = max_passes
-        self._yielded: set[Hashable] = set()
+        self._yielded: set[bytes] = set()  # compact() of every key yielded in this run
         self._page_size = page_size
         self._max_page_size = max(max_page_size or page_size, page_size)
         self._quiet = False
@@ -107,7 +115,7 @@ class Drain(Generic[T]):
             self.pages += 1
             fresh = []
             for item in page.items:
-                key = self._key(item)
+                key = compact(self._key(item))
                 if key not in self._yielded:  # also drops an item repeated on one page
                     self._yielded.add(key)
                     fresh.append(item)

@@ -6,6 +6,10 @@ dispatches run at once: a plain job's, or one step's of a workflow. A workflow p
 place in the pool but no race slot while its steps wait for theirs, so a parent can never sit
 on the last slot its own steps need (no deadlock, however many parents there are). The pool
 reserves a plain job's slot before the job is leased, so no leased job waits for one.
+
+A run keeps counts per outcome for every job but the lines of only the last `KEPT_LINES`
+jobs to end: a run over 10,000 jobs holds no more than one over a few hundred (the run's
+artifact and summary show those lines and the totals; every job's line is logged as it ends).
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from agent_dispatch.services.dispatching import NOT_TAKEN, JobLine, NotFinished
 from agent_dispatch.services.intake import Claim
 
 log = logging.getLogger(__name__)
+
+# Lines kept per run for its summary and artifact: enough to read, bounded so memory is flat.
+KEPT_LINES = 200
 
 
 class RaceSlots:
@@ -124,7 +131,12 @@ class JobPool:
     """Jobs run concurrently; the pool says how many more may start (room and budget)."""
 
     def __init__(
-        self, size: int, run: Callable[[Claim], Awaitable[JobLine]], watcher: Watcher
+        self,
+        size: int,
+        run: Callable[[Claim], Awaitable[JobLine]],
+        watcher: Watcher,
+        kept_lines: int = KEPT_LINES,
+        on_line: Callable[[JobLine], None] | None = None,
     ) -> None:
         self.size = size
         self.slots = RaceSlots(size)  # shared with the workflow runs this pool drives
@@ -132,7 +144,10 @@ class JobPool:
         self._watcher = watcher
         self._active: set[asyncio.Task[JobLine]] = set()
         self._reserved = 0  # race slots held by room() for the jobs start() is given next
-        self.lines: list[JobLine] = []
+        self.lines: collections.deque[JobLine] = collections.deque(maxlen=kept_lines)
+        self.outcomes: collections.Counter[str] = collections.Counter()  # every job's
+        self._ended_taken = 0  # jobs that ended and were taken (not left on the queue)
+        self._on_line = on_line  # told every line as it comes (the run's log)
 
     def start(self, claims: Iterable[Claim]) -> None:
         started = []
@@ -147,7 +162,16 @@ class JobPool:
     @property
     def taken(self) -> int:
         """Jobs this run took or is working on (not those it left on the queue)."""
-        return len(self._active) + sum(1 for j in self.lines if j.outcome not in NOT_TAKEN)
+        return len(self._active) + self._ended_taken
+
+    def record(self, lines: Iterable[JobLine]) -> None:
+        """Count each line's outcome; keep the line among the last `kept_lines`."""
+        for line in lines:
+            if self._on_line is not None:
+                self._on_line(line)
+            self.outcomes[line.outcome] += 1
+            self._ended_taken += line.outcome not in NOT_TAKEN
+            self.lines.append(line)
 
     def budget_left(self, max_jobs: int | None) -> int | None:
         return None if max_jobs is None else max(max_jobs - self.taken, 0)
@@ -191,7 +215,8 @@ class JobPool:
             self.slots.release()
 
     async def drain(self) -> list[JobLine]:
-        """Wait for every job in flight; returns every line of the run, by queue task id."""
+        """Wait for every job in flight; returns the lines kept (the last jobs to end), by
+        queue task id. `outcomes` counts every job."""
         self._release_reserved()  # a run that stopped taking must not keep its steps waiting
         while self._active:
             self._collect(await self._settle(block=True))
@@ -208,7 +233,7 @@ class JobPool:
     def _collect(self, done: set[asyncio.Task[JobLine]]) -> None:
         for task in done:
             self._active.discard(task)
-            self.lines.append(task.result())
+            self.record((task.result(),))
 
     async def _guarded(self, claim: Claim, holds_slot: bool) -> JobLine:
         try:
