@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import TracebackType
 
+from psycopg import errors as pg_errors
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from agent_dispatch.db.agent_repository import AgentRepository
@@ -40,3 +42,13 @@ class UnitOfWork:
 
     def commit(self) -> None:
         self.session.commit()
+
+
+def must_retry(exc: BaseException) -> bool:
+    """PostgreSQL chose this transaction as a deadlock's victim (or a serialization failure):
+    it was rolled back whole and may simply run again. PostgreSQL's manual asks clients to do
+    exactly that; two transactions taking the same agents' rows in different orders (a row
+    lock here, a trigger's update there) is enough to cause one now and then."""
+    return isinstance(exc, DBAPIError) and isinstance(
+        exc.orig, pg_errors.DeadlockDetected | pg_errors.SerializationFailure
+    )

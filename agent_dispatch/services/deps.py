@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from agent_dispatch.clients.protocols import AgentClients
 from agent_dispatch.clients.queue import RemoteQueueClient
-from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.db.uow import UnitOfWork, must_retry
 from agent_dispatch.settings import Settings
 
 T = TypeVar("T")
@@ -77,18 +77,30 @@ class Deps(Protocol):
         ...
 
 
+DEADLOCK_ATTEMPTS = 3  # a deadlock's victim is rolled back whole; it runs again, at most this often
+
+
 async def in_transaction(deps: Deps, work: Callable[[UnitOfWork], T]) -> T:
     """Run `work(uow)` in a worker thread inside one committed transaction.
+
+    A transaction PostgreSQL rolled back as a deadlock's victim runs again (`must_retry`):
+    `work` must therefore keep its effects inside the transaction (or reset them on entry).
 
     Database calls are blocking; running them off the event loop keeps concurrent agent
     calls moving while a transaction waits on a lock or a disk.
     """
 
     def run() -> T:
-        with deps.uow() as uow:
-            result = work(uow)
-            uow.commit()
-            return result
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                with deps.uow() as uow:
+                    result = work(uow)
+                    uow.commit()
+                    return result
+            except Exception as exc:
+                if attempt == DEADLOCK_ATTEMPTS or not must_retry(exc):
+                    raise
+        raise AssertionError("unreachable")
 
     return await asyncio.to_thread(run)
 

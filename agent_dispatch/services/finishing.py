@@ -161,6 +161,7 @@ async def finish_job(
         uow: UnitOfWork,
     ) -> tuple[JobEnd, Any, JobDistributionAgent | None, str, int]:
         now = utcnow()
+        closed.clear()  # a transaction run again after a deadlock starts afresh
         # This job's own rows first, in agent id order (closing one moves its agent's in_flight
         # count), then the agents' row locks in the same order: the agents' locks (which every
         # job of theirs waits on) are held only for the writes that need them.
