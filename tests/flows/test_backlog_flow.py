@@ -6,7 +6,9 @@ task run, no write); registering an agent that serves them dispatches them in th
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Callable
 
 import pytest
@@ -26,13 +28,20 @@ async def _run() -> tuple[DispatchSummary, list[str]]:
     state = await dispatch_flow(DispatchParams(page_size=10), return_state=True)
     summary = await state.result()
     assert isinstance(summary, DispatchSummary)
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+    # The server records task runs from the events their engines send, a moment after the
+    # fact: wait until it has one "fetch page" run per page the run says it read.
+    deadline = time.monotonic() + 30
+    while True:
+        async with get_client() as client:
+            runs = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                )
             )
-        )
-    # "fetch page 3", "store-and-lease-e10": the kind of run, without its number or suffix
+        fetches = sum(1 for r in runs if r.name.startswith("fetch page"))
+        if fetches >= summary.pages or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     return summary, sorted(re.sub(r"[ -][0-9a-f]+$", "", r.name) for r in runs)
 
 
