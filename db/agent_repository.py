@@ -5,8 +5,9 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,6 @@ from agent_dispatch.db.matching_filter import (
     evidence_from_row,
     pool_params,
     pool_statement,
-    profile_from_row,
     serves,
 )
 from agent_dispatch.db.models import Agent, AgentCategoryStats, JobDistributionAgent
@@ -30,7 +30,11 @@ class DuplicateAgent(ValueError):
         super().__init__(f"an agent named {name!r} already exists")
 
 
-def stats_of(agent: Agent) -> AgentStats:
+# A row of the matching prefilter's agent columns (db/matching_filter.py), read like an Agent.
+AgentRow = Row[*tuple[Any, ...]]
+
+
+def stats_of(agent: Agent | AgentRow) -> AgentStats:
     return AgentStats(
         runs=agent.runs,
         successes=agent.successes,
@@ -56,7 +60,7 @@ def evidence_of(row: AgentCategoryStats) -> Evidence:
     )
 
 
-def profile_of(agent: Agent, now: dt.datetime) -> AgentProfile:
+def profile_of(agent: Agent | AgentRow, now: dt.datetime) -> AgentProfile:
     return AgentProfile(
         id=agent.id,
         name=agent.name,
@@ -138,7 +142,7 @@ class AgentRepository:
         stmt = pool_statement(self.session.get_bind().dialect.name, bool(job.tags))
         profiles, evidence = [], {}
         for row in self.session.execute(stmt, pool_params(job, now)):
-            profiles.append(profile_from_row(row, now))
+            profiles.append(profile_of(row, now))
             ev = evidence_from_row(row)
             if ev is not None:
                 evidence[row.id] = ev
@@ -147,7 +151,7 @@ class AgentRepository:
     def others(self, agent_ids: Iterable[str], now: dt.datetime) -> builtins.list[AgentProfile]:
         """Every agent but these (a small fleet's explanation), as matching sees them."""
         stmt = select(*PROFILE_COLUMNS).where(Agent.id.not_in(builtins.list(agent_ids)))
-        return [profile_from_row(row, now) for row in self.session.execute(stmt)]
+        return [profile_of(row, now) for row in self.session.execute(stmt)]
 
     def count_up_to(self, limit: int) -> int:
         """How many agents there are, counting no further than `limit` (bounded work)."""
@@ -159,7 +163,7 @@ class AgentRepository:
         dialect = self.session.get_bind().dialect.name
         stmt = select(*PROFILE_COLUMNS).where(serves(dialect))
         rows = self.session.execute(stmt, {"categories": [category]})
-        pool = [profile_from_row(row, now) for row in rows]
+        pool = [profile_of(row, now) for row in rows]
         total = self.session.scalar(select(func.count()).select_from(Agent)) or 0
         return pool, total - len(pool)
 

@@ -30,9 +30,8 @@ from sqlalchemy.sql import Executable
 
 from agent_dispatch.db.models import Agent, AgentCategoryStats
 from agent_dispatch.db.types import UTCDateTime
-from agent_dispatch.domain.breaker import Circuit
 from agent_dispatch.domain.matching import SUPPORTED_PROTOCOLS
-from agent_dispatch.domain.model import AgentProfile, AgentStats, JobSpec
+from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.posterior import Evidence
 
 # What matching and ranking read, nothing more: a plan pays for every column of every row.
@@ -60,34 +59,6 @@ PROFILE_COLUMNS = (
     Agent.avg_latency_ms,
     Agent.success_rate,
 )
-
-
-def profile_from_row(row: Any, now: dt.datetime) -> AgentProfile:
-    return AgentProfile(
-        id=row.id,
-        name=row.name,
-        url=row.url,
-        categories=tuple(row.categories),
-        tags=tuple(row.tags),
-        skill_level=row.skill_level,
-        max_concurrency=row.max_concurrency,
-        active=row.active,
-        healthy=row.healthy,
-        protocol=row.protocol,
-        in_flight=row.in_flight,
-        circuit=Circuit(row.consecutive_failures, row.circuit_open_until).state(now).value,
-        stats=AgentStats(
-            runs=row.runs,
-            successes=row.successes,
-            failures=row.failures,
-            timeouts=row.timeouts,
-            wins=row.wins,
-            cancelled=row.cancelled,
-            reputation=row.reputation,
-            avg_latency_ms=row.avg_latency_ms,
-            recent_success_rate=row.success_rate,
-        ),
-    )
 
 
 def _contains(column: Any, param: str, dialect: str) -> ColumnElement[bool]:
