@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     job_lease_seconds: int = Field(default=300, ge=5)
     job_max_attempts: int = Field(default=3, ge=1)
     job_concurrency: int = Field(default=20, ge=1, description="Jobs dispatched at once per run")
-    # traced: every step and every agent call a Prefect task run of its own; lean: a job's
-    # steps and calls are plain coroutines inside one `dispatch-job` task run per job.
-    dispatch_mode: Literal["traced", "lean"] = "traced"
+    # traced: every agent call a Prefect task run of its own, the job's steps plain calls;
+    # steps: every step a task run too; lean: a job's steps and calls are plain coroutines
+    # inside one `dispatch-job` task run per job (tasks/job_steps.py).
+    dispatch_mode: Literal["traced", "steps", "lean"] = "traced"
     queue_page_size: int = Field(default=50, ge=1, le=500)
     queue_timeout_seconds: float = Field(default=10.0, gt=0)
     agent_max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)

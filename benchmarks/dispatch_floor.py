@@ -33,7 +33,7 @@ from agent_dispatch.settings import Settings
 from benchmarks.floor_paths import run_floor
 from benchmarks.floor_sims import DELAYS_S, TOKEN, Sims, running_sims
 
-MODES = ("raw", "prefect", "traced", "lean")
+MODES = ("raw", "prefect", "traced", "steps", "lean")
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Row, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -204,16 +206,36 @@ class AgentRepository:
         )
         return {row.agent_id: evidence_of(row) for row in self.session.scalars(stmt)}
 
-    def save_evidence(self, agent_id: str, category: str, ev: Evidence) -> None:
-        """Store one agent's evidence; callers hold the agent's row lock (see `lock`)."""
-        row = self.session.get(AgentCategoryStats, (agent_id, category))
-        if row is None:
-            row = AgentCategoryStats(agent_id=agent_id, category=category)
-            self.session.add(row)
-        row.successes, row.failures, row.censored = ev.successes, ev.failures, ev.censored
-        row.lat_n, row.log_sum, row.log_sq = ev.lat_n, ev.log_sum, ev.log_sq
-        row.updated_at = (
-            dt.datetime.fromtimestamp(ev.updated_at, dt.UTC) if ev.updated_at is not None else None
+    def save_evidence(self, category: str, learned: dict[str, Evidence]) -> None:
+        """Store agents' evidence in one category, one statement for all of them (an upsert);
+        callers hold the agents' row locks (see `lock`)."""
+        if not learned:
+            return
+        dialect = self.session.get_bind().dialect.name
+        upsert = pg_insert if dialect == "postgresql" else sqlite_insert
+        rows = [
+            {
+                "agent_id": agent_id,
+                "category": category,
+                "successes": ev.successes,
+                "failures": ev.failures,
+                "censored": ev.censored,
+                "lat_n": ev.lat_n,
+                "log_sum": ev.log_sum,
+                "log_sq": ev.log_sq,
+                "updated_at": (
+                    dt.datetime.fromtimestamp(ev.updated_at, dt.UTC)
+                    if ev.updated_at is not None
+                    else None
+                ),
+            }
+            for agent_id, ev in sorted(learned.items())
+        ]
+        stmt = upsert(AgentCategoryStats)
+        fresh = {c: stmt.excluded[c] for c in rows[0] if c not in ("agent_id", "category")}
+        # An executemany of one cached statement (values per row would compile anew each time).
+        self.session.execute(
+            stmt.on_conflict_do_update(index_elements=["agent_id", "category"], set_=fresh), rows
         )
 
     def record_health(

@@ -12,7 +12,13 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.change_log import record_agent
-from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, JobDistributionRecord
+from agent_dispatch.db.models import (
+    Agent,
+    Job,
+    JobDistributionAgent,
+    JobDistributionRecord,
+    new_id,
+)
 from agent_dispatch.domain.breaker import Circuit, CircuitState
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.lifecycle import idempotency_key
@@ -73,6 +79,8 @@ class DistributionRepository:
         Agents are locked FOR UPDATE (PostgreSQL) before their in-flight counters are read, so
         concurrent runs and workers cannot push an agent past its max concurrency. Inserting
         an ASSIGNED row raises the counter in this transaction (trigger, migration 0008).
+        The locks come last, after the attempt's own row is written: every job of these agents
+        waits on them, so they are held for the rows' insert, the change log and the commit.
         """
         job = self.session.scalars(
             select(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token)
@@ -80,10 +88,9 @@ class DistributionRepository:
         if job is None:
             raise LeaseLost(lease.job_id)
         chosen = [d for d in decisions if d.chosen]
-        agents_repo = AgentRepository(self.session)
-        locked = {a.id: a for a in agents_repo.lock(d.agent_id for d in chosen)}
         job.attempts += 1
         record = JobDistributionRecord(
+            id=new_id(),
             job_id=job.id,
             attempt=job.attempts,
             status=DistributionStatus.RUNNING.value,
@@ -94,6 +101,7 @@ class DistributionRepository:
         )
         self.session.add(record)
         self.session.flush()
+        locked = {a.id: a for a in AgentRepository(self.session).lock(d.agent_id for d in chosen)}
         assignments, dropped = [], []
         for decision in chosen:
             agent = locked.get(decision.agent_id)
@@ -102,6 +110,7 @@ class DistributionRepository:
                 continue
             key = idempotency_key(record.id, agent.id)
             row = JobDistributionAgent(
+                id=new_id(),  # known now: the rows go in together, at the commit's flush
                 distribution_id=record.id,
                 agent_id=agent.id,
                 agent_name=agent.name,
@@ -110,7 +119,6 @@ class DistributionRepository:
                 idempotency_key=key,
             )
             self.session.add(row)
-            self.session.flush()
             record_agent(
                 self.session,
                 job.id,
@@ -184,6 +192,38 @@ class DistributionRepository:
         )
         return AgentRunStatus(current)
 
+    def start_calls(
+        self, lease: Lease, queue_task_id: str, row_ids: Sequence[str], **fields: Any
+    ) -> None:
+        """ASSIGNED -> WORKING for several agent rows in one statement, while the lease holds
+        (fencing): a race starts its calls together, and each call then only announces it."""
+        working = AgentRunStatus.WORKING.value
+        stmt = (
+            update(JobDistributionAgent)
+            .where(
+                JobDistributionAgent.id.in_(row_ids),
+                JobDistributionAgent.status == AgentRunStatus.ASSIGNED.value,
+                self._lease_holds(lease),
+            )
+            .values(status=working, **fields)
+            .returning(
+                JobDistributionAgent.id,
+                JobDistributionAgent.agent_id,
+                JobDistributionAgent.agent_name,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        moved = {row.id: row for row in self.session.execute(stmt)}
+        if len(moved) != len(set(row_ids)):
+            if not self._holds(lease):
+                raise LeaseLost(lease.job_id)
+            raise IllegalTransition("agent", "not ASSIGNED", working)
+        for row_id in row_ids:  # in the order asked: the feed announces them so
+            row = moved[row_id]
+            record_agent(
+                self.session, lease.job_id, queue_task_id, row.agent_id, row.agent_name, working
+            )
+
     def _holds(self, lease: Lease) -> bool:
         return bool(self.session.scalar(select(self._lease_holds(lease))))
 
@@ -255,8 +295,12 @@ class DistributionRepository:
         )
         return bool(res.rowcount)  # type: ignore[attr-defined]
 
-    def rows(self, distribution_id: str) -> Sequence[JobDistributionAgent]:
+    def rows(self, distribution_id: str, fresh: bool = False) -> Sequence[JobDistributionAgent]:
+        """The attempt's agent rows by rank; `fresh`: as committed by this transaction's own
+        writes, over any copies already loaded (the agents' loaded rows are left alone)."""
         stmt = select(JobDistributionAgent).where(
             JobDistributionAgent.distribution_id == distribution_id
         )
+        if fresh:
+            stmt = stmt.execution_options(populate_existing=True)
         return self.session.scalars(stmt.order_by(JobDistributionAgent.rank)).all()

@@ -1,6 +1,7 @@
 """The dispatch flow: drained queue pages -> store and lease -> a bounded pool of jobs, each
-driven plan -> take -> race -> finish by `dispatch_one`: every step and agent call a Prefect
-task run (DISPATCH_MODE=traced), or one `dispatch-job` task run per job (lean)."""
+driven plan -> take -> race -> finish by `dispatch_one`: every agent call a Prefect task run
+(DISPATCH_MODE=traced), every step one too (steps), or one `dispatch-job` task run per job
+(lean); see tasks/job_steps.py."""
 
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ from agent_dispatch.services.drain import Drain, Listing
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.job_pool import JobPool
 from agent_dispatch.services.queue_io import Incoming
-from agent_dispatch.tasks.job_steps import TracedSteps, lean_job, lease_rescued, store_and_lease
+from agent_dispatch.tasks.job_steps import flow_steps, lean_job, lease_rescued, store_and_lease
 from agent_dispatch.tasks.queue_io import fetch_open_page, reject_items
+from agent_dispatch.tasks.run_memory import forget_ended_results
 
 
 class DispatchParams(BaseModel):
@@ -150,7 +152,7 @@ async def dispatch_flow(
     logger = get_run_logger()
     progress = await Progress.start()
     run_id = str(flow_run.id) if flow_run.id else None
-    steps = TracedSteps(run_id)
+    steps = flow_steps(run_id)
 
     async def run(claim: Claim) -> JobLine:
         if claim.spec.workflow:  # a workflow's parent: its steps are dispatched in a subflow
@@ -161,6 +163,8 @@ async def dispatch_flow(
 
     def log_line(line: JobLine) -> None:
         """Each job's line as it ends: the log has every job, however many the run keeps."""
+        if s.dispatch_mode != "steps":  # see tasks/run_memory.py
+            forget_ended_results()
         logger.info(
             "%s -> %s%s%s",
             line.queue_task_id,

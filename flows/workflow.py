@@ -1,7 +1,7 @@
 """A workflow run as Prefect runs: one subflow run per workflow run (`<workflow> <- <task>`),
-and inside it one subflow run per step (`<step> <- <task>/<step>`) holding that step's plan,
-take, agent calls and finish as task runs. The UI shows the run's steps side by side, as they
-overlap in time."""
+and inside it one subflow run per step (`<step> <- <task>/<step>`) holding that step's agent
+calls as task runs (and its plan, take and finish too in DISPATCH_MODE=steps). The UI shows
+the run's steps side by side, as they overlap in time."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from agent_dispatch.services.dispatching import JobLine, dispatch_one
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.job_pool import RaceSlots
 from agent_dispatch.services.workflow_runs import run_workflow
-from agent_dispatch.tasks.job_steps import TracedSteps
+from agent_dispatch.tasks.job_steps import flow_steps
 
 # Parameters are our own objects (leases, specs, the run's slots), passed as they are;
 # results stay in memory like every step's (they carry payloads and agent answers).
@@ -26,8 +26,8 @@ from agent_dispatch.tasks.job_steps import TracedSteps
     persist_result=False,
 )
 async def step_flow(claim: Claim, capacity_wait: float) -> JobLine:
-    """One step job, plan -> take -> race -> finish, every part a task run."""
-    return await dispatch_one(TracedSteps(str(flow_run.id)), claim, capacity_wait)
+    """One step job, plan -> take -> race -> finish, as the dispatch flow runs a job."""
+    return await dispatch_one(flow_steps(str(flow_run.id)), claim, capacity_wait)
 
 
 @flow(

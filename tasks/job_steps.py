@@ -1,8 +1,13 @@
-"""The job lifecycle steps as Prefect task runs: each resolves its dependencies, calls one
-service and names the run after the job. `TracedSteps` hands them to `dispatch_one`.
+"""How a job's steps run under Prefect, by DISPATCH_MODE; each hands `dispatch_one` its steps.
 
-Lean mode (DISPATCH_MODE=lean) runs the whole of one job, steps and agent calls as plain
-coroutines, inside one `dispatch-job` task run whose state carries the job's outcome."""
+- traced (default), `TracedSteps`: each agent call is a task run of its own (the fan-out, the
+  winner and the Cancelled losers on the flow run's page); plan, take and finish are plain
+  service calls in the flow run. A task run costs milliseconds of CPU in client and server,
+  so this is Prefect's own floor (one task run per agent call) plus the database's work.
+- steps, `TaskRunSteps`: every step a task run too (plan, take, finish, release, end), named
+  after the job: three more task runs per job, for operators who want each step in the UI.
+- lean: the whole of one job, steps and agent calls as plain coroutines, inside one
+  `dispatch-job` task run whose state carries the job's outcome."""
 
 from __future__ import annotations
 
@@ -99,7 +104,20 @@ async def release_job(claim: Claim, reason: str) -> None:
     await planning.release_job(get_runtime(), claim, reason)
 
 
-class TracedSteps:
+class TracedSteps(PlainSteps):
+    """The steps as plain service calls; every agent call a task run of its own."""
+
+    def __init__(self, flow_run_id: str | None) -> None:
+        super().__init__(get_runtime(), flow_run_id)
+
+    async def race(self, taken: Taken) -> RaceResult:
+        # The race runs in the flow (it only waits); each call inside it is a task run.
+        return await race(
+            self.deps, taken, traced_calls(), on_decided=finishing.tell_winner(self.deps, taken)
+        )
+
+
+class TaskRunSteps:
     """Every step a task run and every agent call a task run of its own (the UI shows all)."""
 
     def __init__(self, flow_run_id: str | None) -> None:
@@ -132,6 +150,13 @@ class TracedSteps:
 
     async def end(self, claim: Claim, status: JobStatus, reason: str) -> JobEnd:
         return await end_job(claim, status, reason)
+
+
+def flow_steps(flow_run_id: str | None) -> TracedSteps | TaskRunSteps:
+    """The steps a flow run hands `dispatch_one` in traced or steps mode (lean: `lean_job`)."""
+    if get_runtime().settings.dispatch_mode == "steps":
+        return TaskRunSteps(flow_run_id)
+    return TracedSteps(flow_run_id)
 
 
 # Outcomes a lean job's task run shows as Failed: the job failed, or this run crashed on it.

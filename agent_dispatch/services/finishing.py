@@ -162,12 +162,15 @@ async def finish_job(
     ) -> tuple[JobEnd, Any, JobDistributionAgent | None, str, int]:
         now = utcnow()
         closed.clear()  # a transaction run again after a deadlock starts afresh
-        # This job's own rows first, in agent id order (closing one moves its agent's in_flight
-        # count), then the agents' row locks in the same order: the agents' locks (which every
-        # job of theirs waits on) are held only for the writes that need them.
+        # Every agent of the attempt is locked first, in id order, before any of its rows
+        # closes: closing a row moves its agent's in_flight count (a trigger), so closing the
+        # rows first took some agents' locks before others (the winner's row closed earlier, a
+        # loser's now) and two finishes of the same agents deadlocked (seen at 20 jobs at once).
+        # The same lock also guards the statistics below; selected_agent_id and
+        # winner_agent_id then take key-share locks on a row this transaction already holds.
+        locked = uow.agents.lock(a.agent_id for a in dist.assignments)
         closed.extend(_close_open_rows(uow, claim, dist.distribution_id, now, first_result_at))
-        uow.session.expire_all()
-        rows = list(uow.distributions.rows(dist.distribution_id))
+        rows = list(uow.distributions.rows(dist.distribution_id, fresh=True))
         outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
         names = {r.agent_id or r.agent_name: r.agent_name for r in rows}
         winner = next((r for r in rows if r.id == winner_row_id), None)
@@ -186,10 +189,6 @@ async def finish_job(
             winner = None
             v = verdict(outcomes, names)
             status, error = final_status(v.status, v.error, claim.spec, now)
-        # Agents before any key referencing them is set, in id order (as distributions.create
-        # does): selected_agent_id and winner_agent_id take a key-share lock on the winner, and
-        # a FOR UPDATE after it deadlocks with another finish of the same agent holding its own.
-        locked = uow.agents.lock(a.agent_id for a in dist.assignments)
         uow.distributions.finish(
             claim.lease,
             dist.distribution_id,
@@ -212,6 +211,7 @@ async def finish_job(
         # Statistics and circuit state move in the same transaction as the job's end.
         row_of = {r.agent_id: r for r in rows}  # one row per agent per distribution
         evidence = uow.agents.evidence(claim.spec.category, (a.id for a in locked))
+        learned: dict[str, Evidence] = {}
         for agent in locked:
             r = row_of.get(agent.id)
             if r is None or r.started_at is None:
@@ -220,10 +220,9 @@ async def finish_job(
             uow.agents.save_stats(agent, apply_outcome(stats_of(agent), out, won=r.won), now)
             seen = seen_of(out)
             if seen is not None:
-                ev = evidence.get(agent.id, Evidence()).observe(
+                learned[agent.id] = evidence.get(agent.id, Evidence()).observe(
                     seen, out.latency_ms, now.timestamp(), s.ranking_half_life_seconds
                 )
-                uow.agents.save_evidence(agent.id, claim.spec.category, ev)
             c = after_outcome(
                 Circuit(agent.consecutive_failures, agent.circuit_open_until),
                 out,
@@ -235,6 +234,7 @@ async def finish_job(
                 c.consecutive_failures,
                 c.open_until,
             )
+        uow.agents.save_evidence(claim.spec.category, learned)
         end = JobEnd(
             qid,
             claim.job_id,

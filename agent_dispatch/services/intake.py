@@ -56,8 +56,30 @@ class Intake:
     pending: tuple[str, ...] = ()  # beyond `limit`: offer these again when there is room
 
 
-def _judge(uow: UnitOfWork, s: Settings, qids: Sequence[str], now: dt.datetime) -> list[Unserved]:
-    """Which of these OPEN, unleased jobs no agent could serve (domain/backlog.py)."""
+def _judge(
+    uow: UnitOfWork, s: Settings, qids: Sequence[str], now: dt.datetime, want: int
+) -> tuple[list[Unserved], list[str], list[str]]:
+    """Which of these OPEN, unleased jobs no agent could serve (domain/backlog.py): (the
+    unservable, the servable, the ones left unjudged), judged in order, chunk by chunk, until
+    `want` servable ones are found. A page offered again while the run frees one slot at a
+    time was otherwise read and judged whole every time (a fifth of a busy run's CPU)."""
+    unserved: list[Unserved] = []
+    servable: list[str] = []
+    chunk = max(want, 16)
+    done = 0
+    while done < len(qids) and len(servable) < want:
+        part = qids[done : done + chunk]
+        done += len(part)
+        found = _judge_chunk(uow, s, part, now)
+        unserved += found
+        out = {u.queue_task_id for u in found}
+        servable += [q for q in part if q not in out]
+    return unserved, servable, list(qids[done:])
+
+
+def _judge_chunk(
+    uow: UnitOfWork, s: Settings, qids: Sequence[str], now: dt.datetime
+) -> list[Unserved]:
     jobs = uow.jobs.open_jobs(qids, now) if qids else {}
     specs = {qid: spec_of(job) for qid, job in jobs.items()}
     # Expired or spent jobs must be planned: planning ends them.
@@ -95,19 +117,19 @@ async def store_and_lease(deps: Deps, incoming: Sequence[Incoming], limit: int) 
         rejected = tuple(RejectedItem(task_id, reason) for task_id, reason in refused)
         waiting = sum(1 for qid in ids if known.get(qid))
         fresh = [qid for qid in ids if qid not in out and not known.get(qid)]
-        unserved = _judge(uow, s, fresh, now)
+        # Twice the room: the first ones may be held by others. With no room, judge them all
+        # (a page only stored now still gets its verdicts).
+        want = 2 * limit if limit > 0 else len(fresh)
+        unserved, offer, unjudged = _judge(uow, s, fresh, now, want)
         uow.jobs.note_unserved({u.queue_task_id: u.reason for u in unserved}, version, now)
-        left = {u.queue_task_id for u in unserved}
-        # Offer every other task and cap the claim instead: the first N may be held by others.
-        offer = [qid for qid in fresh if qid not in left]
         if not offer or limit <= 0:
-            return Intake([], rejected, tuple(unserved), waiting, tuple(offer))
+            return Intake([], rejected, tuple(unserved), waiting, (*offer, *unjudged))
         leases = uow.jobs.claim_open(offer, deps.worker_name, s.job_lease_seconds, now, limit=limit)
         claims = _claims(uow, leases)
-        # Fewer leases than allowed: every claimable one was claimed, nothing is pending.
+        # Fewer leases than allowed: every claimable one judged was claimed.
         got = {c.spec.queue_task_id for c in claims}
-        pending = tuple(q for q in offer if q not in got) if len(leases) >= limit else ()
-        return Intake(claims, rejected, tuple(unserved), waiting, pending)
+        left = tuple(q for q in offer if q not in got) if len(leases) >= limit else ()
+        return Intake(claims, rejected, tuple(unserved), waiting, (*left, *unjudged))
 
     return await in_transaction(deps, work)
 

@@ -199,15 +199,13 @@ async def race(
 
 
 def _mark_working(uow: UnitOfWork, taken: Taken, step: Step, task_run_id: str | None) -> None:
-    now = utcnow()
-    for row_id in step.start:
-        uow.distributions.move_agent(
-            taken.claim.lease,
-            row_id,
-            AgentRunStatus.WORKING,
-            started_at=now,
-            task_run_id=task_run_id,
-        )
+    uow.distributions.start_calls(
+        taken.claim.lease,
+        taken.claim.spec.queue_task_id,
+        step.start,
+        started_at=utcnow(),
+        task_run_id=task_run_id,
+    )
 
 
 def _stop(

@@ -30,7 +30,9 @@ def assert_prefilter_agrees(factory: sessionmaker[Session]) -> None:
     with UnitOfWork(factory) as uow:  # some learned evidence, in some categories
         for i, a in enumerate(uow.agents.list()):
             for category in a.categories[: i % 3]:
-                uow.agents.save_evidence(a.id, category, Evidence(i % 7, 1.0, 0.5, updated_at=9.0))
+                uow.agents.save_evidence(
+                    category, {a.id: Evidence(i % 7, 1.0, 0.5, updated_at=9.0)}
+                )
         uow.commit()
     admitted_somewhere = 0
     with UnitOfWork(factory) as uow:
