@@ -4,6 +4,7 @@ win/lose/cancel/sweep paths: tests/services/test_in_flight_counter.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
-from agent_dispatch.domain.lease import Lease
+from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.matching import Decision
 from agent_dispatch.domain.model import JobSpec
-from agent_dispatch.domain.statuses import AgentRunStatus
+from agent_dispatch.domain.statuses import AgentRunStatus, IllegalTransition
 from tests.support.matching_tables import pg_sessions, sqlite_sessions
 
 
@@ -113,3 +114,43 @@ def test_sqlite_in_flight_counter_follows_every_open_and_close(tmp_path: Path) -
 def test_postgres_in_flight_counter_follows_every_open_and_close(database_url: str) -> None:
     with pg_sessions(database_url) as factory:
         every_path(factory)
+
+
+def calls_started_together(factory: sessionmaker[Session]) -> None:
+    with UnitOfWork(factory) as uow:
+        ids = {
+            n: uow.agents.add(
+                Agent(name=n, url="http://x", categories=["general"], max_concurrency=5)
+            ).id
+            for n in ("a", "b")
+        }
+        uow.commit()
+    lease = lease_job(factory, "together")
+    rows = assign(factory, lease, ids)
+    with UnitOfWork(factory) as uow:  # all of them WORKING in one statement, counters kept
+        uow.distributions.start_calls(lease, "together", rows, started_at=utcnow())
+        uow.commit()
+    assert kept(factory) == {"a": 1, "b": 1}
+    # A row no longer ASSIGNED: refused, nothing moved.
+    with UnitOfWork(factory) as uow, pytest.raises(IllegalTransition):
+        uow.distributions.start_calls(lease, "together", rows)
+    again = lease_job(factory, "stolen")
+    more = assign(factory, again, ids)
+    assert len(more) == 2
+    stolen = dataclasses.replace(again, token="someone-else's")
+    with UnitOfWork(factory) as uow, pytest.raises(LeaseLost):  # a lease not held
+        uow.distributions.start_calls(stolen, "stolen", more)
+    with UnitOfWork(factory) as uow:
+        statuses = {r.status for r in uow.jobs.get_leased(again).distributions[0].agents}
+    assert statuses == {AgentRunStatus.ASSIGNED.value}
+
+
+def test_sqlite_calls_start_together_only_while_the_lease_holds(tmp_path: Path) -> None:
+    with sqlite_sessions(tmp_path) as factory:
+        calls_started_together(factory)
+
+
+@pytest.mark.postgres
+def test_postgres_calls_start_together_only_while_the_lease_holds(database_url: str) -> None:
+    with pg_sessions(database_url) as factory:
+        calls_started_together(factory)

@@ -199,3 +199,26 @@ async def test_tasks_beyond_the_limit_are_pending_and_leased_when_offered_again(
     assert second.pending == () and second.unserved == ()
     leased = {c.spec.queue_task_id for c in first.claims + second.claims}
     assert leased == set(ids)
+
+
+async def test_a_page_is_judged_only_as_far_as_the_room_needs_the_rest_when_offered_again(
+    deps: TestDeps, queue: SimulatedQueue, add_agent: Callable[..., str]
+) -> None:
+    # A run with room for two re-offers its page each time a slot frees: judging the whole
+    # page each time cost a fifth of a busy run's CPU. The rest is judged when its turn comes.
+    add_agent("generalist")
+    servable = [queue.add_task(title=f"g{i}")["id"] for i in range(40)]
+    nobody = queue.add_task(title="nobody", category="legal")["id"]
+
+    first = await _intake(deps, limit=2)
+    assert len(first.claims) == 2 and first.unserved == ()
+    assert nobody in first.pending and len(first.pending) == 39  # unjudged ones wait too
+    assert _job(deps, nobody).unserved_version is None  # not judged yet
+
+    page = await fetch_open_page(deps, None, 50)
+    rest = [i for i in page.tasks if i.spec.queue_task_id in set(first.pending)]
+    second = await store_and_lease(deps, rest, 50)
+    assert [u.queue_task_id for u in second.unserved] == [nobody]
+    assert second.pending == ()
+    leased = {c.spec.queue_task_id for c in first.claims + second.claims}
+    assert leased == set(servable)
