@@ -98,7 +98,7 @@ def _plan_batch(uow: UnitOfWork, s: Settings, claims: Sequence[Claim]) -> list[P
     pools = uow.agents.pools(
         [spec for _, _, spec, _ in todo], now, [scored_at_most(s, r.limit) for *_, r in todo]
     )
-    fleet = Fleet(uow)
+    fleet = Fleet(uow, larger=any(p.admitted > NAME_ALL_UP_TO for p in pools))
     notes = []
     for (i, claim, spec, rules), pool in zip(todo, pools, strict=True):
         try:
@@ -112,12 +112,13 @@ def _plan_batch(uow: UnitOfWork, s: Settings, claims: Sequence[Claim]) -> list[P
 
 
 class Fleet:
-    """Whether the fleet is small enough to explain agent by agent: asked once per batch,
-    and only when a job's pool is that small (more candidates than that: no need to ask)."""
+    """Whether the fleet is small enough to explain agent by agent: asked at most once per
+    batch, and only when a job's pool is that small and no pool in the batch was larger
+    (more candidates than that: no need to ask)."""
 
-    def __init__(self, uow: UnitOfWork) -> None:
+    def __init__(self, uow: UnitOfWork, larger: bool) -> None:
         self.uow = uow
-        self._small: bool | None = None
+        self._small: bool | None = False if larger else None
 
     def small(self, candidates: int) -> bool:
         if candidates > NAME_ALL_UP_TO:
