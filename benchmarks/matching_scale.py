@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> tuple[list[dict[str, Any]], list[dict
     p.add_argument("--admin-url", default=ADMIN)
     args = p.parse_args(argv)
     cells: list[dict[str, Any]] = []
-    for size in (int(s.replace("_", "")) for s in args.sizes.split(",")):
+    for size in (int(s.replace("_", "")) for s in args.sizes.split(",") if s):
         print(f"{size:,} agents ...", flush=True)
         cells += match_cells(args.admin_url, size, args.decisions, args.seconds, args.concurrency)
     dispatch = []
