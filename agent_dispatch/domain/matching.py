@@ -212,9 +212,10 @@ def match_learned(
         now=now_s,
         half_life_s=half_life_s,
         intervals_for=limit,  # the chosen: what jobs show prints in its scores table
+        first=None if explain is None else max(explain, limit),
     )
     ranked: list[Decision] = []
-    for p in picks if explain is None else picks[:explain]:
+    for p in picks:
         agent, picked = by_id[p.key], p.rank <= limit
         shown = picked
         why = (

@@ -65,8 +65,10 @@ def rank_candidates(
     half_life_s: float = 0.0,
     intervals: bool = True,
     intervals_for: int | None = None,
+    first: int | None = None,
 ) -> list[Pick]:
-    """Every candidate, best first. The caller takes as many as it has slots.
+    """Every candidate, best first (`first=N`: the first N only, every candidate drawn and
+    ranked all the same). The caller takes as many as it has slots.
 
     `intervals=False` skips the credible interval (a few hundred float operations each),
     which only display needs; the simulation ranks millions of times. `intervals_for=N`
@@ -99,8 +101,9 @@ def rank_candidates(
         )
     greedy_rank = {r[2]: i for i, r in enumerate(sorted(rows, key=lambda r: (r[1], r[2])), 1)}
     picks = []
+    ranked = sorted(rows, key=lambda r: (r[0], r[2]))
     for rank, (score, _, key, drawn, mean, a, b, latency) in enumerate(
-        sorted(rows, key=lambda r: (r[0], r[2])), start=1
+        ranked if first is None else ranked[:first], start=1
     ):
         shown = intervals and (intervals_for is None or rank <= intervals_for)
         low, high = beta_interval(a, b) if shown else (0.0, 1.0)
