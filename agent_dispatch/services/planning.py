@@ -54,7 +54,7 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
 
 async def plan_jobs(deps: Deps, claims: Sequence[Claim]) -> list[Plan | Exception]:
     """Plan many leased jobs in one transaction: one lease check, their pools in one query
-    where the dialect allows, one executemany for the notes, one commit. Each job's entry is
+    where the dialect allows, one statement for the notes, one commit. Each job's entry is
     its Plan, or the exception that failed it (LeaseLost, ...). Should the transaction fail
     as a whole (a statement the database refused), each job is planned again on its own."""
     s = deps.settings
@@ -85,6 +85,7 @@ def _plan_batch(uow: UnitOfWork, s: Settings, claims: Sequence[Claim]) -> list[P
                 raise LeaseLost(claim.job_id)
             spec = spec_of(job)
             ending = precheck(spec, JobStatus(job.status), job.attempts, s.job_max_attempts, now)
+            rules = rules_for(s, spec)
         except Exception as exc:
             out.append(exc)
             continue
@@ -92,7 +93,7 @@ def _plan_batch(uow: UnitOfWork, s: Settings, claims: Sequence[Claim]) -> list[P
             out.append(Plan(ending[0], summary=ending[1]))
             continue
         out.append(Plan(PlanKind.UNSERVED))  # a placeholder, replaced below
-        todo.append((i, claim, spec, rules_for(s, spec)))
+        todo.append((i, claim, spec, rules))
     # Only agents the record-based rules admit leave the database (indexed prefilter), the
     # first few in a cheap order when there are more; the domain's rules judge each again.
     pools = uow.agents.pools(
