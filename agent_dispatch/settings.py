@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         default=None, ge=0, description="What a failed call costs in time; None: the agent timeout"
     )
     ranking_seed: int | None = Field(default=None, description="Fixed seed: repeatable picks")
+    # A bound on the agents a plan scores (kube-scheduler's percentageOfNodesToScore): past
+    # it, the admitted agents with room and the best reputation are scored, the rest counted
+    # as "not scored". None: max(20, 10 x the agents the job wants).
+    agents_scored_per_job: int | None = Field(
+        default=None, ge=1, description="Agents a plan scores at most; None: max(20, 10 x wanted)"
+    )
     # How agents are started and how the result is chosen (per-category rules override).
     dispatch_policy: PolicyName = "all-at-once"
     hedge_delay_ms: float | None = Field(

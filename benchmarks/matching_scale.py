@@ -7,15 +7,18 @@ One run, one table. For each fleet size a fresh PostgreSQL database (ad_bench_<r
 migrated and filled with a seeded fleet: 100 categories (1-3 per agent), 12 tags (0-4 per
 agent), skill 1-5, about 5% inactive, 4% unhealthy, 2% with an open circuit, records of up to
 200 runs. A job asks for a category and maybe a tag and a skill level some agent has, so most
-jobs have eligible agents. A match decision is one real `plan_job` (prefilter, domain rules,
-learned ranking, the plan's note, its own transaction) on a leased job, `--concurrency` at
-a time (a run plans up to JOB_CONCURRENCY jobs at once).
+jobs have eligible agents. A match decision is one plan of a leased job (lease check,
+prefilter, domain rules, learned ranking, the plan's note, commit), `--concurrency` at a time
+(default 20: a run plans up to JOB_CONCURRENCY jobs at once), three ways:
 
-- `after`: this code (SQL prefilter, the kept in-flight counter);
-- `before`: the same plan with the old loading put back: every agent loaded and its in-flight
-  calls recounted from the rows on every plan (the path main had before 0008_matching).
+- `before`: a transaction per plan, every admitted agent scored (the path before batching);
+- `batched`: `plan_job` as production calls it, plans asked for together sharing one
+  transaction (services/plan_batching.py), every admitted agent still scored;
+- `after`: production's path: batched, and at most AGENTS_SCORED_PER_JOB agents scored per
+  job (default max(20, 10 x agents wanted)), the rest counted as not scored.
 
-Each cell runs until `--decisions` plans are done or `--seconds` have passed.
+Each cell runs until `--decisions` plans are done or `--seconds` have passed; each path plans
+its own copies of the same jobs.
 
 Dispatch: two databases, one with the 3 loopback agents that serve the jobs' category, one
 with those 3 and 9,997 agents that serve other categories; the same jobs through the services
@@ -38,18 +41,15 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy.exc import DBAPIError
 
 from agent_dispatch.bootstrap import Runtime
-from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.types import utcnow
-from agent_dispatch.domain.model import AgentProfile, JobSpec
-from agent_dispatch.domain.posterior import Evidence
+from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.dispatching import PlainSteps, dispatch_one
 from agent_dispatch.services.intake import Claim, store_and_lease
-from agent_dispatch.services.planning import plan_job
+from agent_dispatch.services.planning import Plan, plan_job, plan_jobs
 from agent_dispatch.services.queue_io import fetch_open_page
 from agent_dispatch.settings import Settings
 from agent_dispatch.simulators.agents import AgentFarm
@@ -175,43 +175,37 @@ def lease(rt: Runtime, specs: list[JobSpec]) -> list[Claim]:
     return [Claim(le, le.job_id, spec_of[le.job_id], JobStatus.OPEN) for le in leases]
 
 
-def old_pool(
-    self: AgentRepository, job: JobSpec, now: dt.datetime
-) -> tuple[list[AgentProfile], dict[str, Evidence]]:
-    """main's loading before 0008: every agent, in-flight calls recounted per plan, and the
-    evidence of all of them."""
-    counts = self.recount_in_flight()
-    everyone = [dataclasses.replace(p, in_flight=counts.get(p.id, 0)) for p in self.profiles(now)]
-    return everyone, self.evidence(job.category, (p.id for p in everyone))
+WARM_UP = 10  # plans per cell before the clock starts
+EVERY_AGENT = 1_000_000_000  # AGENTS_SCORED_PER_JOB that scores every admitted agent
+PATHS = ("before", "batched", "after")
 
 
-@contextmanager
-def path(name: str) -> Iterator[None]:
-    if name == "after":
-        yield
-        return
-    new = AgentRepository.pool
-    AgentRepository.pool = old_pool  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        AgentRepository.pool = new  # type: ignore[method-assign]
+async def plan_alone(rt: Runtime, claim: Claim) -> Plan:
+    """A transaction of its own (the path before batching)."""
+    (plan,) = await plan_jobs(rt, [claim])
+    if isinstance(plan, Exception):
+        raise plan
+    return plan
 
 
 async def plan_for(
-    rt: Runtime, claims: list[Claim], seconds: float, concurrency: int
+    rt: Runtime, claims: list[Claim], seconds: float, concurrency: int, alone: bool
 ) -> tuple[int, float, int]:
     """Plans, `concurrency` at a time (as a run plans its jobs), until done or out of time:
     (decisions, seconds, dispatchable)."""
+    plan = plan_alone if alone else plan_job
+    warm, claims = claims[:WARM_UP], claims[WARM_UP:]
+    for claim in warm:  # connections opened, statements compiled and prepared: not timed
+        await plan(rt, claim)
     started, done, served = time.perf_counter(), 0, 0
     todo = iter(claims)
 
     async def worker() -> None:
         nonlocal done, served
         for claim in todo:
-            plan = await plan_job(rt, claim)
+            found = await plan(rt, claim)
             done += 1
-            served += any(d.chosen for d in plan.decisions)
+            served += any(d.chosen for d in found.decisions)
             if time.perf_counter() - started > seconds:
                 return
 
@@ -234,25 +228,28 @@ def match_cells(
     cells = []
     with database(admin) as url:
         seed(url, fleet)
-        rt = Runtime(settings(url))
-        rt.events = Quiet()
-        specs = jobs_for(rng, fleet, decisions)
-        eligible = eligible_mean(rt, specs)
-        # The same jobs both ways (copies under other task ids): same plans expected.
-        again = [dataclasses.replace(j, queue_task_id=j.queue_task_id + "-b") for j in specs]
-        for name, batch in (("before", specs), ("after", again)):
-            claims = lease(rt, batch)
-            cell: dict[str, Any] = {"agents": size, "path": name, "eligible": eligible}
-            try:
-                with path(name):
-                    done, took, served = asyncio.run(plan_for(rt, claims, seconds, concurrency))
-            except DBAPIError as exc:  # main's path binds one parameter per agent: > 65,535
-                cell["error"] = str(exc.orig).splitlines()[0]
-            else:
-                cell.update(decisions=done, seconds=took, per_second=done / took, served=served)
+        specs = jobs_for(rng, fleet, decisions + WARM_UP)
+        for name in PATHS:
+            bound = {} if name == "after" else {"agents_scored_per_job": EVERY_AGENT}
+            rt = Runtime(settings(url, **bound))
+            rt.events = Quiet()
+            # The same jobs each way (copies under other task ids): the same jobs served.
+            claims = lease(
+                rt,
+                [dataclasses.replace(j, queue_task_id=f"{j.queue_task_id}-{name}") for j in specs],
+            )
+            cell: dict[str, Any] = {
+                "agents": size,
+                "path": name,
+                "eligible": eligible_mean(rt, specs),
+            }
+            done, took, served = asyncio.run(
+                plan_for(rt, claims, seconds, concurrency, alone=name == "before")
+            )
+            cell.update(decisions=done, seconds=took, per_second=done / took, served=served)
             print(f"  {cell}", flush=True)
             cells.append(cell)
-        rt.engine.dispose()
+            rt.engine.dispose()
     return cells
 
 
@@ -309,13 +306,10 @@ def dispatch_cell(admin: str, fleet_size: int, jobs: int) -> dict[str, Any]:
 
 def table(cells: list[dict[str, Any]], dispatch: list[dict[str, Any]]) -> str:
     head = (f"{'agents':>8} {'path':<7} {'eligible/job':>12} {'decisions':>9} "
-            f"{'decisions/s':>11} {'ms each':>8} {'after/before':>12}")  # fmt: skip
+            f"{'decisions/s':>11} {'ms each':>8} {'vs before':>9}")  # fmt: skip
     lines = [head, "-" * len(head)]
     before: dict[int, float] = {}
     for c in cells:
-        if "error" in c:
-            lines.append(f"{c['agents']:>8,} {c['path']:<7} {c['eligible']:>12.1f}  {c['error']}")
-            continue
         ratio = ""
         if c["path"] == "before":
             before[c["agents"]] = c["per_second"]
@@ -323,7 +317,7 @@ def table(cells: list[dict[str, Any]], dispatch: list[dict[str, Any]]) -> str:
             ratio = f"{c['per_second'] / before[c['agents']]:.1f}x"
         lines.append(
             f"{c['agents']:>8,} {c['path']:<7} {c['eligible']:>12.1f} {c['decisions']:>9} "
-            f"{c['per_second']:>11.1f} {1000 / c['per_second']:>8.2f} {ratio:>12}"
+            f"{c['per_second']:>11.1f} {1000 / c['per_second']:>8.2f} {ratio:>9}"
         )
     if dispatch:
         lines += ["", f"{'dispatch':<16} {'jobs':>6} {'seconds':>8} {'jobs/s':>8} {'vs 3':>6}"]
@@ -346,16 +340,16 @@ def table(cells: list[dict[str, Any]], dispatch: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="3,1000,10000,100000")
-    p.add_argument("--decisions", type=int, default=300, help="plans per cell at most")
+    p.add_argument("--decisions", type=int, default=2000, help="plans per cell at most")
     p.add_argument("--seconds", type=float, default=20.0, help="time per cell at most")
-    p.add_argument("--concurrency", type=int, default=4, help="plans at once")
+    p.add_argument("--concurrency", type=int, default=20, help="plans at once (JOB_CONCURRENCY)")
     p.add_argument("--dispatch-jobs", type=int, default=200, help="0: skip the dispatch rows")
     p.add_argument("--dispatch-fleet", type=int, default=10_000)
     p.add_argument("--dispatch-rounds", type=int, default=2)
     p.add_argument("--admin-url", default=ADMIN)
     args = p.parse_args(argv)
     cells: list[dict[str, Any]] = []
-    for size in (int(s.replace("_", "")) for s in args.sizes.split(",")):
+    for size in (int(s.replace("_", "")) for s in args.sizes.split(",") if s):
         print(f"{size:,} agents ...", flush=True)
         cells += match_cells(args.admin_url, size, args.decisions, args.seconds, args.concurrency)
     dispatch = []

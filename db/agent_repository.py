@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -15,9 +15,12 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.db.matching_filter import (
     PROFILE_COLUMNS,
+    PoolRow,
     evidence_from_row,
     pool_params,
     pool_statement,
+    pools_params,
+    pools_statement,
     serves,
 )
 from agent_dispatch.db.models import Agent, AgentCategoryStats, JobDistributionAgent
@@ -33,7 +36,7 @@ class DuplicateAgent(ValueError):
 
 
 # A row of the matching prefilter's agent columns (db/matching_filter.py), read like an Agent.
-AgentRow = Row[*tuple[Any, ...]]
+AgentRow = Row[*tuple[Any, ...]] | PoolRow
 
 
 def stats_of(agent: Agent | AgentRow) -> AgentStats:
@@ -78,6 +81,15 @@ def profile_of(agent: Agent | AgentRow, now: dt.datetime) -> AgentProfile:
         circuit=Circuit(agent.consecutive_failures, agent.circuit_open_until).state(now).value,
         stats=stats_of(agent),
     )
+
+
+class Pool(NamedTuple):
+    """One job's scored agents, what ranking learned about them in its category, and how
+    many agents the record-based rules admitted (more than scored when the pool was cut)."""
+
+    agents: list[AgentProfile]
+    evidence: dict[str, Evidence]
+    admitted: int
 
 
 class AgentRepository:
@@ -149,6 +161,52 @@ class AgentRepository:
             if ev is not None:
                 evidence[row.id] = ev
         return profiles, evidence
+
+    def pools(
+        self, jobs: Sequence[JobSpec], now: dt.datetime, at_most: Sequence[int]
+    ) -> builtins.list[Pool]:
+        """Each job's admitted agents, the first `at_most[i]` in the cheap scoring order
+        (db/matching_filter.py), with their evidence: one round trip per distinct bound on
+        PostgreSQL, one per job on SQLite (no LATERAL there; no network either). An agent
+        in several jobs' pools is profiled once."""
+        dialect = self.session.get_bind().dialect.name
+        pools = [Pool([], {}, 0) for _ in jobs]
+        seen: dict[str, AgentProfile] = {}
+        if dialect == "postgresql":
+            for bound in sorted(set(at_most)):
+                index = [i for i, k in enumerate(at_most) if k == bound]
+                params = pools_params([jobs[i] for i in index], now, bound)
+                # Core rows: no ORM loading machinery over plain columns.
+                rows = self.session.connection().execute(pools_statement(), params).all()
+                for row in rows:
+                    self._add(pools, index[row[-1]], row, now, seen)
+        else:
+            for i, job in enumerate(jobs):
+                stmt = pool_statement(dialect, bool(job.tags), bounded=True)
+                params = pool_params(job, now, at_most[i])
+                for row in self.session.connection().execute(stmt, params).all():
+                    self._add(pools, i, row, now, seen)
+        return pools
+
+    @staticmethod
+    def _add(
+        pools: builtins.list[Pool],
+        i: int,
+        columns: Any,
+        now: dt.datetime,
+        seen: dict[str, AgentProfile],
+    ) -> None:
+        row = PoolRow(*columns)
+        profile = seen.get(row.id)
+        if profile is None:
+            profile = seen[row.id] = profile_of(row, now)
+        pool = pools[i]
+        pool.agents.append(profile)
+        ev = evidence_from_row(row)
+        if ev is not None:
+            pool.evidence[row.id] = ev
+        if row.admitted != pool.admitted:
+            pools[i] = pool._replace(admitted=row.admitted)
 
     def others(self, agent_ids: Iterable[str], now: dt.datetime) -> builtins.list[AgentProfile]:
         """Every agent but these (a small fleet's explanation), as matching sees them."""

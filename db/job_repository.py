@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from agent_dispatch.db.change_log import record_job
 from agent_dispatch.db.job_backlog import BacklogQueries
 from agent_dispatch.db.job_intake import JobIntake
+from agent_dispatch.db.job_plans import JobPlans
 from agent_dispatch.db.models import Job, QueueRejection, on_queue
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec, ResultStrategy
@@ -44,7 +45,7 @@ def spec_of(job: Job) -> JobSpec:
     )
 
 
-class JobRepository(JobIntake, BacklogQueries):
+class JobRepository(JobIntake, BacklogQueries, JobPlans):
     def __init__(self, session: Session) -> None:
         self.session = session
 

@@ -54,18 +54,44 @@ def beta_cdf(x: float, a: float, b: float) -> float:
     return 1.0 - front * _continued_fraction(b, a, 1.0 - x) / b
 
 
+def _first_guess(q: float, a: float, b: float) -> float:
+    """Numerical Recipes' start for the inverse incomplete beta (6.4): a normal-based guess
+    for shapes of 1 and more, the power laws of the two tails for smaller ones."""
+    if a >= 1.0 and b >= 1.0:
+        t = math.sqrt(-2.0 * math.log(min(q, 1.0 - q)))
+        z = (2.30753 + t * 0.27061) / (1.0 + t * (0.99229 + t * 0.04481)) - t
+        z = -z if q < 0.5 else z
+        al = (z * z - 3.0) / 6.0
+        h = 2.0 / (1.0 / (2.0 * a - 1.0) + 1.0 / (2.0 * b - 1.0))
+        w = z * math.sqrt(al + h) / h - (1.0 / (2.0 * b - 1.0) - 1.0 / (2.0 * a - 1.0)) * (
+            al + 5.0 / 6.0 - 2.0 / (3.0 * h)
+        )
+        return a / (a + b * math.exp(min(2.0 * w, 700.0)))
+    t = math.exp(a * math.log(a / (a + b))) / a
+    u = math.exp(b * math.log(b / (a + b))) / b
+    w = t + u
+    if q < t / w:
+        return float((a * w * q) ** (1.0 / a))
+    return float(1.0 - (b * w * (1.0 - q)) ** (1.0 / b))
+
+
 def beta_quantile(q: float, a: float, b: float) -> float:
-    """The x with I_x(a, b) = q: Newton steps on the density, kept inside a shrinking
-    bisection bracket (monotone cdf), so it converges like Newton and never leaves (0, 1).
-    A handful of cdf evaluations instead of bisection's 60: planning shows intervals."""
+    """The x with I_x(a, b) = q: Halley steps on the density, kept inside a shrinking
+    bisection bracket (monotone cdf), so it converges fast and never leaves (0, 1).
+    It starts from Numerical Recipes' guess and stops once the cdf is within a billionth of
+    the level (relative to the nearer tail), after one last step that needs no cdf: two to
+    four cdf evaluations for the shapes ranking meets, where Newton from the mean, chasing
+    the cdf's own rounding, took 7 to 27. Planning shows intervals, to 4 decimals."""
     if not 0.0 < q < 1.0:
         return 0.0 if q <= 0.0 else 1.0
     log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    lo, hi, x = 0.0, 1.0, a / (a + b)
+    tolerance = 1e-9 * min(q, 1.0 - q)
+    x = _first_guess(q, a, b)
+    lo, hi = 0.0, 1.0
+    if not 0.0 < x < 1.0:
+        x = a / (a + b)
     for _ in range(100):
         f = beta_cdf(x, a, b) - q
-        if f == 0.0:
-            return x
         if f < 0.0:
             lo = x
         else:
@@ -73,7 +99,14 @@ def beta_quantile(q: float, a: float, b: float) -> float:
         if hi - lo < 1e-15:
             break
         pdf = math.exp(log_norm + (a - 1.0) * math.log(x) + (b - 1.0) * math.log1p(-x))
-        step = x - f / pdf if pdf > 0.0 else -1.0  # a vanishing density: bisect instead
+        if pdf > 0.0:  # Halley's step (the density's slope too), as Numerical Recipes takes
+            u = f / pdf
+            bend = u * ((a - 1.0) / x - (b - 1.0) / (1.0 - x))
+            step = x - u / (1.0 - 0.5 * min(1.0, bend))
+            if abs(f) <= tolerance:  # close enough: this last step costs no cdf
+                return step if lo <= step <= hi else x
+        else:
+            step = -1.0  # a vanishing density: bisect instead
         if not lo < step < hi:
             x = (lo + hi) / 2
         elif abs(step - x) < 1e-13:

@@ -90,6 +90,11 @@ class Exclusion(enum.StrEnum):
     SKILL = "skill level"
 
 
+# Not a rule: the key a stored explanation counts admitted agents under that were left
+# unscored, past a bounded pool's cut (Settings.agents_scored_per_job); `jobs show
+# --why-not` judges any of them on demand.
+NOT_SCORED = "not scored"
+
 # Rules that depend on in-flight calls, not on the agent's record and the job: the store's
 # prefilter (db/agent_repository.py) leaves these to `exclusion`, and applies all others.
 LOAD_DEPENDENT = frozenset({Exclusion.HALF_OPEN_BUSY, Exclusion.AT_CAPACITY})
@@ -184,17 +189,21 @@ def match_learned(
     failure_cost_ms: float,
     now_s: float,
     half_life_s: float,
+    explain: int | None = None,
 ) -> MatchResult:
     """Rank eligible agents by Thompson sampling over their evidence in the job's category.
 
     An agent new to the category starts from its overall record (weight 2), so a proven
     agent entering a new category is neither a blank slate nor trusted blindly.
+    `explain=N` writes a Decision for the first N ranked only (what `bounded` keeps, when N
+    is the limit plus NEXT_FEW); None: every one.
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
     fits, decisions, busy, counts = _split(job, agents)
     by_id = {a.id: a for a in fits}
-    cands = [Candidate(a.id, evidence.get(a.id, Evidence()), prior_of(a.stats)) for a in fits]
+    nothing = Evidence()
+    cands = [Candidate(a.id, evidence.get(a.id, nothing), prior_of(a.stats)) for a in fits]
     picks = rank_candidates(
         cands,
         rng,
@@ -203,6 +212,7 @@ def match_learned(
         now=now_s,
         half_life_s=half_life_s,
         intervals_for=limit,  # the chosen: what jobs show prints in its scores table
+        first=None if explain is None else max(explain, limit),
     )
     ranked: list[Decision] = []
     for p in picks:

@@ -55,11 +55,6 @@ def expected_time_ms(p: float, latency_ms: float, failure_cost_ms: float) -> flo
     return latency_ms + (1.0 - p) * failure_cost_ms
 
 
-def _latency(ev: Evidence, fallback_ms: float) -> float:
-    known = ev.mean_latency_ms()
-    return fallback_ms if known is None else known
-
-
 def rank_candidates(
     candidates: Sequence[Candidate],
     rng: random.Random,
@@ -70,8 +65,10 @@ def rank_candidates(
     half_life_s: float = 0.0,
     intervals: bool = True,
     intervals_for: int | None = None,
+    first: int | None = None,
 ) -> list[Pick]:
-    """Every candidate, best first. The caller takes as many as it has slots.
+    """Every candidate, best first (`first=N`: the first N only, every candidate drawn and
+    ranked all the same). The caller takes as many as it has slots.
 
     `intervals=False` skips the credible interval (a few hundred float operations each),
     which only display needs; the simulation ranks millions of times. `intervals_for=N`
@@ -79,15 +76,17 @@ def rank_candidates(
     (0, 1).
     """
     evs = [c.evidence if now is None else c.evidence.decayed(now, half_life_s) for c in candidates]
-    known = sorted(m for m in (e.mean_latency_ms() for e in evs) if m is not None)
+    means = [e.mean_latency_ms() for e in evs]
+    known = sorted(m for m in means if m is not None)
     # A newcomer is assumed as fast as the typical peer: neither favoured nor buried.
     fallback = known[len(known) // 2] if known else DEFAULT_LATENCY_MS
+    betavariate = rng.betavariate
     rows = []
-    for cand, ev in zip(candidates, evs, strict=True):
+    for cand, ev, known_ms in zip(candidates, evs, means, strict=True):
         a, b = beta_params(ev, cand.prior)
         mean = a / (a + b)
-        drawn = rng.betavariate(a, b) if explore else mean
-        latency = _latency(ev, fallback)
+        drawn = betavariate(a, b) if explore else mean
+        latency = fallback if known_ms is None else known_ms
         rows.append(
             (
                 expected_time_ms(drawn, latency, failure_cost_ms),
@@ -102,8 +101,9 @@ def rank_candidates(
         )
     greedy_rank = {r[2]: i for i, r in enumerate(sorted(rows, key=lambda r: (r[1], r[2])), 1)}
     picks = []
+    ranked = sorted(rows, key=lambda r: (r[0], r[2]))
     for rank, (score, _, key, drawn, mean, a, b, latency) in enumerate(
-        sorted(rows, key=lambda r: (r[0], r[2])), start=1
+        ranked if first is None else ranked[:first], start=1
     ):
         shown = intervals and (intervals_for is None or rank <= intervals_for)
         low, high = beta_interval(a, b) if shown else (0.0, 1.0)

@@ -77,8 +77,10 @@ def rank_for_job(
     limit: int,
     now: dt.datetime,
     evidence: Mapping[str, Evidence] | None = None,
+    explain: int | None = None,
 ) -> MatchResult:
-    """Rank with the configured ranking; `evidence` when the caller loaded it already."""
+    """Rank with the configured ranking; `evidence` when the caller loaded it already;
+    `explain`: how many ranked agents get a written Decision (None: all)."""
     if s.ranking == "classic":
         return match(spec, profiles, limit)
     if evidence is None:
@@ -93,6 +95,7 @@ def rank_for_job(
         failure_cost_ms=failure_cost_ms(s),
         now_s=now.timestamp(),
         half_life_s=s.ranking_half_life_seconds,
+        explain=explain,
     )
 
 

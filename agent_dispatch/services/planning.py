@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from agent_dispatch.db.agent_repository import profile_of
+from agent_dispatch.db.agent_repository import Pool, profile_of
 from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
+from agent_dispatch.domain.lease import LeaseLost
 from agent_dispatch.domain.lifecycle import PlanKind, precheck
-from agent_dispatch.domain.matching import Decision, Exclusion, MatchResult, exclusion, match
+from agent_dispatch.domain.matching import (
+    NEXT_FEW,
+    NOT_SCORED,
+    Decision,
+    Exclusion,
+    MatchResult,
+    exclusion,
+    match,
+)
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.deps import Deps, in_transaction
-from agent_dispatch.services.dispatch_rules import rank_for_job, rules_for
+from agent_dispatch.services.dispatch_rules import JobRules, rank_for_job, rules_for
 from agent_dispatch.services.intake import Claim
+from agent_dispatch.services.plan_batching import batcher_for
+from agent_dispatch.settings import Settings
 
 # Fleets this small are explained agent by agent, every agent kept in the stored decisions.
 NAME_ALL_UP_TO = 20
@@ -33,38 +44,122 @@ class Plan:
 
 
 async def plan_job(deps: Deps, claim: Claim) -> Plan:
-    """Match and rank agents (domain rules) and record why each was chosen or excluded."""
+    """Match and rank agents (domain rules) and record why each was chosen or excluded.
+
+    Plans asked for at the same time (a run plans up to JOB_CONCURRENCY jobs at once) share
+    one transaction (`plan_batching`); each job's Plan is what `plan_jobs` decides for it
+    alone, and a failure (its lease lost, a bad row) fails that job alone."""
+    return await batcher_for(deps, plan_jobs).load(claim)
+
+
+async def plan_jobs(deps: Deps, claims: Sequence[Claim]) -> list[Plan | Exception]:
+    """Plan many leased jobs in one transaction: one lease check, their pools in one query
+    where the dialect allows, one statement for the notes, one commit. Each job's entry is
+    its Plan, or the exception that failed it (LeaseLost, ...). Should the transaction fail
+    as a whole (a statement the database refused), each job is planned again on its own."""
     s = deps.settings
+    try:
+        return await in_transaction(deps, lambda uow: _plan_batch(uow, s, claims))
+    except Exception as exc:
+        if len(claims) == 1:
+            return [exc]
+    return [(await plan_jobs(deps, [claim]))[0] for claim in claims]
 
-    def work(uow: UnitOfWork) -> Plan:
-        now = utcnow()
-        job = uow.jobs.get_leased(claim.lease)
-        spec = spec_of(job)
-        ending = precheck(spec, JobStatus(job.status), job.attempts, s.job_max_attempts, now)
+
+def scored_at_most(s: Settings, limit: int) -> int:
+    """How many admitted agents a job scores (see Settings.agents_scored_per_job)."""
+    if s.agents_scored_per_job is not None:
+        return max(s.agents_scored_per_job, limit)
+    return max(20, 10 * limit)
+
+
+def _plan_batch(uow: UnitOfWork, s: Settings, claims: Sequence[Claim]) -> list[Plan | Exception]:
+    now = utcnow()
+    jobs = uow.jobs.leased_many([c.lease for c in claims])
+    out: list[Plan | Exception] = []
+    todo: list[tuple[int, Claim, JobSpec, JobRules]] = []
+    for i, claim in enumerate(claims):
+        job = jobs.get(claim.job_id)
+        try:
+            if job is None:
+                raise LeaseLost(claim.job_id)
+            spec = spec_of(job)
+            ending = precheck(spec, JobStatus(job.status), job.attempts, s.job_max_attempts, now)
+            rules = rules_for(s, spec)
+        except Exception as exc:
+            out.append(exc)
+            continue
         if ending is not None:
-            return Plan(ending[0], summary=ending[1])
-        rules = rules_for(s, spec)
-        # Only agents the record-based rules admit leave the database (indexed prefilter);
-        # the domain's rules judge each of them again, capacity included.
-        candidates, evidence = uow.agents.pool(spec, now)
-        result = rank_for_job(uow, s, spec, job.id, candidates, rules.limit, now, evidence)
-        small = (  # more candidates than that: no need to ask
-            len(candidates) <= NAME_ALL_UP_TO
-            and uow.agents.count_up_to(NAME_ALL_UP_TO + 1) <= NAME_ALL_UP_TO
-        )
-        if result.chosen:
-            if small:
-                result = with_the_rest(uow, spec, result, now)
-            summary = f"{result.summary} ({rules.label()})"
-            kind = PlanKind.DISPATCH
+            out.append(Plan(ending[0], summary=ending[1]))
+            continue
+        out.append(Plan(PlanKind.UNSERVED))  # a placeholder, replaced below
+        todo.append((i, claim, spec, rules))
+    # Only agents the record-based rules admit leave the database (indexed prefilter), the
+    # first few in a cheap order when there are more; the domain's rules judge each again.
+    pools = uow.agents.pools(
+        [spec for _, _, spec, _ in todo], now, [scored_at_most(s, r.limit) for *_, r in todo]
+    )
+    fleet = Fleet(uow, larger=any(p.admitted > NAME_ALL_UP_TO for p in pools))
+    notes = []
+    for (i, claim, spec, rules), pool in zip(todo, pools, strict=True):
+        try:
+            out[i] = plan = _plan_one(uow, s, claim.job_id, spec, rules, pool, fleet, now)
+        except Exception as exc:
+            out[i] = exc
         else:
-            result = dataclasses.replace(unserved(uow, spec, now, small), busy=result.busy)
-            summary, kind = result.summary, PlanKind.UNSERVED
-        uow.jobs.note_plan(claim.lease, summary, now)
-        kept = result.decisions if small else result.bounded()
-        return Plan(kind, kept, summary, result.busy, result.excluded)
+            notes.append((claim.lease, plan.summary))
+    uow.jobs.note_plans(notes, now)
+    return out
 
-    return await in_transaction(deps, work)
+
+class Fleet:
+    """Whether the fleet is small enough to explain agent by agent: asked at most once per
+    batch, and only when a job's pool is that small and no pool in the batch was larger
+    (more candidates than that: no need to ask)."""
+
+    def __init__(self, uow: UnitOfWork, larger: bool) -> None:
+        self.uow = uow
+        self._small: bool | None = False if larger else None
+
+    def small(self, candidates: int) -> bool:
+        if candidates > NAME_ALL_UP_TO:
+            return False
+        if self._small is None:
+            self._small = self.uow.agents.count_up_to(NAME_ALL_UP_TO + 1) <= NAME_ALL_UP_TO
+        return self._small
+
+
+def _plan_one(
+    uow: UnitOfWork,
+    s: Settings,
+    job_id: str,
+    spec: JobSpec,
+    rules: JobRules,
+    pool: Pool,
+    fleet: Fleet,
+    now: dt.datetime,
+) -> Plan:
+    candidates = pool.agents
+    small = fleet.small(len(candidates))
+    # A small fleet keeps every decision; a larger one what `bounded` keeps, written alone.
+    explain = None if small else rules.limit + NEXT_FEW
+    result = rank_for_job(
+        uow, s, spec, job_id, candidates, rules.limit, now, pool.evidence, explain
+    )
+    if result.chosen:
+        if small:
+            result = with_the_rest(uow, spec, result, now)
+        summary = f"{result.summary} ({rules.label()})"
+        kind = PlanKind.DISPATCH
+    else:
+        result = dataclasses.replace(unserved(uow, spec, now, small), busy=result.busy)
+        summary, kind = result.summary, PlanKind.UNSERVED
+    excluded = dict(result.excluded)
+    if result.chosen and pool.admitted > len(candidates):
+        # The admitted agents past the cut (an unserved job's explanation judged them all).
+        excluded[NOT_SCORED] = pool.admitted - len(candidates)
+    kept = result.decisions if small else result.bounded()
+    return Plan(kind, kept, summary, result.busy, excluded)
 
 
 def with_the_rest(
@@ -108,6 +203,7 @@ class WhyNot:
     reason: str
     attempt: int | None = None
     kept: Mapping[str, object] | None = None  # the agent's stored decision in that attempt
+    not_scored: int = 0  # admitted agents that attempt left unscored (a bounded pool)
 
     def lines(self) -> list[str]:
         now = f"excluded now by rule {self.rule!r}: {self.reason}" if self.rule else "eligible now"
@@ -116,6 +212,11 @@ class WhyNot:
             out.append("  no attempt yet")
         elif self.kept is None:
             out.append(f"  attempt {self.attempt}: neither chosen nor among the next few it kept")
+            if self.not_scored:
+                out.append(
+                    f"  ({self.not_scored} admitted agents were not scored: it scored those "
+                    "with room and the best reputation first)"
+                )
         else:
             out.append(f"  attempt {self.attempt}: {self.kept['reason']}")
         return out
@@ -139,6 +240,7 @@ def why_not(uow: UnitOfWork, job_ref: str, agent_ref: str, now: dt.datetime) -> 
         found[1] if found else "eligible now",
         latest.attempt if latest else None,
         kept,
+        (latest.exclusions or {}).get(NOT_SCORED, 0) if latest else 0,
     )
 
 

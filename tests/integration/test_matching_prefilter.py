@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from agent_dispatch.db.matching_filter import EVIDENCE_COLUMNS, PROFILE_COLUMNS, PoolRow
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.matching import LOAD_DEPENDENT, exclusion
+from agent_dispatch.domain.model import AgentProfile, JobSpec
 from agent_dispatch.domain.posterior import Evidence
 from tests.support.matching_tables import fleet, jobs, pg_sessions, seed, sqlite_sessions
 
@@ -56,6 +58,41 @@ def assert_prefilter_agrees(factory: sessionmaker[Session]) -> None:
             assert outside == len(everyone) - len(serving)
     # The table is not degenerate: most specs admit someone, some admit nobody.
     assert len(specs) // 2 < admitted_somewhere < len(specs)
+    assert_bounded_pools_cut_in_order(factory, specs)
+
+
+def assert_bounded_pools_cut_in_order(factory: sessionmaker[Session], specs: list[JobSpec]) -> None:
+    """A bounded pool (many jobs at once) is the admitted agents' first few in the scoring
+    order: agents with room before full ones, then by reputation; `admitted` counts them all."""
+    now = utcnow()
+    with UnitOfWork(factory) as uow:  # some agents full, some half-open with a call under way
+        for i, a in enumerate(uow.agents.list()):
+            a.in_flight = (i % 3) * a.max_concurrency // 2
+            a.reputation = (i * 37 % 50) / 50  # ties too
+        uow.commit()
+    with UnitOfWork(factory) as uow:
+        bounded = uow.agents.pools(specs, now, [3 + i % 5 for i in range(len(specs))])
+        for i, (spec, pool) in enumerate(zip(specs, bounded, strict=True)):
+            everyone, learned = uow.agents.pool(spec, now)
+            assert pool.admitted == len(everyone)
+            assert len(pool.agents) == min(3 + i % 5, len(everyone))
+            assert {a.id: learned.get(a.id) for a in pool.agents} == {
+                a.id: pool.evidence.get(a.id) for a in pool.agents
+            }
+            order = sorted(everyone, key=lambda a: (not has_room(a), -a.stats.reputation, a.id))
+            assert [(has_room(a), a.stats.reputation) for a in pool.agents] == [
+                (has_room(a), a.stats.reputation) for a in order[: len(pool.agents)]
+            ]
+
+
+def has_room(agent: AgentProfile) -> bool:
+    found = exclusion(JobSpec("q", "t", agent.categories[0] if agent.categories else ""), agent)
+    return found is None or found[0] not in LOAD_DEPENDENT
+
+
+def test_pool_rows_name_the_statements_columns_in_order() -> None:
+    names = [c.key for c in PROFILE_COLUMNS] + ["ev_" + c.key for c in EVIDENCE_COLUMNS]
+    assert list(PoolRow._fields) == [*names, "admitted", "n"]
 
 
 def test_sqlite_prefilter_admits_exactly_the_agents_the_domain_rules_admit(

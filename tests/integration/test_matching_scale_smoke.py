@@ -16,18 +16,20 @@ def test_benchmark_command_smoke(
     from benchmarks.matching_scale import main as bench
 
     cells, dispatch = bench(
-        ["--sizes", "3,40", "--decisions", "6", "--seconds", "30", "--concurrency", "2",
+        ["--sizes", "3,40", "--decisions", "6", "--seconds", "30", "--concurrency", "4",
          "--dispatch-jobs", "4", "--dispatch-fleet", "30", "--dispatch-rounds", "1",
          "--admin-url", pg_factory.admin]
     )  # fmt: skip
 
     assert [(c["agents"], c["path"]) for c in cells] == [
-        (3, "before"), (3, "after"), (40, "before"), (40, "after"),
+        (3, "before"), (3, "batched"), (3, "after"),
+        (40, "before"), (40, "batched"), (40, "after"),
     ]  # fmt: skip
-    for before, after in zip(cells[::2], cells[1::2], strict=True):
-        assert before["decisions"] == after["decisions"] == 6
-        # The same jobs over the same fleet: both loadings find agents for the same ones.
-        assert before["served"] == after["served"] > 0 and after["eligible"] > 0
+    for before, batched, after in zip(cells[::3], cells[1::3], cells[2::3], strict=True):
+        assert before["decisions"] == batched["decisions"] == after["decisions"] == 6
+        # The same jobs over the same fleet: every path finds agents for the same ones.
+        assert before["served"] == batched["served"] == after["served"] > 0
+        assert after["eligible"] > 0
     assert [(d["agents"], d["completed"]) for d in dispatch] == [(3, 4), (30, 4)]
     out = capsys.readouterr().out
     assert "decisions/s" in out and "vs 3" in out

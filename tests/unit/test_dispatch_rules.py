@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 from typing import Any
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 
 from agent_dispatch.clients.wire import QueueTask
 from agent_dispatch.domain.hedging import Policy
-from agent_dispatch.domain.matching import match_learned
+from agent_dispatch.domain.matching import NEXT_FEW, MatchResult, match_learned
 from agent_dispatch.domain.model import (
     AgentProfile,
     JobSpec,
@@ -107,3 +108,31 @@ def test_learned_matching_records_score_interval_and_exploration_for_chosen_agen
     assert not second.chosen and "(only top 1 taken)" in second.reason
     assert not excluded.eligible and "category 'legal'" in excluded.reason
     assert "exploration" in first.as_dict() and "exploration" not in excluded.as_dict()
+
+
+def test_learned_matching_explaining_the_first_few_keeps_what_the_full_explanation_keeps() -> None:
+    rng = random.Random(4)
+    agents = [
+        dataclasses.replace(agent(f"a{i:02d}"), in_flight=i % 2, max_concurrency=1 + i % 3)
+        for i in range(40)
+    ]
+    evidence = {a.id: Evidence(rng.randint(0, 9), rng.randint(0, 3)) for a in agents[::3]}
+
+    def ranked(explain: int | None) -> MatchResult:
+        return match_learned(
+            JobSpec("t", "T", "legal"),
+            agents,
+            3,
+            evidence,
+            random.Random(9),
+            explore=True,
+            failure_cost_ms=30_000,
+            now_s=0.0,
+            half_life_s=3600.0,
+            explain=explain,
+        )
+
+    full, few = ranked(None), ranked(3 + NEXT_FEW)
+    assert few.bounded() == full.bounded() and few.chosen == full.chosen
+    assert (few.busy, few.excluded) == (full.busy, full.excluded)
+    assert len(few.decisions) < len(full.decisions)  # the rest were never written
