@@ -68,7 +68,7 @@ def seed_fleet(deps: TestDeps, size: int) -> None:
         for i, a in enumerate(uow.agents.list()):
             a.in_flight = i % 4 if i % 3 else 0
             for category in a.categories[: i % 3]:
-                uow.agents.save_evidence(a.id, category, Evidence(i % 7, i % 3, 0.5, 2, 12, 80))
+                uow.agents.save_evidence(category, {a.id: Evidence(i % 7, i % 3, 0.5, 2, 12, 80)})
         uow.commit()
 
 
