@@ -35,9 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from agent_dispatch.db import reporting_facts as facts
 from agent_dispatch.db import reporting_sql as sql
-from agent_dispatch.db.models import on_queue
-from agent_dispatch.db.reporting_queries import A, D, J
 from agent_dispatch.domain.periods import Window
 from agent_dispatch.domain.statuses import JOB_TERMINAL, AgentRunStatus, JobStatus
 
@@ -142,7 +141,10 @@ def _fetch(
 
 
 def fetch_calls(conn: Connection, window: Window) -> Fine:
-    """Ended calls of the window per (hour, agent, category): outcome counts and latencies."""
+    """Ended calls of the window per (hour, agent, category): outcome counts and latencies.
+
+    One scan of the calls: their job's category is on the row (db.reporting_facts)."""
+    A = facts.CALLS
     hour = _hour_of(A.c.finished_at)
     completed = A.c.status == AgentRunStatus.COMPLETED.value
     outcome = sql.outcome(A)
@@ -151,7 +153,7 @@ def fetch_calls(conn: Connection, window: Window) -> Fine:
         select(
             _hours(hour).label("hour"),
             type_coerce(A.c.agent_name, Text).label("agent_name"),
-            type_coerce(J.c.category, Text).label("category"),
+            type_coerce(A.c.category, Text).label("category"),
             type_coerce(func.max(A.c.agent_id), Text).label("agent_id"),
             func.count().label("calls"),
             *(
@@ -165,10 +167,9 @@ def fetch_calls(conn: Connection, window: Window) -> Fine:
             ),
             _blob(A.c.latency_ms, with_latency).label("latency"),
         )
-        .select_from(A.join(D, D.c.id == A.c.distribution_id).join(J, J.c.id == D.c.job_id))
         .where(sql.in_window(A.c.finished_at, window.start, window.end))
         .where(A.c.status.in_(sql.AGENT_ENDED))
-        .group_by(hour, A.c.agent_name, J.c.category)
+        .group_by(hour, A.c.agent_name, A.c.category)
     )
     frame, values = _fetch(conn, stmt, ["latency"])
     frame["latency_sum_ms"] = frame["latency_sum_ms"].astype("float64")
@@ -176,54 +177,31 @@ def fetch_calls(conn: Connection, window: Window) -> Fine:
 
 
 def fetch_jobs(conn: Connection, window: Window) -> Fine:
-    """Jobs that ended in the window per (hour, category): statuses, attempts, durations."""
-    ended = and_(
-        sql.in_window(J.c.finished_at, window.start, window.end),
-        J.c.status.in_([s.value for s in JOB_TERMINAL]),
-        on_queue(),  # queue tasks only: workflow steps have their own figures
-    )
-    # Attempts and first start/result per job, from its distributions alone (narrow rows:
-    # grouping the joined job rows instead costs a third more at millions of jobs), and only
-    # for the jobs of the window (through the indexes when the window is a few hours).
-    per_dist = (
+    """Jobs that ended in the window per (hour, category): statuses, attempts, durations.
+
+    One scan of the jobs: attempts and first start/result are on the ended job's row."""
+    J = facts.JOBS
+    c = J.c
+    ttfr = sql.millis_between("postgresql", c.first_result_at, c.first_started_at)
+    e2e = sql.millis_between("postgresql", c.finished_at, c.created_at)
+    hour = _hour_of(c.finished_at)
+    stmt = (
         select(
-            D.c.job_id,
-            func.count().label("attempts"),
-            func.min(D.c.started_at).label("first_start"),
-            func.min(D.c.first_result_at).label("first_result"),
+            _hours(hour).label("hour"),
+            type_coerce(c.category, Text).label("category"),
+            func.count().label("jobs"),
+            *(func.count().filter(c.status == s.value).label(s.value.lower()) for s in ENDED),
+            type_coerce(
+                func.sum(cast(func.coalesce(c.dispatch_attempts, 0), BigInteger)), BigInteger
+            ).label("dispatch_attempts"),
+            _blob(ttfr, ttfr.is_not(None)).label("ttfr"),
+            _blob(e2e, e2e.is_not(None)).label("e2e"),
         )
-        .where(D.c.started_at < window.end)  # a job ending in the window started before its end
-        .where(D.c.job_id.in_(select(J.c.id).where(ended)))
-        .group_by(D.c.job_id)
-        .subquery("per_dist")
+        .where(sql.in_window(c.finished_at, window.start, window.end))
+        .where(c.status.in_([s.value for s in JOB_TERMINAL]))
+        .where(facts.on_queue())  # queue tasks only: workflow steps have their own figures
+        .group_by(hour, c.category)
     )
-    per_job = (
-        select(
-            J.c.category,
-            J.c.status,
-            J.c.finished_at,
-            J.c.created_at,
-            func.coalesce(per_dist.c.attempts, 0).label("attempts"),
-            per_dist.c.first_start,
-            per_dist.c.first_result,
-        )
-        .select_from(J.outerjoin(per_dist, per_dist.c.job_id == J.c.id))
-        .where(ended)
-        .subquery("per_job")
-    )
-    p = per_job.c
-    ttfr = sql.millis_between("postgresql", p.first_result, p.first_start)
-    e2e = sql.millis_between("postgresql", p.finished_at, p.created_at)
-    hour = _hour_of(p.finished_at)
-    stmt = select(
-        _hours(hour).label("hour"),
-        type_coerce(p.category, Text).label("category"),
-        func.count().label("jobs"),
-        *(func.count().filter(p.status == s.value).label(s.value.lower()) for s in ENDED),
-        type_coerce(func.sum(cast(p.attempts, BigInteger)), BigInteger).label("dispatch_attempts"),
-        _blob(ttfr, ttfr.is_not(None)).label("ttfr"),
-        _blob(e2e, e2e.is_not(None)).label("e2e"),
-    ).group_by(hour, p.category)
     frame, values = _fetch(conn, stmt, ["ttfr", "e2e"])
     frame["dispatch_attempts"] = pd.to_numeric(frame["dispatch_attempts"]).astype("int64")
     return Fine(window, frame, values)
