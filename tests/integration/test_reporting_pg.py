@@ -477,3 +477,23 @@ def test_report_rows_survive_copy_exactly(runtime: Runtime) -> None:
     assert first["latency_p50_ms"] == 1e-300 and first["latency_p99_ms"] == 123456789.123456789
     assert pd.isna(first["win_rate"]) and pd.isna(first["latency_p90_ms"])
     assert got["agent_id"].isna().sum() == 4
+
+
+def test_hour_buckets_split_at_the_exact_hour(seeded: Engine) -> None:
+    """The one pass numbers hours with integer arithmetic on the epoch: a call that ends
+    1 µs before an hour is in the hour before, one ending on the hour in the new one."""
+    from agent_dispatch.db import reporting_fine
+
+    edge = 7200  # B + 2 h
+    with Session(seeded) as session:
+        ids = {a.name: a.id for a in session.scalars(select(Agent))}
+        for key, start in (("before", edge - 0.000001), ("on", edge)):
+            spec = JobSpec(key, "code", "COMPLETED", start, start,
+                           [Dist(start, "COMPLETED", [C("alpha", 0, True)], start)])  # fmt: skip
+            add_job(session, spec, B, ids)
+        session.commit()
+    with seeded.begin() as conn:
+        fine = reporting_fine.fetch_calls(conn, Window(H1, B + dt.timedelta(hours=3)))
+    groups = fine.groups[fine.groups.agent_name == "alpha"].groupby("hour")["calls"].sum()
+    hour = int(B.timestamp()) // 3600
+    assert groups.to_dict() == {hour + 1: 3 + 1, hour + 2: 1}
