@@ -125,7 +125,8 @@ def _hour_of(column: ColumnElement[Any]) -> ColumnElement[Any]:
     seconds keep microseconds apart until 2106 (1 µs is above the float's resolution), so
     the floor to whole seconds is exact and the division is an integer one."""
     seconds = cast(func.floor(func.date_part(sql.literal("epoch"), column)), BigInteger)
-    return type_coerce(seconds / literal_column(str(HOUR_S), BigInteger), BigInteger)
+    # op("/"): SQLAlchemy's `/` on integers renders a NUMERIC division (fractions of hours).
+    return type_coerce(seconds.op("/")(literal_column(str(HOUR_S))), BigInteger)
 
 
 def _fetch(

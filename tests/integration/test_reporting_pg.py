@@ -494,6 +494,8 @@ def test_hour_buckets_split_at_the_exact_hour(seeded: Engine) -> None:
         session.commit()
     with seeded.begin() as conn:
         fine = reporting_fine.fetch_calls(conn, Window(H1, B + dt.timedelta(hours=3)))
+    # one fine group per (hour, agent, category): whole hours, not fractions of hours
+    assert not fine.groups.duplicated(["hour", "agent_name", "category"]).any()
     groups = fine.groups[fine.groups.agent_name == "alpha"].groupby("hour")["calls"].sum()
     hour = int(B.timestamp()) // 3600
     assert groups.to_dict() == {hour + 1: 3 + 1, hour + 2: 1}
