@@ -1,10 +1,11 @@
 """PostgreSQL fast path, the reads: one pass over a window's execution rows.
 
-The database joins the calls of the window to their jobs once and groups them per
-(UTC hour, agent, category) with plain counts — hash aggregation, so the execution rows are
-never sorted — and hands back the values percentiles need (completed-call latencies, time to
-first result, end-to-end time) packed per group as one float8 blob (`float8send`: the exact
-binary value, no text round trip, no Python object per value). reporting.fine rolls these
+The database scans the calls of the window once (each carries its job's category:
+db.reporting_facts) and groups them per (UTC hour, agent, category) with plain counts —
+hash aggregation, so the execution rows are never sorted — and the ended jobs once per
+(UTC hour, category); it hands back the values percentiles need (completed-call latencies,
+time to first result, end-to-end time) packed per group as one float8 blob (`float8send`:
+the exact binary value, no text round trip, no Python object per value). reporting.fine rolls these
 fine groups up into hours, days and window totals with numpy.
 
 SQLite keeps the plain queries of db.reporting_queries (same numbers, slower).

@@ -165,3 +165,27 @@ def test_facts_follow_a_job_through_dispatch_and_later_changes(engine: Engine) -
         assert stored(session, job.id) == expected(session, job.id)
         assert stored(session, job.id)[0] == 1 and stored(session, job.id)[3:] == (1, 2, 0.0)
     check_all(engine)
+
+
+def test_migration_backfills_an_existing_history(engine: Engine) -> None:
+    """Down to 0009, a history written without the facts, up again: the backfill computes
+    them, and the other migrations' triggers on the same tables are still there."""
+    from alembic import command
+
+    from agent_dispatch.db.migrate import alembic_config
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0009_backlog")
+    with Session(engine) as session:
+        seed_history(session, B)
+    upgrade(engine)
+    assert check_all(engine) == 11
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            names = conn.scalars(text("SELECT tgname FROM pg_trigger")).all()
+            assert "ad_agent_in_flight_ins_del" in names
+        else:
+            names = conn.scalars(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+            assert "ad_in_flight_insert" in set(names)

@@ -251,15 +251,15 @@ def _backfill(pg: bool) -> None:
 
 def upgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
-    with op.batch_alter_table("job_distribution_agents") as batch:
-        batch.add_column(sa.Column("category", sa.String(100), nullable=True))
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("dispatch_attempts", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("first_started_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("first_result_at", sa.DateTime(timezone=True), nullable=True))
-        batch.add_column(sa.Column("calls_started", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("calls_unstarted", sa.Integer(), nullable=True))
-        batch.add_column(sa.Column("call_spread_ms", sa.Float(), nullable=True))
+    # Plain ALTER TABLE, never batch mode: SQLite's batch mode recreates the table, which
+    # drops its triggers (0008's) and, with foreign keys on, cascades into the child rows.
+    op.add_column("job_distribution_agents", sa.Column("category", sa.String(100)))
+    op.add_column("jobs", sa.Column("dispatch_attempts", sa.Integer()))
+    op.add_column("jobs", sa.Column("first_started_at", sa.DateTime(timezone=True)))
+    op.add_column("jobs", sa.Column("first_result_at", sa.DateTime(timezone=True)))
+    op.add_column("jobs", sa.Column("calls_started", sa.Integer()))
+    op.add_column("jobs", sa.Column("calls_unstarted", sa.Integer()))
+    op.add_column("jobs", sa.Column("call_spread_ms", sa.Float()))
     _backfill(pg)
     if pg:
         _postgresql()
@@ -279,8 +279,7 @@ def downgrade() -> None:
     else:
         for name in SQLITE_NAMES:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
-    with op.batch_alter_table("jobs") as batch:
-        for column in reversed(FACTS):
-            batch.drop_column(column)
-    with op.batch_alter_table("job_distribution_agents") as batch:
-        batch.drop_column("category")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+), not batch mode (see upgrade).
+    for column in reversed(FACTS):
+        op.drop_column("jobs", column)
+    op.drop_column("job_distribution_agents", "category")
