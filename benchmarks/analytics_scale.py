@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -38,33 +39,40 @@ ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 JOBS_SQL = """
 INSERT INTO jobs (id, queue_task_id, title, description, category, tags, skill_level, payload,
-                  status, attempts, created_at, updated_at, distributed_at, finished_at)
+                  status, attempts, created_at, updated_at, distributed_at, finished_at,
+                  dispatch_attempts, first_started_at, first_result_at, calls_started,
+                  calls_unstarted, call_spread_ms)
 SELECT 'job-' || g, 'q-' || g, 'job ' || g, '', 'cat-' || (g %% %(cats)s), '[]', 1, '{}',
-       CASE WHEN g %% 100 < 80 THEN 'COMPLETED' WHEN g %% 100 < 90 THEN 'FAILED'
-            WHEN g %% 100 < 95 THEN 'EXPIRED' ELSE 'CANCELLED' END,
-       1, t, t, t, t + (2 + random() * 60) * interval '1 second'
-FROM (SELECT g, %(start)s::timestamptz + (g * %(step)s) * interval '1 second' AS t
+       st, 1, t, t, t, t + (2 + random() * 60) * interval '1 second',
+       1, t + interval '1 second',
+       CASE WHEN st = 'COMPLETED' THEN t + (1 + random() * 20) * interval '1 second' END,
+       least(3, %(rows)s - 3 * (g - 1)), 0, 0
+FROM (SELECT g, %(start)s::timestamptz + (g * %(step)s) * interval '1 second' AS t,
+             CASE WHEN g %% 100 < 80 THEN 'COMPLETED' WHEN g %% 100 < 90 THEN 'FAILED'
+                  WHEN g %% 100 < 95 THEN 'EXPIRED' ELSE 'CANCELLED' END AS st
       FROM generate_series(1, %(jobs)s) g) s
 """
+# The facts migration 0010 keeps on the rows by trigger (the load runs without triggers) are
+# written here: one attempt per job started a second after intake, its calls all started at
+# once (no hedge), the category copied onto the calls. check_facts() compares a sample with
+# what the triggers compute.
 DISTS_SQL = """
 INSERT INTO job_distributions (id, job_id, attempt, status, decisions, started_at,
                                first_result_at, finished_at)
-SELECT 'd-' || substr(j.id, 5), j.id, 1, j.status, '[]', j.created_at + interval '1 second',
-       CASE WHEN j.status = 'COMPLETED'
-            THEN j.created_at + (1 + random() * 20) * interval '1 second' END,
-       j.finished_at
+SELECT 'd-' || substr(j.id, 5), j.id, 1, j.status, '[]', j.first_started_at,
+       j.first_result_at, j.finished_at
 FROM jobs j
 """
 CALLS_SQL = """
 INSERT INTO job_distribution_agents (id, distribution_id, agent_id, agent_name, rank, status,
                                      attempts, idempotency_key, started_at, finished_at,
-                                     latency_ms, failure_kind, won)
+                                     latency_ms, failure_kind, won, category)
 SELECT 'c-' || k, 'd-' || g, 'agent-' || a, 'agent-' || a, slot + 1, st, 1,
        'd-' || g || ':' || slot, t, t + lat * interval '1 millisecond', lat,
        CASE st WHEN 'CANCELLED' THEN 'cancelled' WHEN 'TIMEOUT' THEN 'timeout'
                WHEN 'FAILED' THEN (ARRAY['http_error', 'invalid_answer', 'connection',
                                          'agent_failed'])[1 + (k %% 4)] END,
-       won
+       won, 'cat-' || (g %% %(cats)s)
 FROM (
   SELECT k, g, slot, a, lat, t,
          CASE WHEN g %% 100 < 80 AND slot = 0 THEN 'COMPLETED' WHEN r < 0.55 THEN 'CANCELLED'
@@ -211,6 +219,7 @@ def measure(url: str, mode: str) -> dict[str, Any]:
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "baseline_rss_mb": round(baseline / 1024, 1),
         "tracemalloc_peak_mb": round(traced_peak / 2**20, 1),
+        "load": os.getloadavg()[0],
     }  # fmt: skip
 
 
@@ -250,16 +259,44 @@ def differences(a: list[list[tuple[Any, ...]]], b: list[list[tuple[Any, ...]]]) 
     return out
 
 
-def child(url: str, mode: str) -> dict[str, Any]:
+def check_facts(url: str, jobs: int, sample: int = 2000) -> None:
+    """The facts the generator wrote equal what migration 0010's triggers compute: re-fire
+    the jobs trigger on a sample of jobs (rolled back) and compare; and the calls' category."""
+    ids = sorted({f"job-{1 + i * max(jobs // sample, 1)}" for i in range(min(sample, jobs))})
+    facts = ("dispatch_attempts, first_started_at, first_result_at, calls_started, "
+             "calls_unstarted, call_spread_ms")  # fmt: skip
+    with psycopg.connect(url) as conn:
+        query = f"SELECT id, {facts} FROM jobs WHERE id = ANY(%s) ORDER BY id"
+        written = conn.execute(query, [ids]).fetchall()  # type: ignore[arg-type]
+        conn.execute("UPDATE jobs SET status = status WHERE id = ANY(%s)", [ids])
+        computed = conn.execute(query, [ids]).fetchall()  # type: ignore[arg-type]
+        wrong_category = conn.execute(
+            """SELECT count(*) FROM job_distribution_agents a
+               JOIN job_distributions d ON d.id = a.distribution_id JOIN jobs j ON j.id = d.job_id
+               WHERE j.id = ANY(%s) AND a.category IS DISTINCT FROM j.category""",
+            [ids],
+        ).fetchone()
+        conn.rollback()
+    if written != computed or not written or wrong_category != (0,):
+        bad = [(w, c) for w, c in zip(written, computed, strict=True) if w != c][:3]
+        raise AssertionError(f"generated facts differ from the triggers': {bad} {wrong_category}")
+
+
+def child(url: str, mode: str, src: str | None = None) -> dict[str, Any]:
+    """One measured run in a fresh process; `src`: run that source tree's code instead (its
+    own benchmark module and package, ahead of the installed one on the path)."""
     command = [sys.executable, "-m", "benchmarks.analytics_scale", "--measure", url, "--mode", mode]
-    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = {**os.environ, "PYTHONPATH": src} if src else None
+    proc = subprocess.run(command, capture_output=True, text=True, check=False, cwd=src, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} run failed:\n{proc.stderr}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
 
 
-def run_one(admin: str, rows: int, days: float, agents: int, cats: int) -> list[dict[str, Any]]:
+def run_one(
+    admin: str, rows: int, days: float, agents: int, cats: int, before: str | None = None
+) -> list[dict[str, Any]]:
     from sqlalchemy import create_engine
 
     from agent_dispatch.db.migrate import upgrade
@@ -274,34 +311,60 @@ def run_one(admin: str, rows: int, days: float, agents: int, cats: int) -> list[
         upgrade(engine)
         engine.dispose()
         gen = generate(url, rows, days, agents, cats)
-        print(f"  {rows:,} rows generated in {gen:.1f} s; full run ...", flush=True)
-        full = child(url, "full")
+        check_facts(url, -(-rows // 3))
+        print(f"  {rows:,} rows generated in {gen:.1f} s", flush=True)
+        out: list[dict[str, Any]] = []
+        previous = None
+        if before:
+            # The same database, the code of `before` (it ignores the newer columns).
+            print("  before: full run ...", flush=True)
+            out.append({**child(url, "full", before), "code": "before"})
+            previous = report_tables(url)
+            print("  before: incremental run ...", flush=True)
+            out.append({**child(url, "incremental", before), "code": "before"})
+        print("  full run ...", flush=True)
+        full = {**child(url, "full"), "code": "after" if before else ""}
         expected = report_tables(url)
         print("  incremental run ...", flush=True)
-        step = child(url, "incremental")
+        step = {**child(url, "incremental"), "code": full["code"]}
         # The incremental run must leave the tables exactly as the full run computed them
-        # (no new rows arrived in between: same data, same numbers).
+        # (no new rows arrived in between: same data, same numbers); and the new code must
+        # compute what the old one did.
         diff = differences(expected, report_tables(url))
-        for r in (full, step):
-            r.update(rows=rows, generate_seconds=round(gen, 1), same_as_full=not diff)
+        changed = differences(previous, expected) if previous is not None else []
+        for r in (*out, full, step):
+            r.update(rows=rows, generate_seconds=round(gen, 1), same_as_full=not diff,
+                     same_as_before=None if previous is None else not changed)  # fmt: skip
         if diff:
             raise AssertionError(f"the incremental run changed {len(diff)} rows: {diff[:3]}")
-        return [full, step]
+        if changed:
+            raise AssertionError(f"the tables differ from the before code's: {changed[:3]}")
+        return [*out, full, step]
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
+COLUMNS = (  # title, width, format of each column of the printed table
+    ("rows", 12, "{rows:,}"),
+    ("code", 6, "{code}"),
+    ("run", 12, "{mode}"),
+    ("rows read", 11, "{rows_read:,}"),
+    ("seconds", 8, "{seconds:.2f}"),
+    ("peak RSS MB", 12, "{peak_rss_mb:.1f}"),
+    ("after imports MB", 17, "{baseline_rss_mb:.1f}"),
+    ("tracemalloc MB", 15, "{tracemalloc_peak_mb:.1f}"),
+    ("report rows", 12, "{report_rows:,}"),
+    ("load 1 min", 11, "{load:.2f}"),
+)
+
+
 def table(results: list[dict[str, Any]]) -> str:
-    head = (f"{'rows':>12} {'run':<12} {'rows read':>11} {'seconds':>8} {'peak RSS MB':>12} "
-            f"{'after imports MB':>17} {'tracemalloc MB':>15} {'report rows':>12}")  # fmt: skip
+    head = " ".join(f"{title:>{width}}" for title, width, _ in COLUMNS)
     lines = [head, "-" * len(head)]
     for r in results:
-        lines.append(
-            f"{r['rows']:>12,} {r['mode']:<12} {r['rows_read']:>11,} {r['seconds']:>8.2f} "
-            f"{r['peak_rss_mb']:>12.1f} {r['baseline_rss_mb']:>17.1f} "
-            f"{r['tracemalloc_peak_mb']:>15.1f} {r['report_rows']:>12,}"
-        )
+        cells = {"code": "", "load": float("nan"), **r}
+        lines.append(" ".join(f"{fmt.format(**cells):>{w}}" for _, w, fmt in COLUMNS))
     return "\n".join(lines)
 
 
@@ -313,6 +376,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--days", type=float, default=30)
     p.add_argument("--agents", type=int, default=20)
     p.add_argument("--categories", type=int, default=5)
+    p.add_argument(
+        "--before-src",
+        metavar="DIR",
+        help="also measure the code in DIR (e.g. `git archive main | tar -x -C DIR`) on the\n"
+        "same database first, and check both leave the same tables",
+    )
     p.add_argument("--measure", help=argparse.SUPPRESS)
     p.add_argument(
         "--mode", default="full", choices=("full", "incremental"), help=argparse.SUPPRESS
@@ -325,11 +394,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     results = []
     for rows in sizes:
         print(f"{rows:,} execution rows:", flush=True)
-        results += run_one(args.admin_url, rows, args.days, args.agents, args.categories)
+        results += run_one(
+            args.admin_url, rows, args.days, args.agents, args.categories, args.before_src
+        )
     print("\n" + table(results))
     for r in results:
-        print(f"\n{r['rows']:,} rows, {r['mode']}: buckets {r['buckets']}; seconds per step "
-              f"{r['steps']}; tables equal to the full run: {r['same_as_full']}")  # fmt: skip
+        print(f"\n{r['rows']:,} rows, {r.get('code') or 'this code'}, {r['mode']}: buckets "
+              f"{r['buckets']}; seconds per step {r['steps']}; tables equal to the full run: "
+              f"{r['same_as_full']}; to the before code's: {r['same_as_before']}")  # fmt: skip
+    print(f"\nload average: {os.getloadavg()}")
     return results
 
 

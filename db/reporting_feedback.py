@@ -1,8 +1,8 @@
 """The reads and the write of ranking feedback: decided calls per (agent, hour), scores stored.
 
-The hour rows of report_agent_period serve the read when they cover the span (an hourly run
-then reads agents x hours, not execution rows); the execution rows serve it otherwise. Both
-give the same counts.
+The hour rows of report_agent_period serve the read for the whole hours they hold (up to the
+watermark: an hourly run then reads agents x hours, not execution rows); the execution rows
+serve the rest. Both give the same counts.
 """
 
 from __future__ import annotations
@@ -23,28 +23,38 @@ from agent_dispatch.domain.periods import Window, ceil, floor
 Score = tuple[str, float, float | None]
 
 
-def reports_cover(conn: Connection, since: dt.datetime, now: dt.datetime) -> bool:
-    """Do the hour rows hold every decided call of [since, now)? (see ReportWatermark)"""
+def reported_until(conn: Connection, since: dt.datetime, now: dt.datetime) -> dt.datetime | None:
+    """Up to when the hour rows hold every decided call from `since` (see ReportWatermark):
+    `now` when the watermark has reached it, else the start of the watermark's hour (that
+    bucket holds only the calls before the watermark); None when they do not cover `since`.
+    """
     mark = read_watermarks(conn).get("hour")
-    if mark is None or mark["watermark"] < now:
-        return False
+    if mark is None:
+        return None
     first = conn.scalar(select(func.min(A.c.finished_at)))
     if first is None:
-        return False
+        return None
     first = first if first.tzinfo else first.replace(tzinfo=dt.UTC)
-    return bool(mark["covered_since"] <= max(since, floor(first, "hour")))
+    if mark["covered_since"] > max(since, floor(first, "hour")):
+        return None
+    watermark: dt.datetime = mark["watermark"]
+    return now if watermark >= now else floor(watermark, "hour")
 
 
 def hourly_results(conn: Connection, since: dt.datetime, now: dt.datetime) -> pd.DataFrame:
     """Per (agent_id, hour): successes and decided calls that ended in [since, now).
 
-    The partial first hour always comes from the execution rows.
+    The whole hours the report rows hold come from them; the partial first hour and the
+    hours after the watermark from the execution rows (proportional to the new rows).
     """
-    if not reports_cover(conn, since, now):
-        return decided_per_hour(conn, since, now)
+    until = reported_until(conn, since, now)
     whole = ceil(since, "hour")
+    if until is None or until <= whole:
+        return decided_per_hour(conn, since, now)
     parts = [decided_per_hour(conn, since, whole)] if whole > since else []
-    parts.append(decided_hours(conn, Window(whole, now)))
+    parts.append(decided_hours(conn, Window(whole, until)))
+    if until < now:
+        parts.append(decided_per_hour(conn, until, now))
     return pd.concat([p for p in parts if not p.empty] or parts[-1:], ignore_index=True)
 
 

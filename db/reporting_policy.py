@@ -5,8 +5,9 @@ started it), `won`, and the distribution's `decisions` (a learned pick carries
 `exploration`). The dispatch policy and the launch reason are not stored (events only); the
 job's own `resultStrategy` is (`jobs.result_strategy`). reporting/policy.py does the rest.
 
-The counting is grouped here (attempts, then jobs, then category and strategy), so Python
-never holds a row per call: a window of millions of calls comes back as a few rows.
+Each ended job carries the counts of its agent rows (migration 0010), so the counting is one
+scan of the jobs grouped per category and strategy: a window of millions of calls comes back
+as a few rows.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Text, case, cast, func, select
+from sqlalchemy import Connection, Text, cast, func, select
 
-from agent_dispatch.db import reporting_fine
+from agent_dispatch.db import reporting_facts as facts
 from agent_dispatch.db import reporting_sql as sql
 from agent_dispatch.db.models import Job, JobDistributionAgent, JobDistributionRecord, on_queue
 from agent_dispatch.domain.periods import Window
@@ -44,55 +45,27 @@ def _ended(window: Window) -> list[Any]:
 def dispatch_counts(conn: Connection, window: Window, late_ms: float) -> pd.DataFrame:
     """Ended jobs per (category, the task's own strategy as JSON text or None): jobs, calls
     started, agents reserved but never started, jobs with a call started `late_ms` or more
-    after the first call of its attempt."""
-    per_attempt = (
-        select(
-            D.c.job_id,
-            func.count(A.c.started_at).label("started"),
-            (func.count() - func.count(A.c.started_at)).label("unstarted"),
-            case(
-                (
-                    sql.millis_between(
-                        conn.dialect.name, func.max(A.c.started_at), func.min(A.c.started_at)
-                    )
-                    >= late_ms,
-                    1,
-                ),
-                else_=0,
-            ).label("late"),
-        )
-        .select_from(A.join(D, A.c.distribution_id == D.c.id).join(J, D.c.job_id == J.c.id))
-        .where(*_ended(window))
-        .group_by(D.c.job_id, A.c.distribution_id)
-        .subquery("per_attempt")
-    )
-    per_job = (
-        select(
-            per_attempt.c.job_id,
-            func.sum(per_attempt.c.started).label("started"),
-            func.sum(per_attempt.c.unstarted).label("unstarted"),
-            func.max(per_attempt.c.late).label("late"),
-        )
-        .group_by(per_attempt.c.job_id)
-        .subquery("per_job")
-    )
-    own = cast(J.c.result_strategy, Text)
-    if conn.dialect.name == "postgresql":
-        # Hash aggregation in memory, as in the one pass: at 1M calls the default 4 MB spilled
-        # both levels to disk and each parallel worker ran the whole inner grouping.
-        reporting_fine.planner_settings(conn)
+    after the first call of its attempt.
+
+    One scan of the jobs: each ended job carries these counts of its agent rows
+    (db.reporting_facts, kept by the triggers of migration 0010)."""
+    F = facts.JOBS
+    own = cast(F.c.result_strategy, Text)
     stmt = (
         select(
-            J.c.category,
+            F.c.category,
             own,
             func.count(),
-            func.coalesce(func.sum(per_job.c.started), 0),
-            func.coalesce(func.sum(per_job.c.unstarted), 0),
-            func.coalesce(func.sum(per_job.c.late), 0),
+            func.coalesce(func.sum(F.c.calls_started), 0),
+            func.coalesce(func.sum(F.c.calls_unstarted), 0),
+            func.count().filter(F.c.call_spread_ms >= late_ms),
         )
-        .select_from(J.outerjoin(per_job, per_job.c.job_id == J.c.id))
-        .where(*_ended(window))
-        .group_by(J.c.category, own)
+        .where(
+            sql.in_window(F.c.finished_at, window.start, window.end),
+            F.c.status.in_([s.value for s in JOB_TERMINAL]),
+            facts.on_queue(),
+        )
+        .group_by(F.c.category, own)
     )
     rows = [
         (cat, None if text in (None, "null") else text, *(int(v) for v in counts))

@@ -30,8 +30,8 @@ def grouped_order(
     n_groups: int,
 ) -> np.ndarray[Any, np.dtype[np.intp]]:
     """Indexes sorting the values by group, then by value, given `by_value` (the values'
-    stable argsort): stable 16-bit radix passes over the group ids keep the value order
-    inside each group. Several times faster than np.lexsort at millions of values."""
+    argsort): stable 16-bit radix passes over the group ids keep the value order inside
+    each group. Several times faster than np.lexsort at millions of values."""
     idx = by_value
     g = group[idx]
     shift = 0
@@ -54,12 +54,13 @@ def percentiles(
 
     percentile_cont(q) over n sorted values v: with p = q * (n - 1), the answer is
     v[floor(p)] + (p - floor(p)) * (v[ceil(p)] - v[floor(p)]), as PostgreSQL computes it.
-    `by_value` (np.argsort(values, kind="stable")) can be shared by several groupings.
+    `by_value` (np.argsort(values); ties may come in any order, they are equal values) can be
+    shared by several groupings.
     """
     counts = np.bincount(group, minlength=n_groups).astype(np.int64)
     sums = np.bincount(group, weights=values, minlength=n_groups)
     if by_value is None:
-        by_value = np.argsort(values, kind="stable")
+        by_value = np.argsort(values)
     ordered = values[grouped_order(group, by_value, n_groups)]
     starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
     present = counts > 0

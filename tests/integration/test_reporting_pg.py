@@ -393,19 +393,21 @@ def check_incremental(seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     assert agent_row(rows, "day", B, "beta")["cancelled"] == 3
 
     # Ranking feedback now reads the hour rows (they cover the horizon) — same scores as
-    # from the execution rows.
+    # from the execution rows; with the watermark behind `now`, the hour rows up to the
+    # watermark's hour and the execution rows after it — the same scores again.
+    later = now2 + dt.timedelta(minutes=40)  # the watermark (now2) is in the hour before
     for half_life in (dt.timedelta(hours=1), dt.timedelta(days=7)):
         with seeded.connect() as conn:
-            assert reporting_feedback.reports_cover(conn, now2 - 10 * half_life, now2)
-        from_reports = stats.feedback_scores(Transactions(seeded), now2, half_life)
-        with monkeypatch.context() as patched:
-            patched.setattr(reporting_feedback, "reports_cover", lambda *_: False)
-            from_rows = stats.feedback_scores(Transactions(seeded), now2, half_life)
-        assert [(f.agent_id, f.reputation, f.success_rate) for f in from_reports] == [
-            (f.agent_id, f.reputation, f.success_rate) for f in from_rows]  # fmt: skip
-        assert len(from_rows) == 3
-    with seeded.connect() as conn:  # not once the watermark is behind
-        assert not reporting_feedback.reports_cover(conn, B, now2 + dt.timedelta(minutes=1))
+            assert reporting_feedback.reported_until(conn, now2 - 10 * half_life, now2) == now2
+            assert reporting_feedback.reported_until(conn, B, later) == B + dt.timedelta(hours=2)
+        for at in (now2, later):
+            from_reports = stats.feedback_scores(Transactions(seeded), at, half_life)
+            with monkeypatch.context() as patched:
+                patched.setattr(reporting_feedback, "reported_until", lambda *_: None)
+                from_rows = stats.feedback_scores(Transactions(seeded), at, half_life)
+            assert [(f.agent_id, f.reputation, f.success_rate) for f in from_reports] == [
+                (f.agent_id, f.reputation, f.success_rate) for f in from_rows]  # fmt: skip
+            assert len(from_rows) == 3
 
     # The tables equal a full recompute of the same data.
     incremental_tables = snapshot(seeded)
@@ -427,17 +429,25 @@ def check_incremental(seeded: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 def test_benchmark_command_smoke(pg_factory: DatabaseFactory) -> None:
-    """`python -m benchmarks.analytics_scale` on a tiny history: both runs, same tables."""
+    """`python -m benchmarks.analytics_scale` on a tiny history: both runs, same tables; with
+    --before-src (here this same tree) the before runs come first on the same database."""
     from benchmarks.analytics_scale import main as bench
 
-    results = bench(["--rows", "3000", "--days", "2", "--admin-url", pg_factory.admin])
-    assert [r["mode"] for r in results] == ["full", "incremental"]
-    full, step = results
+    root = str(Path(__file__).resolve().parents[2])
+    results = bench(["--rows", "3000", "--days", "2", "--admin-url", pg_factory.admin,
+                     "--before-src", root])  # fmt: skip
+    assert [(r["code"], r["mode"]) for r in results] == [
+        ("before", "full"),
+        ("before", "incremental"),
+        ("after", "full"),
+        ("after", "incremental"),
+    ]
+    full, step = results[2:]
     assert full["rows"] == step["rows"] == 3000
     assert full["rows_read"] == 3000 + 1000  # every call and job, in the day tables
     assert 0 < step["rows_read"] < full["rows_read"]
     assert full["report_rows"] > step["report_rows"] > 0
-    assert full["same_as_full"] and step["same_as_full"]
+    assert all(r["same_as_full"] and r["same_as_before"] for r in results)
     assert full["peak_rss_mb"] > 0
 
 
@@ -467,3 +477,25 @@ def test_report_rows_survive_copy_exactly(runtime: Runtime) -> None:
     assert first["latency_p50_ms"] == 1e-300 and first["latency_p99_ms"] == 123456789.123456789
     assert pd.isna(first["win_rate"]) and pd.isna(first["latency_p90_ms"])
     assert got["agent_id"].isna().sum() == 4
+
+
+def test_hour_buckets_split_at_the_exact_hour(seeded: Engine) -> None:
+    """The one pass numbers hours with integer arithmetic on the epoch: a call that ends
+    1 µs before an hour is in the hour before, one ending on the hour in the new one."""
+    from agent_dispatch.db import reporting_fine
+
+    edge = 7200  # B + 2 h
+    with Session(seeded) as session:
+        ids = {a.name: a.id for a in session.scalars(select(Agent))}
+        for key, start in (("before", edge - 0.000001), ("on", edge)):
+            spec = JobSpec(key, "code", "COMPLETED", start, start,
+                           [Dist(start, "COMPLETED", [C("alpha", 0, True)], start)])  # fmt: skip
+            add_job(session, spec, B, ids)
+        session.commit()
+    with seeded.begin() as conn:
+        fine = reporting_fine.fetch_calls(conn, Window(H1, B + dt.timedelta(hours=3)))
+    # one fine group per (hour, agent, category): whole hours, not fractions of hours
+    assert not fine.groups.duplicated(["hour", "agent_name", "category"]).any()
+    groups = fine.groups[fine.groups.agent_name == "alpha"].groupby("hour")["calls"].sum()
+    hour = int(B.timestamp()) // 3600
+    assert groups.to_dict() == {hour + 1: 3 + 1, hour + 2: 1}
