@@ -69,8 +69,8 @@ def _close_open_rows(
     leave their rows to this transaction; their latency runs to that stop, `stopped_at`)
     and the never-started reserves."""
     closed = []
-    # In agent id order: each close moves the agent's in_flight count (a trigger), so this is
-    # the order every transaction takes agent rows in, and two finishes cannot deadlock.
+    # The caller holds every agent's row lock already (each close moves its agent's in_flight
+    # count, a trigger); agent id order keeps the feed's changes in one stable order.
     rows = sorted(uow.distributions.rows(distribution_id), key=lambda r: r.agent_id or "")
     for row in rows:
         if AgentRunStatus(row.status) not in AGENT_OPEN:
