@@ -205,7 +205,7 @@ async def test_a_page_is_judged_only_as_far_as_the_room_needs_the_rest_when_offe
     deps: TestDeps, queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
     # A run with room for two re-offers its page each time a slot frees: judging the whole
-    # page each time cost a fifth of a busy run's CPU. The rest is judged when its turn comes.
+    # page each time cost about 8% of a busy run's CPU. The rest is judged when its turn comes.
     add_agent("generalist")
     servable = [queue.add_task(title=f"g{i}")["id"] for i in range(40)]
     nobody = queue.add_task(title="nobody", category="legal")["id"]
