@@ -8,12 +8,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, text, update
 
-from agent_dispatch.bootstrap import Runtime, set_runtime
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Agent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.lifecycle import PlanKind
@@ -25,21 +24,9 @@ from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.planning import Plan
 from agent_dispatch.services.taking import Taken, take_job
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.conftest import QUEUE_TOKEN, make_settings
 from tests.support.reliability import add_agent, claim, decisions, store
 
 pytestmark = [pytest.mark.postgres]
-
-
-@pytest.fixture
-def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
-    runtime = Runtime(
-        make_settings(database_url, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN)
-    )
-    previous = set_runtime(runtime)
-    yield runtime
-    runtime.dispose()
-    set_runtime(previous)
 
 
 async def taken_with_a_winner(rt: Runtime, queue: SimulatedQueue) -> tuple[Taken, str, list[str]]:

@@ -4,12 +4,11 @@ not to the database and not to the queue."""
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import event, select, update
 
-from agent_dispatch.bootstrap import Runtime, set_runtime
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.distribution_repository import DistributionRepository
 from agent_dispatch.db.models import Agent, Job, JobDistributionRecord
 from agent_dispatch.db.types import utcnow
@@ -23,21 +22,9 @@ from agent_dispatch.services.planning import Plan
 from agent_dispatch.services.sweep import reconcile_stale_open, rescue_expired
 from agent_dispatch.services.taking import Taken, take_job
 from agent_dispatch.simulators.queue import SimulatedQueue
-from tests.conftest import QUEUE_TOKEN, make_settings
 from tests.support.reliability import add_agent, age_lease, claim, decisions, job, store
 
 pytestmark = [pytest.mark.postgres]
-
-
-@pytest.fixture
-def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
-    runtime = Runtime(
-        make_settings(database_url, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN)
-    )
-    previous = set_runtime(runtime)
-    yield runtime
-    runtime.dispose()
-    set_runtime(previous)
 
 
 def spec_of(qid: str) -> JobSpec:

@@ -1,0 +1,23 @@
+"""The runtime the PostgreSQL tests of the services use: the test's database and the loopback
+queue (a module that needs other settings defines its own `rt`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agent_dispatch.bootstrap import Runtime, set_runtime
+from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.conftest import QUEUE_TOKEN, make_settings
+
+
+@pytest.fixture
+def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
+    runtime = Runtime(
+        make_settings(database_url, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN)
+    )
+    previous = set_runtime(runtime)
+    yield runtime
+    runtime.dispose()
+    set_runtime(previous)
