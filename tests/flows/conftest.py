@@ -6,6 +6,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from prefect.events.clients import AssertingEventsClient
+from prefect.events.schemas.events import Event
+from prefect.events.worker import EventsWorker
 
 from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.models import Agent
@@ -74,3 +77,24 @@ def add_agent(farm: AgentFarm) -> Callable[..., str]:
             return agent.id
 
     return add
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[Event]]]:
+    """What the flow emits, with the related resources Prefect attaches from the run context.
+
+    Prefect's own task-run state events are kept too: they are what the server builds its
+    task runs from (the events never reach it here, so they are read from the recording)."""
+    worker = EventsWorker.instance(AssertingEventsClient)
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
+
+    def drained() -> list[Event]:
+        worker.wait_until_empty()
+        client = worker._client
+        assert isinstance(client, AssertingEventsClient)
+        return list(client.events)
+
+    try:
+        yield drained
+    finally:
+        worker.drain()

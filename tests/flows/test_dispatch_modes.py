@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 import pytest
 from prefect.context import FlowRunContext
+from prefect.events.schemas.events import Event
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.flows import dispatch as dispatch_module
 from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 from agent_dispatch.simulators.queue import SimulatedQueue
 from agent_dispatch.tasks.run_memory import forget_ended_results
-from tests.flows.test_lean_mode import recorded, task_runs  # noqa: F401 (a fixture)
+from tests.support.flow_events import task_runs
 
 pytestmark = [pytest.mark.flow]
 
@@ -27,7 +28,7 @@ async def test_traced_mode_makes_a_task_run_per_agent_call_and_none_per_step(
     make_runtime: Callable[..., Runtime],
     queue: SimulatedQueue,
     add_agent: Callable[..., str],
-    recorded: Callable[[], list],  # noqa: F811
+    recorded: Callable[[], list[Event]],
 ) -> None:
     make_runtime()  # the default mode
     agents(add_agent)
@@ -47,7 +48,7 @@ async def test_steps_mode_makes_a_task_run_per_step_too(
     make_runtime: Callable[..., Runtime],
     queue: SimulatedQueue,
     add_agent: Callable[..., str],
-    recorded: Callable[[], list],  # noqa: F811
+    recorded: Callable[[], list[Event]],
 ) -> None:
     make_runtime(dispatch_mode="steps")
     agents(add_agent)

@@ -4,42 +4,25 @@ agent, task run and flow run (the live status feed)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from prefect.events.clients import AssertingEventsClient
 from prefect.events.schemas.events import Event
-from prefect.events.worker import EventsWorker
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.bootstrap import prefect_events as events
 from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.support.flow_events import related
 
 pytestmark = [pytest.mark.flow]
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[Event]]]:
-    """Record what the flow emits (related resources from the run context attached)."""
-    worker = EventsWorker.instance(AssertingEventsClient)
-    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
-
-    def drained() -> list[Event]:
-        worker.wait_until_empty()
-        client = worker._client
-        assert isinstance(client, AssertingEventsClient)
-        return [e for e in client.events if e.event.startswith("agent-dispatch.")]
-
-    try:
-        yield drained
-    finally:
-        worker.drain()
-
-
-def related(event: Event, role: str) -> list[str]:
-    return [r.id for r in event.related if r.role == role]
+def recorded(recorded: Callable[[], list[Event]]) -> Callable[[], list[Event]]:
+    """Only agent-dispatch's own events, of what the flow emitted (tests/flows/conftest.py)."""
+    return lambda: [e for e in recorded() if e.event.startswith("agent-dispatch.")]
 
 
 async def test_a_race_emits_job_and_agent_events_linked_to_the_run(

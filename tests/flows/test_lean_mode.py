@@ -3,58 +3,18 @@ event an operator reads in traced mode."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from prefect.events.clients import AssertingEventsClient
 from prefect.events.schemas.events import Event
-from prefect.events.worker import EventsWorker
 
 from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.flows.dispatch import DispatchParams, dispatch_flow
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.support.flow_events import related, task_runs
 
 pytestmark = [pytest.mark.flow]
-
-
-@pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], list[Event]]]:
-    """What the flow emits, with the related resources Prefect attaches from the run context.
-
-    Prefect's own task-run state events are kept too: they are what the server builds its
-    task runs from (the events never reach it here, so they are read from the recording)."""
-    worker = EventsWorker.instance(AssertingEventsClient)
-    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
-
-    def drained() -> list[Event]:
-        worker.wait_until_empty()
-        client = worker._client
-        assert isinstance(client, AssertingEventsClient)
-        return list(client.events)
-
-    try:
-        yield drained
-    finally:
-        worker.drain()
-
-
-def related(event: Event, role: str) -> list[str]:
-    return [r.id for r in event.related if r.role == role]
-
-
-def task_runs(events: list[Event]) -> dict[str, tuple[str, str, str | None]]:
-    """Task run id -> (name, last state, its message), from Prefect's task-run events."""
-    runs: dict[str, tuple[str, str, str | None]] = {}
-    for e in events:
-        if e.event.startswith("prefect.task-run."):
-            state = e.payload.get("validated_state") or {}
-            runs[e.resource.id] = (
-                e.resource["prefect.resource.name"],
-                e.event.rsplit(".", 1)[1],
-                state.get("message"),
-            )
-    return runs
 
 
 async def test_lean_mode_runs_each_job_in_one_task_run_with_every_row_status_and_event(
