@@ -163,8 +163,7 @@ async def dispatch_flow(
 
     def log_line(line: JobLine) -> None:
         """Each job's line as it ends: the log has every job, however many the run keeps."""
-        if s.dispatch_mode != "steps":  # see tasks/run_memory.py
-            forget_ended_results()
+        forget_ended_results()  # keeps memory flat over a long run (tasks/run_memory.py)
         logger.info(
             "%s -> %s%s%s",
             line.queue_task_id,

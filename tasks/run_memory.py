@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from prefect.context import FlowRunContext
 
+from agent_dispatch.bootstrap import get_runtime
+
 
 def forget_ended_results() -> int:
     """Drop this flow run's links from task results to their final states (all of them:
-    a link is made when a task run ends); how many were dropped. Outside a flow run: 0."""
+    a link is made when a task run ends), unless in steps mode; how many were dropped.
+    Outside a flow run: 0."""
     ctx = FlowRunContext.get()
-    if ctx is None:
+    if ctx is None or get_runtime().settings.dispatch_mode == "steps":
         return 0
     dropped = len(ctx.run_results)
     ctx.run_results.clear()
