@@ -8,11 +8,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Row, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from agent_dispatch.db.engine import insert_on_conflict
 from agent_dispatch.db.matching_filter import (
     PROFILE_COLUMNS,
     PoolRow,
@@ -269,8 +268,6 @@ class AgentRepository:
         callers hold the agents' row locks (see `lock`)."""
         if not learned:
             return
-        dialect = self.session.get_bind().dialect.name
-        upsert = pg_insert if dialect == "postgresql" else sqlite_insert
         rows = [
             {
                 "agent_id": agent_id,
@@ -289,7 +286,7 @@ class AgentRepository:
             }
             for agent_id, ev in sorted(learned.items())
         ]
-        stmt = upsert(AgentCategoryStats)
+        stmt = insert_on_conflict(self.session, AgentCategoryStats)
         fresh = {c: stmt.excluded[c] for c in rows[0] if c not in ("agent_id", "category")}
         # An executemany of one cached statement (values per row would compile anew each time).
         self.session.execute(

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -55,3 +56,11 @@ def _begin_immediate(conn: Any) -> None:
     # Take SQLite's write lock when the transaction starts: transactions are serialised whole,
     # which is what FOR UPDATE gives on PostgreSQL (busy_timeout makes the others wait).
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def insert_on_conflict(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` in the session's dialect, the kind that has ON CONFLICT (both
+    dialects spell it alike: `on_conflict_do_nothing`, `on_conflict_do_update`, `excluded`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

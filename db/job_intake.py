@@ -8,11 +8,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.change_log import record_job
+from agent_dispatch.db.engine import insert_on_conflict
 from agent_dispatch.db.models import Job, new_id
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
@@ -74,12 +74,10 @@ class JobIntake:
     def _insert(self, items: Sequence[Item]) -> None:
         """INSERT .. ON CONFLICT DO NOTHING of all items as one executemany (SQLAlchemy sends
         it as multi-row batches from one cached statement); a change-log row per new job."""
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         jobs = Job.__table__
         assert isinstance(jobs, Table)
         stmt = (
-            insert(jobs)
+            insert_on_conflict(self.session, jobs)
             .on_conflict_do_nothing(index_elements=["queue_task_id"])
             .returning(jobs.c.id, jobs.c.queue_task_id)
         )
