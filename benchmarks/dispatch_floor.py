@@ -1,10 +1,10 @@
 """B1: agent-dispatch against the two floors under it, side by side in one run.
 
     .venv/bin/python -m benchmarks.dispatch_floor [--jobs 200] [--concurrency 20]
-        [--serial-jobs 50] [--database postgresql://...] [--profile traced|lean]
+        [--serial-jobs 50] [--database postgresql://...] [--profile MODE] [--modes ...]
 
 One table: for raw asyncio + httpx, Prefect's floor (one async task run per agent call,
-nothing else), and agent-dispatch in DISPATCH_MODE=traced and lean: the span of `--jobs`
+nothing else), and agent-dispatch in DISPATCH_MODE=traced, steps and lean: the span of `--jobs`
 jobs x 3 agents (answering in 50/100/200 ms on loopback) at `--concurrency` jobs at once; the
 time per job one at a time (`--serial-jobs`); and first agent answer -> queue told COMPLETED,
 p50, one at a time; each with its ratio to both floors. The queue and agents run in a child
