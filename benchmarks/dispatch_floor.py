@@ -30,10 +30,11 @@ from agent_dispatch.bootstrap import Runtime, set_runtime
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent
 from agent_dispatch.settings import Settings
+from benchmarks import cpu_split
 from benchmarks.floor_paths import run_floor
 from benchmarks.floor_sims import DELAYS_S, TOKEN, Sims, running_sims
 
-MODES = ("raw", "prefect", "traced", "steps", "lean")
+MODES = ("raw", "prefect", "events", "traced", "steps", "lean")
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -44,6 +45,8 @@ class Measured:
     told_p50_ms: float = 0.0
     completed: int = 0  # jobs COMPLETED over both runs
     jobs: int = 0
+    cpu_ms: dict[str, float] = dataclasses.field(default_factory=dict)  # per job, by role
+    server_behind_s: float = 0.0  # the Prefect server still busy after the span, seconds
 
 
 @contextlib.contextmanager
@@ -111,7 +114,7 @@ def batch(
     """Seed `jobs` tasks and get them done through `mode`: seconds, completed, task ids."""
     ids = sims.add(jobs)
     started = time.perf_counter()
-    if mode in ("raw", "prefect"):
+    if mode in ("raw", "prefect", "events"):
         done = run_floor(mode, sims.queue_url, sims.agent_urls, jobs, concurrency)
     else:
         done = product.run(mode, jobs, concurrency)
@@ -136,8 +139,10 @@ def measure(args: argparse.Namespace, sims: Sims, product: Product) -> dict[str,
     results = {m: Measured() for m in args.modes}
     for mode in args.modes:  # warm-up: imports, Prefect's flow and task registration
         batch(mode, sims, product, args.warmup, args.warmup)
+    cpu_split.settle()
     for mode in args.modes:
         r = results[mode]
+        before = cpu_split.snapshot()
         if args.profile == mode:
             from pyinstrument import Profiler
 
@@ -147,10 +152,13 @@ def measure(args: argparse.Namespace, sims: Sims, product: Product) -> dict[str,
             print(profiler.output_text(unicode=False, color=False, show_all=False))
         else:
             r.span_s, done, _ = batch(mode, sims, product, args.jobs, args.concurrency)
+        r.server_behind_s = cpu_split.settle()  # the server's work behind it is this mode's
+        r.cpu_ms = cpu_split.per_job_ms(before, cpu_split.snapshot(), args.jobs)
         r.completed, r.jobs = done, args.jobs
     for mode in args.modes:
         r = results[mode]
         span, done, ids = batch(mode, sims, product, args.serial_jobs, 1)
+        cpu_split.settle()
         r.per_job_ms = span / args.serial_jobs * 1000
         r.told_p50_ms = statistics.median(told_after_first_answer(sims, ids) or [float("nan")])
         r.completed, r.jobs = r.completed + done, r.jobs + args.serial_jobs
@@ -177,6 +185,19 @@ def table(args: argparse.Namespace, results: dict[str, Measured]) -> str:
             f"{ratio(r.per_job_ms, pf and pf.per_job_ms):>10}{r.told_p50_ms:>13.1f}"
             f"{(r.told_p50_ms - raw.told_p50_ms) if raw else float('nan'):>+8.1f}"
             f"{f'{r.completed}/{r.jobs}':>12}"
+        )
+    lines += [
+        "",
+        f"CPU per job at {args.concurrency} at once, ms, by process (the cores are shared)",
+        f"{'mode':<9}"
+        + "".join(f"{role:>16}" for role in cpu_split.ROLES)
+        + f"{'all':>10}{'server behind s':>17}",
+    ]
+    for mode, r in results.items():
+        lines.append(
+            f"{mode:<9}"
+            + "".join(f"{r.cpu_ms.get(role, 0.0):>16.1f}" for role in cpu_split.ROLES)
+            + f"{sum(r.cpu_ms.values()):>10.1f}{r.server_behind_s:>17.1f}"
         )
     return "\n".join(lines)
 

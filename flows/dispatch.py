@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 from prefect.states import Failed
-from prefect.utilities.annotations import quote
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import OperationalError
 
@@ -34,7 +33,7 @@ from agent_dispatch.services.drain import Drain, Listing
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.job_pool import JobPool
 from agent_dispatch.services.queue_io import Incoming
-from agent_dispatch.tasks.job_steps import flow_steps, lean_job, lease_rescued, store_and_lease
+from agent_dispatch.tasks.job_steps import flow_steps, intake_step, lean_job, lease_rescued
 from agent_dispatch.tasks.queue_io import fetch_open_page, reject_items
 from agent_dispatch.tasks.run_memory import forget_ended_results
 
@@ -104,10 +103,7 @@ async def take_from_queue(
                 room = await pool.room(params.max_jobs)
                 if room == 0:
                     return
-                # quote(): Prefect would walk (and rebuild) every item of a large page looking
-                # for upstream futures; a page of 500 costs ~100 ms per task run that way.
-                page = cast(tuple[Incoming, ...], quote(tuple(backlog)))
-                intake = await store_and_lease(page, room)
+                intake = await intake_step(tuple(backlog), room)
                 await reject(intake.refused)
                 summary.waiting += intake.waiting
                 pool.record(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -14,6 +15,10 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from agent_dispatch.services.dispatching import JobLine
 
 PROGRESS_KEY = "dispatch-progress"
+# The artifact is read by a person: an update a second is enough. Each update is an API call
+# and an event the Prefect server stores, which at one per job ended cost a busy run's
+# server more than some of the job's own events.
+UPDATE_EVERY_S = 1.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,6 +65,7 @@ class Progress:
         self.by_outcome: dict[str, int] = {}
         self._sending: asyncio.Task[None] | None = None
         self._dirty = False
+        self._sent_at = -UPDATE_EVERY_S  # monotonic time of the last update sent
 
     @classmethod
     async def start(cls) -> Progress:
@@ -88,12 +94,14 @@ class Progress:
 
     async def finish(self) -> None:
         if self._sending is not None:
+            self._sending.cancel()  # it may be waiting out the interval: the final update follows
             await asyncio.gather(self._sending, return_exceptions=True)
         await self._publish(final=True)
 
     def _send_soon(self) -> None:
-        """One artifact update in flight at a time, the latest counts sent when it ends: a
-        job's end never waits on the Prefect API, and a burst of ends is one update."""
+        """One artifact update in flight at a time and at most one per UPDATE_EVERY_S, the
+        latest counts sent: a job's end never waits on the Prefect API, and the ends of a
+        busy second are one update."""
         if self.artifact_id is None:
             return
         if self._sending is not None and not self._sending.done():
@@ -104,8 +112,10 @@ class Progress:
     async def _send_latest(self) -> None:
         assert self.artifact_id is not None  # _send_soon starts none without one
         while True:
+            await asyncio.sleep(max(0.0, self._sent_at + UPDATE_EVERY_S - time.monotonic()))
             self._dirty = False
             snap = self.snapshot()
+            self._sent_at = time.monotonic()
             with contextlib.suppress(Exception):
                 await update_progress_artifact(  # type: ignore[misc]
                     self.artifact_id, snap.percent, description=snap.describe()

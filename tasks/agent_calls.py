@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State
 from prefect.runtime import task_run
-from prefect.states import Cancelled, Failed
+from prefect.states import Cancelled, Completed, Failed
 
 from agent_dispatch.bootstrap import get_runtime
 from agent_dispatch.domain.model import AgentOutcome
@@ -26,7 +26,7 @@ from agent_dispatch.services.racing import StartCall
     persist_result=False,  # agent answers never go to a result store
     task_run_name="{ctx.assignment.agent_name} <- {ctx.queue_task_id}",
 )
-async def call_agent_task(ctx: CallContext, stop: asyncio.Event) -> AgentOutcome | State[Any]:
+async def call_agent_task(ctx: CallContext, stop: asyncio.Event) -> State[Any]:
     """Call one agent until it answers, fails, times out, or the race stops it."""
     end = await call_agent(get_runtime(), ctx, stop, str(task_run.id))
     outcome = end.outcome
@@ -36,8 +36,9 @@ async def call_agent_task(ctx: CallContext, stop: asyncio.Event) -> AgentOutcome
         get_run_logger().warning("%s", end.message)
         # A Failed state (not an exception) marks the run Failed in the UI without a traceback.
         return Failed(message=end.message, data=outcome)
-    get_run_logger().info("%s", end.message)
-    return outcome
+    # The state's message says how it went, as a Cancelled or Failed one does: a log line
+    # more per call would cost the Prefect server a row for what the UI already shows.
+    return Completed(message=end.message, data=outcome)
 
 
 async def _outcome_of(state: State[Any]) -> AgentOutcome | None:

@@ -58,6 +58,7 @@ async def test_traced_mode_makes_a_task_run_per_agent_call_and_none_per_step(
     assert calls == {f"fast <- {task['id']}": "Completed", f"slow <- {task['id']}": "Cancelled"}
     steps = {name.split(" ")[0] for name, _, _ in runs.values()}
     assert not steps & {"plan", "take", "finish", "dispatch"}
+    assert not any(s.startswith("store-and-lease") for s in steps)  # intake is plain too
 
 
 async def test_steps_mode_makes_a_task_run_per_step_too(
@@ -77,6 +78,7 @@ async def test_steps_mode_makes_a_task_run_per_step_too(
     qid = task["id"]
     assert {f"plan {qid} #1", f"take {qid}", f"finish {qid}"} <= names
     assert {f"fast <- {qid}", f"slow <- {qid}"} <= names
+    assert any(n.startswith("store-and-lease") for n in names)
 
 
 @pytest.mark.parametrize("mode", ["traced", "lean"])
