@@ -1,16 +1,21 @@
 """B1: agent-dispatch against the two floors under it, side by side in one run.
 
     .venv/bin/python -m benchmarks.dispatch_floor [--jobs 200] [--concurrency 20]
-        [--serial-jobs 50] [--database postgresql://...] [--profile MODE] [--modes ...]
+        [--rounds 3] [--serial-jobs 50] [--database postgresql://...] [--profile MODE]
+        [--modes ...]
 
 One table: for raw asyncio + httpx, Prefect's floor (one async task run per agent call,
-nothing else), and agent-dispatch in DISPATCH_MODE=traced, steps and lean: the span of `--jobs`
-jobs x 3 agents (answering in 50/100/200 ms on loopback) at `--concurrency` jobs at once; the
-time per job one at a time (`--serial-jobs`); and first agent answer -> queue told COMPLETED,
-p50, one at a time; each with its ratio to both floors. The queue and agents run in a child
-process (benchmarks/floor_sims.py); agent-dispatch uses PostgreSQL (a scratch database on
-127.0.0.1:5432 unless --database) and a Prefect server (PREFECT_API_URL, else a temporary one).
-`--profile MODE` writes a pyinstrument profile of that mode's concurrent run.
+nothing else), that floor plus agent-dispatch's Prefect events (`events`), and agent-dispatch
+in DISPATCH_MODE=traced, steps and lean: the span of `--jobs` jobs x 3 agents (answering in
+50/100/200 ms on loopback) at `--concurrency` jobs at once (the median of `--rounds` batches,
+each round starting one mode later); the time per job one at a time (`--serial-jobs`); and
+first agent answer -> queue told COMPLETED, p50, one at a time; each with its ratio to both
+floors. A second table splits the concurrent batches' CPU per job by process: this one, the
+Prefect server (its work behind a batch waited for and charged to that batch), PostgreSQL,
+the simulators. The queue and agents run in a child process (benchmarks/floor_sims.py);
+agent-dispatch uses PostgreSQL (a scratch database on 127.0.0.1:5432 unless --database) and a
+Prefect server (PREFECT_API_URL, else a temporary one).
+`--profile MODE` writes a pyinstrument profile of that mode's first concurrent batch.
 """
 
 from __future__ import annotations
@@ -40,13 +45,25 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 @dataclasses.dataclass
 class Measured:
-    span_s: float = 0.0
+    spans_s: list[float] = dataclasses.field(default_factory=list)  # one per round
     per_job_ms: float = 0.0
     told_p50_ms: float = 0.0
-    completed: int = 0  # jobs COMPLETED over both runs
+    completed: int = 0  # jobs COMPLETED over every batch
     jobs: int = 0
-    cpu_ms: dict[str, float] = dataclasses.field(default_factory=dict)  # per job, by role
-    server_behind_s: float = 0.0  # the Prefect server still busy after the span, seconds
+    cpus_ms: list[dict[str, float]] = dataclasses.field(default_factory=list)  # per job, by role
+    behind_s: list[float] = dataclasses.field(default_factory=list)  # server busy after a span
+
+    @property
+    def span_s(self) -> float:
+        return statistics.median(self.spans_s)
+
+    @property
+    def cpu_ms(self) -> dict[str, float]:
+        return {role: statistics.median(c[role] for c in self.cpus_ms) for role in cpu_split.ROLES}
+
+    @property
+    def server_behind_s(self) -> float:
+        return statistics.median(self.behind_s)
 
 
 @contextlib.contextmanager
@@ -140,21 +157,25 @@ def measure(args: argparse.Namespace, sims: Sims, product: Product) -> dict[str,
     for mode in args.modes:  # warm-up: imports, Prefect's flow and task registration
         batch(mode, sims, product, args.warmup, args.warmup)
     cpu_split.settle()
-    for mode in args.modes:
-        r = results[mode]
-        before = cpu_split.snapshot()
-        if args.profile == mode:
-            from pyinstrument import Profiler
+    for round_no in range(args.rounds):
+        # Each round starts one mode later: no mode always runs first, or last.
+        order = args.modes[round_no % len(args.modes) :] + args.modes[: round_no % len(args.modes)]
+        for mode in order:
+            r = results[mode]
+            before = cpu_split.snapshot()
+            if args.profile == mode and round_no == 0:
+                from pyinstrument import Profiler
 
-            with Profiler(async_mode="disabled") as profiler:
-                r.span_s, done, _ = batch(mode, sims, product, args.jobs, args.concurrency)
-            profiler.write_html(f"profile-{mode}.html")
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
-        else:
-            r.span_s, done, _ = batch(mode, sims, product, args.jobs, args.concurrency)
-        r.server_behind_s = cpu_split.settle()  # the server's work behind it is this mode's
-        r.cpu_ms = cpu_split.per_job_ms(before, cpu_split.snapshot(), args.jobs)
-        r.completed, r.jobs = done, args.jobs
+                with Profiler(async_mode="disabled") as profiler:
+                    span, done, _ = batch(mode, sims, product, args.jobs, args.concurrency)
+                profiler.write_html(f"profile-{mode}.html")
+                print(profiler.output_text(unicode=False, color=False, show_all=False))
+            else:
+                span, done, _ = batch(mode, sims, product, args.jobs, args.concurrency)
+            r.behind_s.append(cpu_split.settle())  # the server's work behind it is this mode's
+            r.cpus_ms.append(cpu_split.per_job_ms(before, cpu_split.snapshot(), args.jobs))
+            r.spans_s.append(span)
+            r.completed, r.jobs = r.completed + done, r.jobs + args.jobs
     for mode in args.modes:
         r = results[mode]
         span, done, ids = batch(mode, sims, product, args.serial_jobs, 1)
@@ -173,7 +194,8 @@ def table(args: argparse.Namespace, results: dict[str, Measured]) -> str:
 
     lines = [
         f"dispatch floor: {args.jobs} jobs x 3 agents (50/100/200 ms) at {args.concurrency} at "
-        f"once; {args.serial_jobs} jobs one at a time",
+        f"once (median of {args.rounds} rounds, each starting one mode later); "
+        f"{args.serial_jobs} jobs one at a time",
         f"{'mode':<9}{'span s':>9}{'/raw':>8}{'/prefect':>10}{'ms/job':>9}{'/raw':>8}"
         f"{'/prefect':>10}{'told p50 ms':>13}{'-raw':>8}{'completed':>12}",
     ]
@@ -208,6 +230,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--serial-jobs", type=int, default=50)
     p.add_argument("--warmup", type=int, default=3, help="jobs per mode before measuring")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="concurrent batches per mode (medians shown)"
+    )
     p.add_argument("--database", default=None, help="default: a scratch PostgreSQL database")
     p.add_argument("--profile", choices=MODES, default=None)
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
