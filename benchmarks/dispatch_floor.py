@@ -156,7 +156,7 @@ def measure(args: argparse.Namespace, sims: Sims, product: Product) -> dict[str,
     results = {m: Measured() for m in args.modes}
     for mode in args.modes:  # warm-up: imports, Prefect's flow and task registration
         batch(mode, sims, product, args.warmup, args.warmup)
-    cpu_split.settle()
+    cpu_split.settle(limit_s=args.server_wait)
     for round_no in range(args.rounds):
         # Each round starts one mode later: no mode always runs first, or last.
         order = args.modes[round_no % len(args.modes) :] + args.modes[: round_no % len(args.modes)]
@@ -172,14 +172,15 @@ def measure(args: argparse.Namespace, sims: Sims, product: Product) -> dict[str,
                 print(profiler.output_text(unicode=False, color=False, show_all=False))
             else:
                 span, done, _ = batch(mode, sims, product, args.jobs, args.concurrency)
-            r.behind_s.append(cpu_split.settle())  # the server's work behind it is this mode's
+            # The server's work behind a batch is that batch's mode's.
+            r.behind_s.append(cpu_split.settle(limit_s=args.server_wait))
             r.cpus_ms.append(cpu_split.per_job_ms(before, cpu_split.snapshot(), args.jobs))
             r.spans_s.append(span)
             r.completed, r.jobs = r.completed + done, r.jobs + args.jobs
     for mode in args.modes:
         r = results[mode]
         span, done, ids = batch(mode, sims, product, args.serial_jobs, 1)
-        cpu_split.settle()
+        cpu_split.settle(limit_s=args.server_wait)
         r.per_job_ms = span / args.serial_jobs * 1000
         r.told_p50_ms = statistics.median(told_after_first_answer(sims, ids) or [float("nan")])
         r.completed, r.jobs = r.completed + done, r.jobs + args.serial_jobs
@@ -232,6 +233,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="jobs per mode before measuring")
     p.add_argument(
         "--rounds", type=int, default=3, help="concurrent batches per mode (medians shown)"
+    )
+    p.add_argument(
+        "--server-wait",
+        type=float,
+        default=180.0,
+        help="seconds to wait at most for the Prefect server to go idle after a batch",
     )
     p.add_argument("--database", default=None, help="default: a scratch PostgreSQL database")
     p.add_argument("--profile", choices=MODES, default=None)

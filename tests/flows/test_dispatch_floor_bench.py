@@ -21,7 +21,7 @@ def test_the_dispatch_floor_benchmark_completes_every_job_in_every_mode(
     database_url: str, prefect_harness: None
 ) -> None:
     tiny = ["--jobs", "4", "--concurrency", "2", "--serial-jobs", "2", "--warmup", "1"]
-    tiny += ["--rounds", "1"]
+    tiny += ["--rounds", "1", "--server-wait", "0"]  # correctness only: no waiting for idle
     args = parse([*tiny, "--database", database_url])
     results = run(args)
 
@@ -75,3 +75,16 @@ def test_cpu_split_counts_this_process() -> None:
     sum(i * i for i in range(300_000))
     used = cpu_split.per_job_ms(before, cpu_split.snapshot(), 1)
     assert used["dispatcher"] > 0 and set(used) == set(cpu_split.ROLES)
+
+
+def test_settle_waits_while_the_server_works_and_not_at_all_when_told_not_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    used = iter([0.0, 0.5, 1.0, 1.0])  # busy for two seconds, then idle
+    monkeypatch.setattr(
+        cpu_split,
+        "snapshot",
+        lambda: dict.fromkeys(cpu_split.ROLES, 0.0) | {"prefect server": next(used)},
+    )
+    assert cpu_split.settle(limit_s=0) == 0.0
+    assert 3.0 <= cpu_split.settle(limit_s=10) < 5.0
