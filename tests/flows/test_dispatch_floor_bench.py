@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
 
 import pytest
 
@@ -13,6 +12,7 @@ from benchmarks import cpu_split
 from benchmarks.dispatch_floor import MODES, parse, run, table
 from benchmarks.floor_paths import floor_batch, plain_call
 from benchmarks.floor_sims import running_sims
+from tests.support.service_deps import RecordingEvents
 
 pytestmark = [pytest.mark.flow]
 
@@ -37,37 +37,18 @@ def test_the_dispatch_floor_benchmark_completes_every_job_in_every_mode(
     assert [line.split()[0] for line in shown[-len(MODES) :]] == list(MODES)  # CPU by process
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str, str]] = []  # (job, agent or "job", status)
-
-    def job_changed(self, job_id: str, queue_task_id: str, status: str, **detail: Any) -> None:
-        self.seen.append((job_id, "job", status))
-
-    def agent_changed(
-        self,
-        job_id: str,
-        queue_task_id: str,
-        agent_id: str | None,
-        agent_name: str,
-        status: str,
-        **detail: Any,
-    ) -> None:
-        self.seen.append((job_id, agent_name, status))
-
-
 def test_the_events_floor_announces_what_agent_dispatch_announces_for_a_job() -> None:
-    events = Recorder()
+    events = RecordingEvents()
     with running_sims() as sims:
         (task_id,) = sims.add(1)
         done = asyncio.run(floor_batch(sims.queue_url, sims.agent_urls, 1, 1, plain_call, events))
 
     assert done == 1
-    by = {(who, status) for _, who, status in events.seen}
+    by = {(a.agent_name or "job", a.status) for a in events.seen}
     assert {("job", "DISTRIBUTED"), ("job", "IN_PROGRESS"), ("job", "COMPLETED")} <= by
     assert {(a, s) for a in ("a50", "a100", "a200") for s in ("ASSIGNED", "WORKING")} <= by
     assert {("a50", "COMPLETED"), ("a100", "CANCELLED"), ("a200", "CANCELLED")} <= by
-    assert len(events.seen) == 12 and {job for job, _, _ in events.seen} == {task_id}
+    assert len(events.seen) == 12 and {a.job_id for a in events.seen} == {task_id}
 
 
 def test_cpu_split_counts_this_process() -> None:
