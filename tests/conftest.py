@@ -81,15 +81,11 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
 
 @pytest.fixture
 def runtime(database_url: str) -> Iterator[Runtime]:
-    from agent_dispatch.bootstrap import Runtime, set_runtime
+    from agent_dispatch.bootstrap import Runtime
+    from tests.support.runtimes import installed
 
-    rt = Runtime(make_settings(database_url))
-    previous = set_runtime(rt)
-    try:
+    with installed(Runtime(make_settings(database_url))) as rt:
         yield rt
-    finally:
-        rt.dispose()
-        set_runtime(previous)
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,14 @@ from collections.abc import Callable, Iterator
 import pytest
 from prefect.client.schemas.objects import State, StateType
 
-from agent_dispatch.bootstrap import Runtime, set_runtime
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.cli.main import main
 from agent_dispatch.flows.health import HealthSummary, health_flow
 from agent_dispatch.flows.sweep import SweepParams, SweepSummary, sweep_flow
 from agent_dispatch.simulators.queue import SimulatedQueue
 from tests.conftest import QUEUE_TOKEN, make_settings
 from tests.support.reliability import age_lease, claim, job, store
+from tests.support.runtimes import installed
 
 pytestmark = [pytest.mark.flow, pytest.mark.postgres]
 
@@ -24,13 +25,9 @@ NOWHERE_QUEUE = "http://127.0.0.1:1"
 
 @pytest.fixture
 def no_database(queue: SimulatedQueue, prefect_harness: None) -> Iterator[Runtime]:
-    rt = Runtime(
-        make_settings(NOWHERE_DB, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN)
-    )
-    previous = set_runtime(rt)
-    yield rt
-    set_runtime(previous)
-    rt.dispose()
+    settings = make_settings(NOWHERE_DB, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN)
+    with installed(Runtime(settings)) as rt:
+        yield rt
 
 
 def failed_message(state: State[object]) -> str:

@@ -7,17 +7,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent_dispatch.bootstrap import Runtime, set_runtime
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.simulators.queue import SimulatedQueue
 from tests.conftest import QUEUE_TOKEN, make_settings
+from tests.support.runtimes import installed
 
 
 @pytest.fixture
 def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
-    runtime = Runtime(
-        make_settings(database_url, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN)
+    settings = make_settings(
+        database_url, remote_queue_url=queue.url, remote_queue_token=QUEUE_TOKEN
     )
-    previous = set_runtime(runtime)
-    yield runtime
-    runtime.dispose()
-    set_runtime(previous)
+    with installed(Runtime(settings)) as runtime:
+        yield runtime

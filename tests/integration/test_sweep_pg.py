@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import select, update
 
-from agent_dispatch.bootstrap import Runtime, set_runtime
+from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.db.models import Job, JobDistributionRecord
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.services.outbox import send_unreported
@@ -27,6 +27,7 @@ from tests.support.reliability import (
     rows,
     store,
 )
+from tests.support.runtimes import installed
 from tests.support.service_deps import RecordingEvents
 
 pytestmark = [pytest.mark.postgres]
@@ -44,10 +45,8 @@ def rt(database_url: str, queue: SimulatedQueue) -> Iterator[Runtime]:
         )
     )
     runtime.events = RecordingEvents()  # what is announced, without Prefect's event worker
-    previous = set_runtime(runtime)
-    yield runtime
-    runtime.dispose()
-    set_runtime(previous)
+    with installed(runtime):
+        yield runtime
 
 
 async def test_expired_lease_closes_rows_and_hands_the_job_back(
