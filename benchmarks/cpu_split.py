@@ -33,19 +33,15 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _own_and_reaped(fields: list[str]) -> float:
-    """utime + stime + cutime + cstime, seconds (children it reaped count: PG's backends)."""
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / TICK
+def _seconds(fields: list[str], with_reaped: bool) -> float:
+    """utime + stime (+ cutime + cstime: the children it reaped), in seconds."""
+    return sum(int(fields[i]) for i in ((11, 12, 13, 14) if with_reaped else (11, 12))) / TICK
 
 
-def _role(pid: int, me: int) -> str | None:
-    cmd = _cmdline(pid)
-    fields = _stat(pid)
-    if fields is None:
-        return None
-    if "postgres" in cmd.split(" ")[0] or cmd.startswith("postgres"):
+def _role(cmd: str, parent: int, me: int) -> str | None:
+    if "postgres" in cmd.split(" ")[0]:  # the postmaster, or a backend ("postgres: ...")
         return "postgres"
-    if int(fields[1]) == me:  # a child of this benchmark
+    if parent == me:  # a child of this benchmark
         return "prefect server" if ("uvicorn" in cmd or "prefect" in cmd) else "sims"
     return None
 
@@ -59,16 +55,12 @@ def snapshot() -> dict[str, float]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
-        role = _role(int(entry), me)
-        fields = _stat(int(entry)) if role else None
+        fields = _stat(int(entry))
+        role = _role(_cmdline(int(entry)), int(fields[1]), me) if fields else None
         if role and fields:
             # The postmaster's reaped children are its exited backends; a live backend's
             # own time is its own. Other roles' reaped children are not theirs to count.
-            used[role] += (
-                _own_and_reaped(fields)
-                if role == "postgres"
-                else sum(int(fields[i]) for i in (11, 12)) / TICK
-            )
+            used[role] += _seconds(fields, with_reaped=role == "postgres")
     return used
 
 
@@ -83,9 +75,9 @@ def settle(role: str = "prefect server", busy_below: float = 0.05, limit_s: floa
 
     The Prefect server stores a batch's events and task runs behind the batch: measured next,
     another mode would be charged with that work, and this one spared it."""
-    started = last_at = time.monotonic()
     if limit_s <= 0:
         return 0.0
+    started = last_at = time.monotonic()
     last = snapshot()[role]
     while time.monotonic() - started < limit_s:
         time.sleep(1.0)
