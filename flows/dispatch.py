@@ -33,7 +33,13 @@ from agent_dispatch.services.drain import Drain, Listing
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.job_pool import JobPool
 from agent_dispatch.services.queue_io import Incoming
-from agent_dispatch.tasks.job_steps import flow_steps, intake_step, lean_job, lease_rescued
+from agent_dispatch.tasks.job_steps import (
+    TaskRunSteps,
+    TracedSteps,
+    flow_steps,
+    lean_job,
+    lease_rescued,
+)
 from agent_dispatch.tasks.queue_io import fetch_open_page, reject_items
 from agent_dispatch.tasks.run_memory import forget_ended_results
 
@@ -79,7 +85,11 @@ def listed_key(item: Listed) -> tuple[str, str]:
 
 
 async def take_from_queue(
-    pool: JobPool, params: DispatchParams, drain: Drain[Listed], summary: DispatchSummary
+    pool: JobPool,
+    params: DispatchParams,
+    drain: Drain[Listed],
+    summary: DispatchSummary,
+    steps: TracedSteps | TaskRunSteps,
 ) -> None:
     """Feed the pool with every new queue item, as fast as it has room; stop at max_jobs.
 
@@ -103,7 +113,7 @@ async def take_from_queue(
                 room = await pool.room(params.max_jobs)
                 if room == 0:
                     return
-                intake = await intake_step(tuple(backlog), room)
+                intake = await steps.intake(tuple(backlog), room)
                 await reject(intake.refused)
                 summary.waiting += intake.waiting
                 pool.record(
@@ -183,7 +193,7 @@ async def dispatch_flow(
     )
     try:
         pool.start(await lease_rescued(await pool.room(params.max_jobs)))
-        await take_from_queue(pool, params, drain, summary)
+        await take_from_queue(pool, params, drain, summary, steps)
     except QueueError as exc:
         summary.stopped_reason = queue_line(exc)
         logger.error("stopped taking jobs: %s (jobs already taken will finish)", exc)

@@ -43,19 +43,6 @@ async def store_and_lease(incoming: tuple[Incoming, ...], limit: int) -> Intake:
     return await intake.store_and_lease(get_runtime(), incoming, limit)
 
 
-async def intake_step(incoming: tuple[Incoming, ...], limit: int) -> Intake:
-    """Store a page and lease what fits: a `store-and-lease` task run in steps mode, a plain
-    call otherwise. A run takes in a page each time jobs end (about one intake per two jobs
-    at 20 at once): as a task run each, it cost more than the intake's own work."""
-    if get_runtime().settings.dispatch_mode != "steps":
-        return await intake.store_and_lease(get_runtime(), incoming, limit)
-    # quote(): Prefect would walk (and rebuild) every item of a large page looking for
-    # upstream futures; a page of 500 costs ~100 ms per task run that way.
-    page = cast(tuple[Incoming, ...], quote(incoming))
-    taken: Intake = await store_and_lease(page, limit)
-    return taken
-
-
 @task(name="lease-rescued-jobs", cache_policy=NO_CACHE, persist_result=False)
 async def lease_rescued(limit: int) -> list[Claim]:
     return await intake.lease_rescued(get_runtime(), limit)
@@ -124,6 +111,12 @@ class TracedSteps(PlainSteps):
     def __init__(self, flow_run_id: str | None) -> None:
         super().__init__(get_runtime(), flow_run_id)
 
+    async def intake(self, incoming: tuple[Incoming, ...], limit: int) -> Intake:
+        """Store a page and lease what fits, as a plain call. A run takes in a page each time
+        jobs end (about once per two jobs at 20 at once): as a task run each, it cost more
+        than the intake's own work."""
+        return await intake.store_and_lease(self.deps, incoming, limit)
+
     async def race(self, taken: Taken) -> RaceResult:
         # The race runs in the flow (it only waits); each call inside it is a task run.
         return await race(
@@ -136,6 +129,14 @@ class TaskRunSteps:
 
     def __init__(self, flow_run_id: str | None) -> None:
         self.flow_run_id = flow_run_id
+
+    async def intake(self, incoming: tuple[Incoming, ...], limit: int) -> Intake:
+        """Store a page and lease what fits, as a `store-and-lease` task run."""
+        # quote(): Prefect would walk (and rebuild) every item of a large page looking for
+        # upstream futures; a page of 500 costs ~100 ms per task run that way.
+        page = cast(tuple[Incoming, ...], quote(incoming))
+        taken: Intake = await store_and_lease(page, limit)
+        return taken
 
     async def plan(self, claim: Claim, round_no: int) -> Plan:
         return await plan_job(claim, round_no)
@@ -167,7 +168,8 @@ class TaskRunSteps:
 
 
 def flow_steps(flow_run_id: str | None) -> TracedSteps | TaskRunSteps:
-    """The steps a flow run hands `dispatch_one` in traced or steps mode (lean: `lean_job`)."""
+    """The steps a flow run hands `dispatch_one` in traced or steps mode (lean: `lean_job`),
+    and its intake: a task run in steps mode only."""
     if get_runtime().settings.dispatch_mode == "steps":
         return TaskRunSteps(flow_run_id)
     return TracedSteps(flow_run_id)
