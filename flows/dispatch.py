@@ -189,7 +189,11 @@ async def dispatch_flow(
         return Listing([*page.tasks, *page.rejected], page.next_cursor)
 
     drain: Drain[Listed] = Drain(
-        fetch, listed_key, page_size=page_size, max_page_size=MAX_PAGE_LIMIT
+        fetch,
+        listed_key,
+        page_size=page_size,
+        max_page_size=MAX_PAGE_LIMIT,
+        own_writes=rt.listing_writes,  # our takes shift offset cursors: see services/drain.py
     )
     try:
         pool.start(await lease_rescued(await pool.room(params.max_jobs)))

@@ -19,6 +19,7 @@ from agent_dispatch.bootstrap.prefect_events import PrefectEvents
 from agent_dispatch.bootstrap.secrets import SecretTokens
 from agent_dispatch.clients.agent import AgentClient
 from agent_dispatch.clients.bearer import TokenSource
+from agent_dispatch.clients.listing_writes import ListingWrites
 from agent_dispatch.clients.netguard import NetGuard
 from agent_dispatch.clients.protocols import AgentClients
 from agent_dispatch.clients.queue import RemoteQueueClient
@@ -61,6 +62,8 @@ class Runtime:
         )
         self.worker_name = settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
         self.events: EventSink = PrefectEvents()
+        # Shared by this runtime's queue clients on every loop: what the drain must see.
+        self.listing_writes = ListingWrites()
         self.secrets = SecretTokens(settings.secret_cache_seconds)
 
     def uow(self) -> UnitOfWork:
@@ -77,6 +80,7 @@ class Runtime:
                 transport=self._queue_transport,
                 timeout=s.queue_timeout_seconds,
                 retry=RetryPolicy(attempts=s.execution_retry_count + 2),
+                listing_writes=self.listing_writes,
             )
             self._queues[loop] = client
         return client

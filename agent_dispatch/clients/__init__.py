@@ -19,6 +19,7 @@ from agent_dispatch.clients.errors import (
     TaskNotFound,
 )
 from agent_dispatch.clients.exchange import AddressGuard
+from agent_dispatch.clients.listing_writes import ListingWrites
 from agent_dispatch.clients.netguard import NetGuard, PinnedBackend, Resolver
 from agent_dispatch.clients.queue import UNSET, RejectedItem, RemoteQueueClient, TaskPage
 from agent_dispatch.clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
@@ -52,6 +53,7 @@ __all__ = [
     "HealthReport",
     "IllegalQueueTransition",
     "JobExecutionData",
+    "ListingWrites",
     "NetGuard",
     "OnAccepted",
     "PinnedBackend",

@@ -24,6 +24,7 @@ from agent_dispatch.clients.errors import (
     one_line,
 )
 from agent_dispatch.clients.json_items import MalformedPage, NotJSON, decode_listing
+from agent_dispatch.clients.listing_writes import ListingWrites
 from agent_dispatch.clients.retry import DEFAULT_RETRY, RetryPolicy, Sleep, parse_retry_after
 from agent_dispatch.clients.wire import QueueTask, StatusChange, summarize_errors
 from agent_dispatch.domain.statuses import JobStatus
@@ -92,8 +93,11 @@ class RemoteQueueClient(AsyncClosing):
         timeout: float = 10.0,
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Sleep = asyncio.sleep,
+        listing_writes: ListingWrites | None = None,
     ) -> None:
         self._base_url = base_url
+        # Counts our writes that take a task off the OPEN listing (clients/listing_writes.py).
+        self.listing_writes = listing_writes or ListingWrites()
         self._retry = retry
         self._sleep = sleep
         headers = {"Accept": "application/json"}
@@ -191,7 +195,11 @@ class RemoteQueueClient(AsyncClosing):
         path = _task_path(task_id)
         # Retrying a PATCH is safe: it is conditional on expectedStatus, so applying it twice
         # is impossible; a second try only meets a 409, handled below.
-        sent = await self._send("PATCH", path, body=change.to_wire())
+        if change.expected_status is JobStatus.OPEN:  # the task leaves the OPEN listing
+            with self.listing_writes.writing():
+                sent = await self._send("PATCH", path, body=change.to_wire())
+        else:
+            sent = await self._send("PATCH", path, body=change.to_wire())
         response = sent.response
         code = response.status_code
         if code == 409:

@@ -6,6 +6,11 @@ pages may land on pages it already read. One pass is therefore not enough. `Drai
 over the queue from the first page again and again, yields every item it has not yet yielded
 in this run (its key decides), and stops after a complete pass that yielded nothing new.
 
+A pass that found nothing new proves the queue drained only if no write of ours took a task
+off the listing while it read (a take landing between two page reads slides the next unread
+task onto a page already read). Given `own_writes` (the queue client's ListingWrites), the
+drain waits for those writes to land and passes again when any was under way during the pass.
+
 Yielded means judged: the consumer decides each item once per run (takes it, rejects it,
 finds no agent for it, or loses it to another consumer) and the drain never offers it again,
 so unservable tasks are not re-planned in a loop and rejected items without an id (keyed by
@@ -25,7 +30,7 @@ import contextlib
 import dataclasses
 import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Hashable, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -39,6 +44,16 @@ class Listing(Generic[T]):
 
 
 FetchPage = Callable[[str | None], Awaitable[Listing[T]]]
+
+
+class OwnWrites(Protocol):
+    """The consumer's writes that take items off the listing (clients/listing_writes.py)."""
+
+    started: int  # so far
+    in_flight: int  # under way now
+
+    async def settled(self) -> None:
+        """Wait until none is under way."""
 
 
 def compact(key: Hashable) -> bytes:
@@ -64,8 +79,10 @@ class Drain(Generic[T]):
         max_passes: int | None = None,
         page_size: int = 50,
         max_page_size: int | None = None,
+        own_writes: OwnWrites | None = None,
     ) -> None:
         self._fetch = fetch
+        self._writes = own_writes
         self._key = key
         self._max_passes = max_passes
         self._yielded: set[bytes] = set()  # compact() of every key yielded in this run
@@ -93,13 +110,25 @@ class Drain(Generic[T]):
         while self._max_passes is None or self.passes < self._max_passes:
             self.passes += 1
             found_new = False
+            before = self._writes_mark()
             # aclosing: a consumer that stops early (--max-jobs) closes the pass it was in.
             async with contextlib.aclosing(self._one_pass()) as pages:
                 async for fresh in pages:
                     found_new = True
                     yield fresh
-            if not found_new:
+            if not found_new and await self._listing_held_still(before):
                 return
+
+    def _writes_mark(self) -> tuple[int, int] | None:
+        return None if self._writes is None else (self._writes.started, self._writes.in_flight)
+
+    async def _listing_held_still(self, before: tuple[int, int] | None) -> bool:
+        """No write of ours was under way during the pass that began at `before` (waits for
+        those under way now to land, so the next pass reads a listing they no longer move)."""
+        if self._writes is None or before is None:
+            return True
+        await self._writes.settled()
+        return before == (self._writes.started, 0)
 
     async def items(self) -> AsyncIterator[T]:
         """The same items one at a time."""

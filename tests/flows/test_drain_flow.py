@@ -122,7 +122,7 @@ async def test_max_jobs_still_caps_a_run_over_shifting_offsets(
     first = await dispatch_flow(DispatchParams(max_jobs=12, page_size=5))
     second = await dispatch_flow(DispatchParams(page_size=5))
 
-    assert (first.taken, second.taken) == (12, 18)
+    assert (first.taken, second.taken) == (12, 18), (first.outcomes, second.outcomes)
     assert_each_taken_and_finished_once(queue, good)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
+from agent_dispatch.clients.listing_writes import ListingWrites
 from agent_dispatch.services.drain import Drain, Listing
 
 
@@ -131,6 +133,61 @@ async def test_max_passes_bounds_a_queue_that_never_runs_dry() -> None:
 
     assert seen == [0, 1, 2, 3, 4]
     assert drain.passes == 5
+
+
+class LateTakes(OffsetQueue):
+    """Our takes land late, as they do while a busy run plans: each is under way (counted in
+    `writes`) until two more pages have been read, then leaves the OPEN list."""
+
+    def __init__(self, ids: list[str], page_size: int) -> None:
+        super().__init__(ids, page_size)
+        self.writes = Settling(self)
+        self.under_way: list[tuple[int, str]] = []  # (lands after this many fetches, id)
+
+    async def fetch(self, cursor: str | None) -> Listing[str]:
+        page = await super().fetch(cursor)
+        self.land(lambda due: due <= self.fetches)  # between this page and the next
+        return page
+
+    def take(self, task_id: str) -> None:
+        self.writes.started += 1
+        self.writes.in_flight += 1
+        self.under_way.append((self.fetches + 2, task_id))
+
+    def land(self, due: Callable[[int], bool]) -> None:
+        for when, task_id in [w for w in self.under_way if due(w[0])]:
+            self.under_way.remove((when, task_id))
+            super().take(task_id)
+            self.writes.in_flight -= 1
+
+
+class Settling(ListingWrites):
+    def __init__(self, queue: LateTakes) -> None:
+        super().__init__()
+        self.queue = queue
+
+    async def settled(self) -> None:
+        self.queue.land(lambda due: True)  # their answers arrive while the drain waits
+
+
+async def drain_late_takes(*, tracked: bool) -> LateTakes:
+    queue = LateTakes(ids(12), page_size=3)
+    drain = Drain(queue.fetch, key=lambda i: i, own_writes=queue.writes if tracked else None)
+    async for task_id in drain.items():
+        queue.take(task_id)
+    queue.land(lambda due: True)
+    return queue
+
+
+async def test_takes_landing_during_the_last_pass_cannot_hide_a_task_from_the_run() -> None:
+    # A pass that finds nothing new while our takes still land is no proof: each landing
+    # take slides the next unread task onto a page already read. Untracked, tasks are lost.
+    assert len((await drain_late_takes(tracked=False)).open) == 3
+
+    queue = await drain_late_takes(tracked=True)
+
+    assert queue.open == []  # every task was yielded (and so taken)
+    assert queue.writes.started == 12 and queue.writes.in_flight == 0
 
 
 class SizedQueue(OffsetQueue):

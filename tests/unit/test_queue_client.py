@@ -12,6 +12,7 @@ import pytest
 
 from agent_dispatch.clients import (
     IllegalQueueTransition,
+    ListingWrites,
     QueueError,
     QueueProtocolError,
     QueueUnauthorized,
@@ -245,6 +246,32 @@ async def test_take_sends_conditional_patch(sleep: FakeSleep) -> None:
     assert request.method == "PATCH"
     assert request.url.raw_path == b"/api/tasks/a%2Fb"
     assert fake.bodies() == [{"status": "DISTRIBUTED", "expectedStatus": "OPEN"}]
+
+
+@pytest.mark.asyncio
+async def test_writes_that_take_a_task_off_the_open_listing_are_counted_while_under_way(
+    sleep: FakeSleep,
+) -> None:
+    # What the drain needs to know its own takes shifted offset cursors (services/drain.py).
+    seen_in_flight: list[int] = []
+    writes = ListingWrites()
+
+    def queue(request: httpx.Request) -> httpx.Response:
+        seen_in_flight.append(writes.in_flight)
+        status = json.loads(request.content)["status"]
+        return ok({"currentStatus": "CANCELLED"}, 409) if status == "FAILED" else ok(task())
+
+    client = RemoteQueueClient(
+        BASE, TOKEN, transport=httpx.MockTransport(queue), sleep=sleep, listing_writes=writes
+    )
+    async with client:
+        await client.take("t-1")  # OPEN -> DISTRIBUTED
+        await client.change_status("t-1", "IN_PROGRESS", "DISTRIBUTED")  # not on the listing
+        await client.reject(RejectedItem("t-2", "bad", None))  # OPEN -> FAILED, refused (409)
+
+    assert seen_in_flight == [1, 0, 1]
+    assert (writes.started, writes.in_flight) == (2, 0)  # a refused write counts: it was sent
+    await writes.settled()  # nothing under way: returns at once
 
 
 @pytest.mark.asyncio
