@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prefect.events import emit_event
-
 log = logging.getLogger(__name__)
 
 JOB_EVENT = "agent-dispatch.job.{status}"
@@ -65,6 +63,9 @@ def agent_status_changed(
 def _emit(
     event: str, resource: dict[str, str], related: list[dict[str, str]], payload: dict[str, Any]
 ) -> None:
+    # Imported here: Prefect costs ~2 s of start-up that CLI commands without events skip.
+    from prefect.events import emit_event
+
     try:
         emit_event(event, resource=resource, related=related, payload=payload)
     except Exception:  # events are a feed, never a reason to fail a job

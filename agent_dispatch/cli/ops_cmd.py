@@ -6,13 +6,15 @@ import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from prefect.client.schemas.objects import State
 from pydantic import BaseModel
 
 from agent_dispatch.cli.base import CLIError, runtime
 from agent_dispatch.db.migrate import upgrade
+
+if TYPE_CHECKING:  # Prefect loads only for the commands that run flows
+    from prefect.client.schemas.objects import State
 
 S = TypeVar("S", bound=BaseModel)
 

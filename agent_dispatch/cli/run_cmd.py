@@ -7,13 +7,13 @@ import contextlib
 import shutil
 import sys
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from agent_dispatch.cli.base import CLIError, positive_int, runtime
 from agent_dispatch.db.migrate import upgrade
-from agent_dispatch.flows.progress import Snapshot, watching
-from agent_dispatch.prefect_api import prefect_api, run_dispatch
-from agent_dispatch.report import print_summary
+
+if TYPE_CHECKING:  # the flow's modules load Prefect: only `run` itself needs them
+    from agent_dispatch.flows.progress import Snapshot
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,6 +56,8 @@ def progress_bar(stdout: TextIO, stderr: TextIO) -> Iterator[None]:
     if not stdout.isatty():
         yield
         return
+    from agent_dispatch.flows.progress import watching
+
     bar = ProgressBar(stderr)
     try:
         with watching(bar):
@@ -66,6 +68,8 @@ def progress_bar(stdout: TextIO, stderr: TextIO) -> Iterator[None]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from agent_dispatch.flows.dispatch import DispatchParams
+    from agent_dispatch.prefect_api import prefect_api, run_dispatch
+    from agent_dispatch.report import print_summary
 
     rt = runtime()
     upgrade(rt.engine)  # a no-op when current; saves a 3 a.m. "no such table"

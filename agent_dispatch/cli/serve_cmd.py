@@ -12,8 +12,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
-
 from agent_dispatch.cli.base import CLIError, runtime
 from agent_dispatch.db.migrate import upgrade
 
@@ -49,6 +47,10 @@ def is_loopback(host: str) -> bool:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here, as every command's heavy parts: `agent-dispatch` with a bad argument
+    # answers at once instead of after seconds of loading web and Prefect modules.
+    import uvicorn
+
     from agent_dispatch.api import create_app
     from agent_dispatch.flows.analytics import DEFAULT_REPORT_DIR
 
@@ -77,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # clients is CPU-bound (benchmarks/ws_fanout.py).
         ws_per_message_deflate=False,
     )
-    asyncio.run(_serve(_Server(config), with_flows=not args.no_flows))
+    asyncio.run(_serve(_quiet_ctrl_c(uvicorn.Server)(config), with_flows=not args.no_flows))
     print("agent-dispatch: stopped", file=sys.stderr)
     return 0
 
@@ -88,19 +90,22 @@ def _prefect_server() -> bool:
     return bool(PREFECT_API_URL.value())
 
 
-class _Server(uvicorn.Server):  # type: ignore[misc]
+def _quiet_ctrl_c(server: type[Any]) -> type[Any]:
     """uvicorn's Server, minus re-raising the caught Ctrl-C after a graceful shutdown (it
     would end the process before the served flows are stopped)."""
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        signals = (signal.SIGINT, signal.SIGTERM)
-        before = {s: signal.signal(s, self.handle_exit) for s in signals}
-        try:
-            yield
-        finally:
-            for s, handler in before.items():
-                signal.signal(s, handler)
+    class Server(server):  # type: ignore[misc, valid-type]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            signals = (signal.SIGINT, signal.SIGTERM)
+            before = {s: signal.signal(s, self.handle_exit) for s in signals}
+            try:
+                yield
+            finally:
+                for s, handler in before.items():
+                    signal.signal(s, handler)
+
+    return Server
 
 
 async def _runner() -> Any:

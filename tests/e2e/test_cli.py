@@ -52,7 +52,7 @@ def command(*args: str) -> list[str]:
 
 
 def cli(
-    args: tuple[str, ...], prefect_home: Path, timeout: float = 60, **env: str
+    args: tuple[str, ...], prefect_home: Path, timeout: float = 180, **env: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         command(*args),
@@ -192,8 +192,7 @@ def batch(module_db: str, prefect_home: Path) -> dict[str, subprocess.CompletedP
     cases = _cases(module_db)
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {
-            name: pool.submit(cli, args, prefect_home, 60, **env)
-            for name, (args, env) in cases.items()
+            name: pool.submit(cli, args, prefect_home, **env) for name, (args, env) in cases.items()
         }
         return {name: f.result() for name, f in futures.items()}
 
