@@ -60,12 +60,17 @@ def agent_status_changed(
     )
 
 
+def emit_event(event: str, **fields: Any) -> None:
+    """prefect.events.emit_event, imported on first use: Prefect costs ~2 s of start-up that
+    CLI commands which emit nothing skip."""
+    from prefect.events import emit_event as emit
+
+    emit(event, **fields)
+
+
 def _emit(
     event: str, resource: dict[str, str], related: list[dict[str, str]], payload: dict[str, Any]
 ) -> None:
-    # Imported here: Prefect costs ~2 s of start-up that CLI commands without events skip.
-    from prefect.events import emit_event
-
     try:
         emit_event(event, resource=resource, related=related, payload=payload)
     except Exception:  # events are a feed, never a reason to fail a job

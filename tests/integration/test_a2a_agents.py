@@ -389,10 +389,12 @@ async def test_one_job_fans_out_to_a2a_and_http_json_agents(farm: A2AAgentFarm) 
             for name in losers:
                 protocol, ep = agents[name]
                 assert ep is not None
+                # Stop waiting first, as the race does: an agent may answer its pending call
+                # (FAILED: cancelled) as soon as the cancel reaches it.
+                calls[name].cancel()
                 await clients[protocol].cancel(
                     ep, job_id="job-1", distribution_id="d-fan", remote_task_id=remote.get(name)
                 )
-                calls[name].cancel()
             results = await asyncio.gather(*calls.values(), return_exceptions=True)
         http_cancels = http_farm.cancels
     assert winner in ("fast", "h-fast")
