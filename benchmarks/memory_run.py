@@ -42,9 +42,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+PREFECT_API_URL_HELP = "a Prefect server already running (default: start a temporary one)"
+
+
 @contextlib.contextmanager
-def prefect_server(home: Path) -> Iterator[str]:
-    """`prefect server start` in its own process group; yields its API URL once healthy."""
+def prefect_server(home: Path, api_url: str | None = None) -> Iterator[str]:
+    """`prefect server start` in its own process group; yields its API URL once healthy.
+    Given `api_url` (--prefect-api-url: a server already running), yields that instead."""
+    if api_url:
+        yield api_url
+        return
     port = _free_port()
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     log = (home / "server.log").open("w")
@@ -164,11 +171,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--agents-per-job", type=int, default=1, help="MAX_AGENTS_PER_JOB")
     p.add_argument("--modes", default="traced", help="comma-separated DISPATCH_MODEs")
     p.add_argument("--admin-url", default=ADMIN)
+    p.add_argument("--prefect-api-url", default=None, help=PREFECT_API_URL_HELP)
     args = p.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.jobs.split(",")]
     modes = args.modes.split(",")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, prefect_server(Path(tmp)) as api_url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        prefect_server(Path(tmp), args.prefect_api_url) as api_url,
+    ):
         for mode in modes:
             for n in sizes:
                 print(f"agent-dispatch run over {n:,} jobs ({mode}) ...", flush=True)

@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     p.add_argument("--before-sizes", default=None, help="sizes for --before-src (default all)")
     p.add_argument("--page-size", type=int, default=None, help="QUEUE_PAGE_SIZE (default 50)")
     p.add_argument("--admin-url", default=ADMIN)
+    p.add_argument(
+        "--prefect-api-url",
+        default=None,
+        help="a Prefect server already running (default: start a temporary one)",
+    )
     args = p.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     before = [int(s) for s in args.before_sizes.split(",")] if args.before_sizes else sizes
@@ -175,7 +180,10 @@ def main(argv: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     from benchmarks.memory_run import prefect_server
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, prefect_server(Path(tmp)) as api_url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        prefect_server(Path(tmp), args.prefect_api_url) as api_url,
+    ):
         for size in sizes:
             runs: list[tuple[str, str | None]] = [("after", None)]
             if args.before_src and size in before:
