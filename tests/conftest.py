@@ -80,7 +80,9 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "remote_queue_token": "test-token",
         "default_agent_timeout": 3000,
         "execution_retry_count": 2,
-        "lease_check_seconds": 0.2,
+        # Each racing job polls its lease this often (a transaction each): quick enough for
+        # cancels to land fast, rare enough not to load a machine running three workers.
+        "lease_check_seconds": 0.5,
         "worker_name": "pytest",
     }
     base.update(overrides)

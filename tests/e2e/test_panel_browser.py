@@ -213,12 +213,15 @@ async def test_the_panel_draws_a_workflows_steps_as_a_tree_that_moves_live(
                 )
                 await wait_until(page, both, "review and translate running side by side")
                 assert await value(page, shown(f"{draft}[data-status=COMPLETED]"))
-                assert await value(
+                # A step is IN_PROGRESS once taken; its agent's WORKING follows as the call
+                # starts (moments later, more on a loaded machine): waited for, not assumed.
+                await wait_until(
                     page,
                     shown(
                         f"{under_draft}[data-step=review] .agent"
                         "[data-agent=reviewer][data-status=WORKING]"
                     ),
+                    "the reviewer WORKING on review",
                 )
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(SHOTS / "panel-workflow-mid-run.png")

@@ -382,7 +382,9 @@ def test_drip_agent_never_finishes_its_body(farm: AgentFarm) -> None:
             stop = time.monotonic() + 0.5
             for chunk in r.iter_bytes():
                 received += chunk
-                if time.monotonic() > stop:
+                # Half a second of dripping, and more than its opening (a loaded machine may
+                # deliver nothing else in that half second).
+                if time.monotonic() > stop and len(received) > 40:
                     break
     assert received.startswith(b'{"status": "COMPLETED", "result": "')
     assert len(received) > 20
