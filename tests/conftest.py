@@ -23,10 +23,10 @@ os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked slow run first. pytest-xdist hands the first quarter of the tests out
-    round robin, so the long ones (up to minutes each on a loaded 2-core machine) start at
-    once on every worker and the many short ones fill the end, instead of one long test
-    starting last and the whole run waiting on it."""
+    """Tests marked slow run first. scripts/test hands tests to its processes one at a time
+    (--maxschedchunk 1), so the long ones (up to minutes each on a loaded 2-core machine)
+    start early, spread over every process, and the many short ones fill the end, instead
+    of one long test starting last and the whole run waiting on it."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 

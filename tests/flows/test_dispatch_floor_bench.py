@@ -17,6 +17,7 @@ from tests.support.service_deps import RecordingEvents
 pytestmark = [pytest.mark.flow]
 
 
+@pytest.mark.slow
 def test_the_dispatch_floor_benchmark_completes_every_job_in_every_mode(
     database_url: str, prefect_harness: None
 ) -> None:

@@ -10,6 +10,7 @@ from tests.support.postgres import DatabaseFactory
 pytestmark = [pytest.mark.postgres]
 
 
+@pytest.mark.slow
 def test_benchmark_command_smoke(
     pg_factory: DatabaseFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -241,6 +241,7 @@ class JobMachine(RuleBasedStateMachine):
                     assert token is None
 
 
+@pytest.mark.slow  # 100 examples of 25 steps on PostgreSQL: half a minute and more
 def test_no_illegal_move_and_no_stale_write_is_ever_accepted(runtime: Runtime) -> None:
     JobMachine.rt = runtime
     JobMachine.agent_id = add_agent(runtime, "agent", max_concurrency=10_000)
