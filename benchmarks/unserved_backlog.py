@@ -162,23 +162,19 @@ def table(rows: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    # Imported here, not at the top: a --before-src child loads this file under another tree.
+    from benchmarks.memory_run import PREFECT_API_URL_HELP, prefect_server
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="2000,10000", help="comma-separated task counts")
     p.add_argument("--before-src", default=None, help="also measure the checkout in DIR")
     p.add_argument("--before-sizes", default=None, help="sizes for --before-src (default all)")
     p.add_argument("--page-size", type=int, default=None, help="QUEUE_PAGE_SIZE (default 50)")
     p.add_argument("--admin-url", default=ADMIN)
-    p.add_argument(
-        "--prefect-api-url",
-        default=None,
-        help="a Prefect server already running (default: start a temporary one)",
-    )
+    p.add_argument("--prefect-api-url", default=None, help=PREFECT_API_URL_HELP)
     args = p.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     before = [int(s) for s in args.before_sizes.split(",")] if args.before_sizes else sizes
-    # Imported here, not at the top: a --before-src child loads this file under another tree.
-    from benchmarks.memory_run import prefect_server
-
     rows = []
     with (
         tempfile.TemporaryDirectory() as tmp,

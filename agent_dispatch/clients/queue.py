@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from typing import Any, Final
@@ -195,10 +196,8 @@ class RemoteQueueClient(AsyncClosing):
         path = _task_path(task_id)
         # Retrying a PATCH is safe: it is conditional on expectedStatus, so applying it twice
         # is impossible; a second try only meets a 409, handled below.
-        if change.expected_status is JobStatus.OPEN:  # the task leaves the OPEN listing
-            with self.listing_writes.writing():
-                sent = await self._send("PATCH", path, body=change.to_wire())
-        else:
+        leaves_open = change.expected_status is JobStatus.OPEN  # shifts the OPEN listing
+        with self.listing_writes.writing() if leaves_open else contextlib.nullcontext():
             sent = await self._send("PATCH", path, body=change.to_wire())
         response = sent.response
         code = response.status_code
