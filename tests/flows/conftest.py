@@ -45,6 +45,17 @@ def rt(make_runtime: Callable[..., Runtime]) -> Runtime:
     return make_runtime()
 
 
+# For tests that count takes and outcomes, not time: an agent call gets 30 s, not the suite's
+# 3 s. A job's deadline starts before its task runs are created, and a machine loaded by the
+# rest of the suite has spent 3 s on that for one job of many at once.
+PATIENT_MS = 30_000
+
+
+@pytest.fixture
+def patient_rt(make_runtime: Callable[..., Runtime]) -> Runtime:
+    return make_runtime(default_agent_timeout=PATIENT_MS)
+
+
 @pytest.fixture
 def add_agent(farm: AgentFarm) -> Callable[..., str]:
     """Start a simulated agent and register it; returns its agent id."""

@@ -53,7 +53,7 @@ def _jobs(rt: Runtime) -> dict[str, Job]:
 
 
 async def test_a_waiting_backlog_is_left_alone_until_an_agent_that_serves_it_arrives(
-    rt: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
+    patient_rt: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
     add_agent("generalist", "fast:delay=0")
     legal = {queue.add_task(title=f"contract {i}", category="legal")["id"] for i in range(25)}
@@ -65,6 +65,7 @@ async def test_a_waiting_backlog_is_left_alone_until_an_agent_that_serves_it_arr
         general: "COMPLETED",
         **dict.fromkeys(legal, "UNSERVED"),
     }
+    rt = patient_rt
     judged = _jobs(rt)
     assert all(
         "category 'legal' not in ['general']" in (judged[t].match_summary or "") for t in legal

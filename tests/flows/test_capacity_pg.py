@@ -18,6 +18,7 @@ from agent_dispatch.bootstrap import Runtime
 from agent_dispatch.flows.dispatch import DispatchParams, DispatchSummary, dispatch_flow
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.flows.conftest import PATIENT_MS
 
 pytestmark = [pytest.mark.flow, pytest.mark.postgres, pytest.mark.slow]
 
@@ -42,7 +43,9 @@ async def test_max_concurrency_holds_across_concurrent_runs(
     farm: AgentFarm,
     add_agent: Callable[..., str],
 ) -> None:
-    rt = make_runtime(capacity_wait_seconds=60, job_concurrency=JOBS_PER_RUN)
+    rt = make_runtime(
+        capacity_wait_seconds=60, job_concurrency=JOBS_PER_RUN, default_agent_timeout=PATIENT_MS
+    )
     add_agent("solo", "fast:delay=0.4", categories=("solo",), max_concurrency=1)
     add_agent("duo", "fast:delay=0.4", categories=("duo",), max_concurrency=2)
     tasks = [

@@ -121,7 +121,9 @@ async def test_bad_answers_fail_only_their_agent(
 async def test_every_agent_failing_fails_the_job_naming_each(
     make_runtime: Callable[..., Runtime], queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
-    rt = make_runtime(default_agent_timeout=600)
+    # 2 s: the hanging agent must time out, and the one answering 500 must be seen to fail
+    # first even on a loaded machine (its deadline starts before its task run is created).
+    rt = make_runtime(default_agent_timeout=2000)
     add_agent("failing", "failing")
     add_agent("error500", "error500")
     add_agent("hanging", "hanging")

@@ -21,10 +21,6 @@ from agent_dispatch.simulators.queue_store import CursorMode
 
 pytestmark = [pytest.mark.flow, pytest.mark.slow]
 
-# These tests count takes and finishes, not time: an instant agent gets a whole 30 s, so a
-# machine loaded by the rest of the suite cannot time one out (3 s is the suite's default).
-PATIENT = {"default_agent_timeout": 30_000}
-
 # Enough for several pages and passes; each job costs its task runs, so no more than that.
 SERVABLE = 60
 
@@ -62,12 +58,11 @@ def report(mode: str, summary: DispatchSummary, servable: int) -> None:
 
 @pytest.mark.parametrize("mode", ["stable", "offset"])
 async def test_every_servable_task_is_taken_once_whatever_the_cursor_means(
-    make_runtime: Callable[..., Runtime],
+    patient_rt: Runtime,
     queue: SimulatedQueue,
     add_agent: Callable[..., str],
     mode: CursorMode,
 ) -> None:
-    make_runtime(**PATIENT)
     for name in ("a", "b", "c"):
         add_agent(name, "fast:delay=0", max_concurrency=100)
     queue.set_cursor_mode(mode)
@@ -91,12 +86,11 @@ async def test_every_servable_task_is_taken_once_whatever_the_cursor_means(
 
 @pytest.mark.parametrize("mode", ["stable", "offset"])
 async def test_tasks_arriving_on_pages_already_read_are_taken_in_the_same_run(
-    make_runtime: Callable[..., Runtime],
+    patient_rt: Runtime,
     queue: SimulatedQueue,
     add_agent: Callable[..., str],
     mode: CursorMode,
 ) -> None:
-    make_runtime(**PATIENT)
     for name in ("a", "b", "c"):
         add_agent(name, "fast:delay=0", max_concurrency=100)
     queue.set_cursor_mode(mode)
@@ -116,9 +110,8 @@ async def test_tasks_arriving_on_pages_already_read_are_taken_in_the_same_run(
 
 
 async def test_max_jobs_still_caps_a_run_over_shifting_offsets(
-    make_runtime: Callable[..., Runtime], queue: SimulatedQueue, add_agent: Callable[..., str]
+    patient_rt: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
-    make_runtime(**PATIENT)
     add_agent("a", "fast:delay=0", max_concurrency=100)
     queue.set_cursor_mode("offset")
     good, _ = seed(queue, 30)
@@ -149,9 +142,9 @@ def with_member(text: str, name: str, raw_value: str) -> str:
 
 
 async def test_poison_items_between_good_ones_are_rejected_alone_and_the_run_exits_cleanly(
-    make_runtime: Callable[..., Runtime], queue: SimulatedQueue, add_agent: Callable[..., str]
+    patient_rt: Runtime, queue: SimulatedQueue, add_agent: Callable[..., str]
 ) -> None:
-    rt = make_runtime(**PATIENT)
+    rt = patient_rt
     add_agent("a", "fast:delay=0", max_concurrency=50)
     queue.set_cursor_mode("offset")
     hostile = {

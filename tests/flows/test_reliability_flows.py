@@ -18,6 +18,7 @@ from agent_dispatch.flows.sweep import SweepParams, sweep_flow
 from agent_dispatch.services.sweep import rescue_expired
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
+from tests.flows.conftest import PATIENT_MS
 from tests.support.reliability import age_lease, claim, store
 
 pytestmark = [pytest.mark.flow]
@@ -37,7 +38,7 @@ async def test_three_workers_at_once_take_and_finish_each_task_exactly_once(
     farm: AgentFarm,
     add_agent: Callable[..., str],
 ) -> None:
-    make_runtime(job_concurrency=5, queue_page_size=5)
+    make_runtime(job_concurrency=5, queue_page_size=5, default_agent_timeout=PATIENT_MS)
     for name in ("a", "b", "c"):
         add_agent(name, "fast:delay=0.05", max_concurrency=100)
     tasks = [queue.add_task(title=f"t{i}", category="general", maxAgents=2) for i in range(12)]
