@@ -9,13 +9,14 @@ agent), skill 1-5, about 5% inactive, 4% unhealthy, 2% with an open circuit, rec
 200 runs. A job asks for a category and maybe a tag and a skill level some agent has, so most
 jobs have eligible agents. A match decision is one plan of a leased job (lease check,
 prefilter, domain rules, learned ranking, the plan's note, commit), `--concurrency` at a time
-(default 20: a run plans up to JOB_CONCURRENCY jobs at once), three ways:
+(default 20: a run plans up to JOB_CONCURRENCY jobs at once), four ways:
 
 - `before`: a transaction per plan, every admitted agent scored (the path before batching);
 - `batched`: `plan_job` as production calls it, plans asked for together sharing one
   transaction (services/plan_batching.py), every admitted agent still scored;
-- `after`: production's path: batched, and at most AGENTS_SCORED_PER_JOB agents scored per
-  job (default max(20, 10 x agents wanted)), the rest counted as not scored.
+- `1-batch`: batched, and at most AGENTS_SCORED_PER_JOB agents scored per job (default
+  max(20, 10 x agents wanted)), the rest counted as not scored; one batch in flight at a time;
+- `after`: production's path: the same with two batches in flight on PostgreSQL.
 
 Each cell runs until `--decisions` plans are done or `--seconds` have passed; each path plans
 its own copies of the same jobs.
@@ -49,6 +50,7 @@ from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
 from agent_dispatch.services.dispatching import PlainSteps, dispatch_one
 from agent_dispatch.services.intake import Claim, store_and_lease
+from agent_dispatch.services.plan_batching import Batcher, batcher_for
 from agent_dispatch.services.planning import Plan, plan_job, plan_jobs
 from agent_dispatch.services.queue_io import fetch_open_page
 from agent_dispatch.settings import Settings
@@ -177,7 +179,13 @@ def lease(rt: Runtime, specs: list[JobSpec]) -> list[Claim]:
 
 WARM_UP = 10  # plans per cell before the clock starts
 EVERY_AGENT = 1_000_000_000  # AGENTS_SCORED_PER_JOB that scores every admitted agent
-PATHS = ("before", "batched", "after")
+PATHS = ("before", "batched", "1-batch", "after")
+
+
+async def plan_one_batch_at_a_time(rt: Runtime, claim: Claim) -> Plan:
+    """Batched as production plans, with one batch in flight at a time (the path before two)."""
+    batcher: Batcher[Claim, Plan] = batcher_for(rt, plan_jobs, in_flight=1)
+    return await batcher.load(claim)
 
 
 async def plan_alone(rt: Runtime, claim: Claim) -> Plan:
@@ -188,12 +196,15 @@ async def plan_alone(rt: Runtime, claim: Claim) -> Plan:
     return plan
 
 
+PLANNERS = {"before": plan_alone, "1-batch": plan_one_batch_at_a_time}  # others: plan_job
+
+
 async def plan_for(
-    rt: Runtime, claims: list[Claim], seconds: float, concurrency: int, alone: bool
+    rt: Runtime, claims: list[Claim], seconds: float, concurrency: int, path: str
 ) -> tuple[int, float, int]:
-    """Plans, `concurrency` at a time (as a run plans its jobs), until done or out of time:
-    (decisions, seconds, dispatchable)."""
-    plan = plan_alone if alone else plan_job
+    """Plans of one path, `concurrency` at a time (as a run plans its jobs), until done or out
+    of time: (decisions, seconds, dispatchable)."""
+    plan = PLANNERS.get(path, plan_job)
     warm, claims = claims[:WARM_UP], claims[WARM_UP:]
     for claim in warm:  # connections opened, statements compiled and prepared: not timed
         await plan(rt, claim)
@@ -230,7 +241,8 @@ def match_cells(
         seed(url, fleet)
         specs = jobs_for(rng, fleet, decisions + WARM_UP)
         for name in PATHS:
-            bound = {} if name == "after" else {"agents_scored_per_job": EVERY_AGENT}
+            cut = name in ("1-batch", "after")
+            bound = {} if cut else {"agents_scored_per_job": EVERY_AGENT}
             rt = Runtime(settings(url, **bound))
             rt.events = Quiet()
             # The same jobs each way (copies under other task ids): the same jobs served.
@@ -243,9 +255,7 @@ def match_cells(
                 "path": name,
                 "eligible": eligible_mean(rt, specs),
             }
-            done, took, served = asyncio.run(
-                plan_for(rt, claims, seconds, concurrency, alone=name == "before")
-            )
+            done, took, served = asyncio.run(plan_for(rt, claims, seconds, concurrency, name))
             cell.update(decisions=done, seconds=took, per_second=done / took, served=served)
             print(f"  {cell}", flush=True)
             cells.append(cell)

@@ -49,7 +49,9 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
     Plans asked for at the same time (a run plans up to JOB_CONCURRENCY jobs at once) share
     one transaction (`plan_batching`); each job's Plan is what `plan_jobs` decides for it
     alone, and a failure (its lease lost, a bad row) fails that job alone."""
-    return await batcher_for(deps, plan_jobs).load(claim)
+    # SQLite has one writer at a time: a second batch would only wait for the first's commit.
+    sqlite = deps.settings.effective_database_url.startswith("sqlite")
+    return await batcher_for(deps, plan_jobs, in_flight=1 if sqlite else 2).load(claim)
 
 
 async def plan_jobs(deps: Deps, claims: Sequence[Claim]) -> list[Plan | Exception]:

@@ -1,5 +1,6 @@
 """The coalescing batcher: requests made in the same event-loop turn share a batch, requests
-made while a batch runs wait for the next one, and each key gets its own result or failure."""
+made while a batch runs wait for the next one (or, with two in flight, go in a second batch
+at once), and each key gets its own result or failure."""
 
 from __future__ import annotations
 
@@ -51,6 +52,44 @@ async def test_requests_made_while_a_batch_runs_go_in_the_next_batch() -> None:
     assert await first == [0, 20]
     assert await later == [40, 60, 80, 100]
     assert run.batches == [[0, 2], [4, 6, 8], [10]]  # queued, then cut at max_batch
+
+
+async def test_two_in_flight_split_one_turns_requests_and_run_at_once() -> None:
+    run = Recorder()
+    run.gate.clear()
+    batcher: Batcher[int, int] = Batcher(run, in_flight=2)
+    first = asyncio.gather(*(batcher.load(k) for k in (0, 2, 4, 6, 8, 10)))
+    await asyncio.sleep(0.01)
+
+    assert run.batches == [[0, 2, 4], [6, 8, 10]]  # both under way, held at the gate
+    later = asyncio.gather(*(batcher.load(k) for k in (12, 14, 16)))
+    await asyncio.sleep(0.01)
+    assert len(run.batches) == 2  # no third batch while two run
+    run.gate.set()
+
+    assert await first == [0, 20, 40, 60, 80, 100]
+    assert await later == [120, 140, 160]
+    assert run.batches[2:] in ([[12, 14], [16]], [[12, 14, 16]])  # split by who was free
+
+
+async def test_one_in_flight_never_runs_two_batches_at_once() -> None:
+    running, most = 0, 0
+
+    async def counted(keys: Sequence[int]) -> list[int | Exception]:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.005)
+        running -= 1
+        return list(keys)
+
+    batcher: Batcher[int, int] = Batcher(counted, max_batch=2)
+    loads = []
+    for k in range(9):
+        loads.append(asyncio.ensure_future(batcher.load(k)))
+        await asyncio.sleep(0.002)  # requests arrive while batches run
+    assert await asyncio.gather(*loads) == list(range(9))
+    assert most == 1
 
 
 async def test_a_batch_that_raises_fails_each_of_its_keys_and_the_next_batch_runs() -> None:
