@@ -9,8 +9,10 @@ grow with the load and the transactions per plan fall; alone, a plan waits for n
 Up to `in_flight` batches run at once, the waiting split evenly between the batches that
 start together. Planning runs two on PostgreSQL: at 100,000 agents a plan is mostly the
 database's work (each job's pool query visits a large category's rows), and a second batch
-on a second connection uses the other core (208 and 201 plans/s with one, 343 and 325 with
-two, side by side; no change at 10,000 agents, where the planner's Python is most of it).
+on a second connection uses the other core (benchmarks/matching_scale.py, side by side: 181
+plans/s with one, 300 with two). A batch beside another starts only with `split_at` or more:
+a dispatch run's plans come one per ended job, and a batch of one beside a busy one costs a
+transaction per plan again, the cost batching removes.
 
 A batch function returns one entry per key: the value, or the exception that failed that key
 alone. One batcher per (event loop, deps): the futures and tasks belong to one loop.
@@ -28,6 +30,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 MAX_BATCH = 64  # keys per batch at most: bounds a transaction's rows and locks' duration
+SPLIT_AT = 8  # requests waiting before a batch starts beside one under way
 
 
 class Batcher(Generic[K, V]):
@@ -36,12 +39,14 @@ class Batcher(Generic[K, V]):
         run: Callable[[Sequence[K]], Awaitable[Sequence[V | Exception]]],
         max_batch: int = MAX_BATCH,
         in_flight: int = 1,
+        split_at: int = SPLIT_AT,
     ) -> None:
         if in_flight < 1:
             raise ValueError("in_flight must be at least 1")
         self._run = run
         self._max_batch = max_batch
         self._in_flight = in_flight
+        self._split_at = split_at
         self._waiting: list[tuple[K, asyncio.Future[V]]] = []
         self._drains = 0  # drain tasks alive, at most in_flight
         self._settling = 0  # of them, those with a batch under way
@@ -50,7 +55,9 @@ class Batcher(Generic[K, V]):
     async def load(self, key: K) -> V:
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._waiting.append((key, future))
-        if self._drains < self._in_flight:
+        if self._drains == 0 or (
+            self._drains < self._in_flight and len(self._waiting) >= self._split_at
+        ):
             self._drains += 1
             task = asyncio.create_task(self._drain())
             self._tasks.add(task)
@@ -60,7 +67,9 @@ class Batcher(Generic[K, V]):
     async def _drain(self) -> None:
         try:
             await asyncio.sleep(0)  # one turn: the requests made in this one join the batch
-            while self._waiting:
+            # Beside a batch under way, only a batch of split_at or more; fewer wait for the
+            # drain running it, which takes them when its batch is done.
+            while self._waiting and (self._settling == 0 or len(self._waiting) >= self._split_at):
                 # An even share for each drain not running a batch now (this one included).
                 idle = self._drains - self._settling
                 share = min(self._max_batch, math.ceil(len(self._waiting) / idle))

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,6 +47,10 @@ def observed(
             on_start(scope)
         try:
             await app(scope, receive, noting_send)
+        except ClientDisconnect:
+            # The client left before its request body had arrived (a dispatcher stopping a
+            # losing call mid-send): there is nobody to answer, and it is not a server error.
+            pass
         finally:
             if on_end is not None:
                 on_end(scope, status)

@@ -151,7 +151,7 @@ async def test_plans_asked_for_together_share_a_transaction_per_batch_in_flight(
 ) -> None:
     deps = make_deps()
     seed_fleet(deps, 40)
-    claims = lease(deps, jobs(random.Random(5), 8))
+    claims = lease(deps, jobs(random.Random(5), 24))
     batches: list[int] = []
     plan_batch = planning._plan_batch
 
@@ -162,12 +162,14 @@ async def test_plans_asked_for_together_share_a_transaction_per_batch_in_flight(
     monkeypatch.setattr(planning, "_plan_batch", counted)
 
     await asyncio.gather(*(plan_job(deps, c) for c in claims[:6]))
-    for c in claims[6:8]:
+    await asyncio.gather(*(plan_job(deps, c) for c in claims[6:22]))
+    for c in claims[22:24]:
         await plan_job(deps, c)
 
-    # SQLite: one batch at a time (one writer); PostgreSQL: two at once, the six split evenly.
+    # Six: one batch. Sixteen: on PostgreSQL two at once, split evenly; SQLite (one writer)
+    # runs one batch at a time.
     sqlite = deps.settings.effective_database_url.startswith("sqlite")
-    assert batches == ([6, 1, 1] if sqlite else [3, 3, 1, 1])
+    assert batches == [6, *([16] if sqlite else [8, 8]), 1, 1]
 
 
 async def test_a_bounded_pool_scores_agents_with_room_first_and_counts_the_rest(

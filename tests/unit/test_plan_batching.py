@@ -54,22 +54,37 @@ async def test_requests_made_while_a_batch_runs_go_in_the_next_batch() -> None:
     assert run.batches == [[0, 2], [4, 6, 8], [10]]  # queued, then cut at max_batch
 
 
-async def test_two_in_flight_split_one_turns_requests_and_run_at_once() -> None:
+async def test_two_in_flight_split_a_turns_requests_and_run_at_once() -> None:
     run = Recorder()
     run.gate.clear()
-    batcher: Batcher[int, int] = Batcher(run, in_flight=2)
-    first = asyncio.gather(*(batcher.load(k) for k in (0, 2, 4, 6, 8, 10)))
+    batcher: Batcher[int, int] = Batcher(run, in_flight=2, split_at=4)
+    first = asyncio.gather(*(batcher.load(k) for k in range(0, 16, 2)))
     await asyncio.sleep(0.01)
 
-    assert run.batches == [[0, 2, 4], [6, 8, 10]]  # both under way, held at the gate
-    later = asyncio.gather(*(batcher.load(k) for k in (12, 14, 16)))
+    assert run.batches == [[0, 2, 4, 6], [8, 10, 12, 14]]  # both under way, held at the gate
+    later = asyncio.gather(*(batcher.load(k) for k in (16, 18, 20, 22, 24)))
     await asyncio.sleep(0.01)
     assert len(run.batches) == 2  # no third batch while two run
     run.gate.set()
 
-    assert await first == [0, 20, 40, 60, 80, 100]
-    assert await later == [120, 140, 160]
-    assert run.batches[2:] in ([[12, 14], [16]], [[12, 14, 16]])  # split by who was free
+    assert await first == [k * 10 for k in range(0, 16, 2)]
+    assert await later == [160, 180, 200, 220, 240]
+    assert sorted(k for b in run.batches[2:] for k in b) == [16, 18, 20, 22, 24]
+
+
+async def test_fewer_than_split_at_wait_for_the_batch_under_way_and_go_together() -> None:
+    run = Recorder()
+    run.gate.clear()
+    batcher: Batcher[int, int] = Batcher(run, in_flight=2, split_at=4)
+    first = asyncio.ensure_future(batcher.load(0))
+    await asyncio.sleep(0.01)
+    trickle = asyncio.gather(*(batcher.load(k) for k in (2, 4, 6)))
+    await asyncio.sleep(0.01)
+
+    assert run.batches == [[0]]  # three are too few for a batch beside the one under way
+    run.gate.set()
+    assert await first == 0 and await trickle == [20, 40, 60]
+    assert run.batches == [[0], [2, 4, 6]]
 
 
 async def test_one_in_flight_never_runs_two_batches_at_once() -> None:

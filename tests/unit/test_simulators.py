@@ -570,3 +570,28 @@ def test_standalone_process_serves_until_terminated() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=5) == 0
+
+
+async def test_a_client_gone_before_its_body_arrived_ends_quietly() -> None:
+    # A dispatcher stopping a losing call mid-send: the body never comes. uvicorn printed an
+    # "Exception in ASGI application" traceback for each such call.
+    from starlette.requests import Request
+    from starlette.types import Message, Receive, Scope, Send
+
+    from agent_dispatch.simulators.asgi import observed
+
+    async def reads_its_body(scope: Scope, receive: Receive, send: Send) -> None:
+        await Request(scope, receive).body()
+
+    ended: list[int | None] = []
+    app = observed(reads_its_body, on_end=lambda _scope, status: ended.append(status))
+
+    async def gone() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        raise AssertionError(f"nothing should be sent: {message}")
+
+    await app({"type": "http", "method": "POST", "path": "/", "headers": []}, gone, send)
+
+    assert ended == [None]
