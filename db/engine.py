@@ -10,8 +10,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 
+def is_sqlite(url: str) -> bool:
+    """The embedded SQLite database: its transactions run one at a time (`_begin_immediate`)."""
+    return url.startswith("sqlite")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    if url.startswith("sqlite"):
+    if is_sqlite(url):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

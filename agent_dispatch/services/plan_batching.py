@@ -100,7 +100,8 @@ class Batcher(Generic[K, V]):
 
 
 _batchers: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[int, int], tuple[weakref.ref[Any], Batcher[Any, Any]]]
+    asyncio.AbstractEventLoop,
+    dict[tuple[int, int, int], tuple[weakref.ref[Any], Batcher[Any, Any]]],
 ] = weakref.WeakKeyDictionary()
 
 
@@ -109,11 +110,11 @@ def batcher_for(
     run: Callable[[Any, Sequence[K]], Awaitable[Sequence[V | Exception]]],
     in_flight: int = 1,
 ) -> Batcher[K, V]:
-    """This event loop's batcher of `run` over `deps` (made on first use, with `in_flight`).
+    """This event loop's batcher of `run` over `deps` with `in_flight` (made on first use).
     It holds `deps` weakly: a loop that outlives many of them (a test session's) keeps none
     alive."""
     per_loop = _batchers.setdefault(asyncio.get_running_loop(), {})
-    key = (id(deps), id(run))
+    key = (id(deps), id(run), in_flight)
     found = per_loop.get(key)
     if found is None or found[0]() is not deps:  # new, or an id reused after a deps died
         ref = weakref.ref(deps)

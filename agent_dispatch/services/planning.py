@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from agent_dispatch.db.agent_repository import Pool, profile_of
+from agent_dispatch.db.engine import is_sqlite
 from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
@@ -49,9 +50,9 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
     Plans asked for at the same time (a run plans up to JOB_CONCURRENCY jobs at once) share
     one transaction (`plan_batching`); each job's Plan is what `plan_jobs` decides for it
     alone, and a failure (its lease lost, a bad row) fails that job alone."""
-    # SQLite has one writer at a time: a second batch would only wait for the first's commit.
-    sqlite = deps.settings.effective_database_url.startswith("sqlite")
-    return await batcher_for(deps, plan_jobs, in_flight=1 if sqlite else 2).load(claim)
+    # SQLite runs one transaction at a time: a second batch would only wait for the first.
+    one_at_a_time = is_sqlite(deps.settings.effective_database_url)
+    return await batcher_for(deps, plan_jobs, in_flight=1 if one_at_a_time else 2).load(claim)
 
 
 async def plan_jobs(deps: Deps, claims: Sequence[Claim]) -> list[Plan | Exception]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from agent_dispatch.db.engine import is_sqlite
 from agent_dispatch.db.job_repository import JobRepository
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent, Job
@@ -168,7 +169,7 @@ async def test_plans_asked_for_together_share_a_transaction_per_batch_in_flight(
 
     # Six: one batch. Sixteen: on PostgreSQL two at once, split evenly; SQLite (one writer)
     # runs one batch at a time.
-    sqlite = deps.settings.effective_database_url.startswith("sqlite")
+    sqlite = is_sqlite(deps.settings.effective_database_url)
     assert batches == [6, *([16] if sqlite else [8, 8]), 1, 1]
 
 
