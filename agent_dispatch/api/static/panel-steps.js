@@ -18,14 +18,10 @@ function setStatus(x, status) {
 
 // A parent's tree is read again (throttled) when a step it did not know about appears, and
 // when the run ends: the feed carries statuses, the detail the needs and final figures.
-const treeTimers = new Map();
 function refreshTree(qid, delay = 300) {
-  if (treeTimers.has(qid)) return;
-  treeTimers.set(qid, setTimeout(async () => {
-    try { fromSummary(await api(`/api/jobs/${encodeURIComponent(qid)}`)); renderSoon(); }
-    catch (e) { /* the next change retries */ }
-    treeTimers.delete(qid);
-  }, delay));
+  readSoon(`tree:${qid}`, delay, async () => {
+    fromSummary(await api(`/api/jobs/${encodeURIComponent(qid)}`));
+  });
 }
 
 function applyToStep(change, where) {

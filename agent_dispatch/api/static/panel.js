@@ -210,14 +210,25 @@ const refreshers = {
     stats = await api(`/api/stats?since=${encodeURIComponent(since)}`);
   },
 };
-const pending = {};
-function refreshSoon(what, delay = 1000) {
-  if (pending[what]) return;
-  pending[what] = setTimeout(async () => {
-    try { await refreshers[what](); renderSoon(); } catch (e) { /* the next change retries */ }
-    pending[what] = null;
+// One read of the server per key at a time, `delay` ms after the first ask. An ask that comes
+// while a read is under way runs one more read after it: the one under way may have read the
+// server before the change that asked, and dropping the ask would leave the panel stale (the
+// last job's end missing from the KPIs, a new step outside its tree) until some later change.
+const reads = new Map();  // key -> {timer, running, again}
+function readSoon(key, delay, read) {
+  let r = reads.get(key);
+  if (!r) { r = { timer: null, running: false, again: false }; reads.set(key, r); }
+  if (r.running) { r.again = true; return; }
+  if (r.timer) return;  // the read to come will see this change too
+  r.timer = setTimeout(async () => {
+    Object.assign(r, { timer: null, running: true });
+    try { await read(); renderSoon(); } catch (e) { /* the next change retries */ }
+    r.running = false;
+    if (r.again) { r.again = false; readSoon(key, delay, read); } else reads.delete(key);
   }, delay);
 }
+
+function refreshSoon(what, delay = 1000) { readSoon(what, delay, refreshers[what]); }
 
 async function snapshot() {
   meta = await api("/api/meta");
