@@ -286,24 +286,23 @@ async def test_the_panel_draws_a_workflows_steps_as_a_tree_that_moves_live(
         serve.kill()
 
 
-# The panel's stats read is held open; a job ends meanwhile (a second ask); then it returns.
+# A read held open while a change asks again, through `readSoon`, which every refresh of the
+# panel (KPIs, agents, a workflow's tree) goes through; the key is one the panel never uses,
+# so its own refreshes cannot add reads.
 ASK_DURING_A_READ = """
 (async () => {
   const reads = [];
   let release;
   const held = new Promise((r) => { release = r; });
-  const real = refreshers.stats;
-  refreshers.stats = async () => {
+  const read = async () => {
     reads.push(Date.now());
     if (reads.length === 1) await held;  // the first read is under way until released
-    return real();
   };
-  refreshSoon("stats", 0);
+  readSoon("probe", 0, read);
   await new Promise((r) => setTimeout(r, 100));
-  refreshSoon("stats", 0);  // a change arrives while that read is under way
+  readSoon("probe", 0, read);  // a change arrives while that read is under way
   release();
   await new Promise((r) => setTimeout(r, 1000));
-  refreshers.stats = real;
   return reads.length;
 })()
 """
