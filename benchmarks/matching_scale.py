@@ -6,8 +6,10 @@
 One run, one table. For each fleet size a fresh PostgreSQL database (ad_bench_<random>) is
 migrated and filled with a seeded fleet: 100 categories (1-3 per agent), 12 tags (0-4 per
 agent), skill 1-5, about 5% inactive, 4% unhealthy, 2% with an open circuit, records of up to
-200 runs. A job asks for a category and maybe a tag and a skill level some agent has, so most
-jobs have eligible agents. A match decision is one plan of a leased job (lease check,
+200 runs, and for each agent with a record what ranking learned in each of its categories
+(decayed evidence, updated in the past two hours: `evidence_rows`). A job asks for a
+category and maybe a tag and a skill level some agent has, so most jobs have eligible agents.
+A match decision is one plan of a leased job (lease check,
 prefilter, domain rules, learned ranking, the plan's note, commit), `--concurrency` at a time
 (default 20: a run plans up to JOB_CONCURRENCY jobs at once), four ways:
 
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import dataclasses
 import datetime as dt
+import math
 import random
 import time
 import uuid
@@ -68,6 +71,10 @@ COLUMNS = (
 )
 
 COPY = f"COPY agents ({COLUMNS}) FROM STDIN"
+EVIDENCE_COPY = (
+    "COPY agent_category_stats (agent_id, category, successes, failures, censored, lat_n, "
+    "log_sum, log_sq, updated_at) FROM STDIN"
+)
 
 
 class Quiet:
@@ -141,13 +148,36 @@ def settings(url: str, **extra: Any) -> Settings:
     )
 
 
+def evidence_rows(rows: list[tuple[Any, ...]], now: dt.datetime) -> Iterator[tuple[Any, ...]]:
+    """What ranking learned in each category of an agent with a record, as finished calls
+    leave it: the record split over its categories, lognormal latencies around its mean
+    (log sums), a few cancelled calls, last updated in the past two hours (so every plan
+    decays it, as in production)."""
+    rng = random.Random(len(rows))
+    for row in rows:
+        runs, successes, mean_ms = row[10], row[11], row[18]
+        if not runs:
+            continue
+        categories = row[4].obj
+        for category in categories:
+            good, bad = successes / len(categories), (runs - successes) / len(categories)
+            mu, sd = math.log(mean_ms), rng.uniform(0.1, 0.6)
+            at = now - dt.timedelta(seconds=rng.uniform(0, 7200))
+            yield (row[0], category, good, bad, rng.uniform(0, 0.1) * good, good,
+                   good * mu, good * (mu * mu + sd * sd), at)  # fmt: skip
+
+
 def seed(url: str, rows: list[tuple[Any, ...]]) -> None:
-    with psycopg.connect(url) as conn, conn.cursor().copy(COPY) as copy:
-        for row in rows:
-            copy.write_row(row)
+    with psycopg.connect(url) as conn:
+        with conn.cursor().copy(COPY) as copy:
+            for row in rows:
+                copy.write_row(row)
+        with conn.cursor().copy(EVIDENCE_COPY) as copy:
+            for evidence in evidence_rows(rows, utcnow()):
+                copy.write_row(evidence)
     # As a settled table is: statistics, and the GIN indexes' pending entries merged.
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("VACUUM ANALYZE agents")
+        conn.execute("VACUUM ANALYZE agents, agent_category_stats")
 
 
 def jobs_for(rng: random.Random, fleet: list[tuple[Any, ...]], n: int) -> list[JobSpec]:

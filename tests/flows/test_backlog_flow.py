@@ -65,8 +65,7 @@ async def test_a_waiting_backlog_is_left_alone_until_an_agent_that_serves_it_arr
         general: "COMPLETED",
         **dict.fromkeys(legal, "UNSERVED"),
     }
-    rt = patient_rt
-    judged = _jobs(rt)
+    judged = _jobs(patient_rt)
     assert all(
         "category 'legal' not in ['general']" in (judged[t].match_summary or "") for t in legal
     )
@@ -77,7 +76,7 @@ async def test_a_waiting_backlog_is_left_alone_until_an_agent_that_serves_it_arr
     # Per page one read (the intake is a plain call in traced mode); nothing per task.
     assert set(task_runs) == {"fetch page", "lease-rescued-jobs"}
     assert task_runs.count("fetch page") <= 4
-    again = _jobs(rt)
+    again = _jobs(patient_rt)
     assert {t: again[t].updated_at for t in legal} == {t: judged[t].updated_at for t in legal}
     assert all(queue.task(t)["status"] == "OPEN" and queue.take_attempts(t) == 0 for t in legal)
 

@@ -3,6 +3,8 @@ complete every job (correctness only; the figures live in the README)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from tests.support.postgres import DatabaseFactory
@@ -32,3 +34,22 @@ def test_benchmark_command_smoke(
     assert [(d["agents"], d["completed"]) for d in dispatch] == [(3, 4), (30, 4)]
     out = capsys.readouterr().out
     assert "decisions/s" in out and "vs 3" in out
+
+
+def test_the_benchmark_fleet_carries_what_ranking_learned_per_category() -> None:
+    import random
+
+    from agent_dispatch.db.types import utcnow
+    from benchmarks.matching_scale import agent_row, evidence_rows
+
+    rng, now = random.Random(3), utcnow()
+    fleet = [agent_row(rng, i, now) for i in range(200)]
+    rows = list(evidence_rows(fleet, now))
+    # One row per category of each agent with a record, none for an agent without one.
+    assert sorted((r[0], r[1]) for r in rows) == sorted(
+        (a[0], c) for a in fleet if a[10] for c in a[4].obj
+    )
+    for _, _, good, bad, censored, lat_n, log_sum, log_sq, at in rows:
+        assert good >= 0 and bad >= 0 and 0 <= censored <= good and lat_n == good
+        assert log_sq * lat_n >= log_sum * log_sum - 1e-6  # a variance of at least zero
+        assert dt.timedelta(0) <= now - at <= dt.timedelta(hours=2)
