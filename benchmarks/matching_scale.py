@@ -11,14 +11,16 @@ agent), skill 1-5, about 5% inactive, 4% unhealthy, 2% with an open circuit, rec
 category and maybe a tag and a skill level some agent has, so most jobs have eligible agents.
 A match decision is one plan of a leased job (lease check,
 prefilter, domain rules, learned ranking, the plan's note, commit), `--concurrency` at a time
-(default 20: a run plans up to JOB_CONCURRENCY jobs at once), four ways:
+(default 20: a run plans up to JOB_CONCURRENCY jobs at once), five ways:
 
 - `before`: a transaction per plan, every admitted agent scored (the path before batching);
 - `batched`: `plan_job` as production calls it, plans asked for together sharing one
   transaction (services/plan_batching.py), every admitted agent still scored;
 - `1-batch`: batched, and at most AGENTS_SCORED_PER_JOB agents scored per job (default
   max(20, 10 x agents wanted)), the rest counted as not scored; one batch in flight at a time;
-- `after`: production's path: the same with two batches in flight on PostgreSQL.
+- `after`: production's path: the same with two batches in flight on PostgreSQL;
+- `2-procs`: `after` in two dispatcher processes at once, the jobs split between them, as
+  two workers plan (benchmarks/matching_procs.py): one interpreter plans on one core at most.
 
 Each cell runs until `--decisions` plans are done or `--seconds` have passed; each path plans
 its own copies of the same jobs.
@@ -39,7 +41,7 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,6 +61,7 @@ from agent_dispatch.services.queue_io import fetch_open_page
 from agent_dispatch.settings import Settings
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
+from benchmarks.matching_procs import plan_in_processes
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TOKEN = "bench-token"
@@ -209,7 +212,7 @@ def lease(rt: Runtime, specs: list[JobSpec]) -> list[Claim]:
 
 WARM_UP = 10  # plans per cell before the clock starts
 EVERY_AGENT = 1_000_000_000  # AGENTS_SCORED_PER_JOB that scores every admitted agent
-PATHS = ("before", "batched", "1-batch", "after")
+PATHS = ("before", "batched", "1-batch", "after", "2-procs")
 
 
 async def plan_one_batch_at_a_time(rt: Runtime, claim: Claim) -> Plan:
@@ -230,14 +233,23 @@ PLANNERS = {"before": plan_alone, "1-batch": plan_one_batch_at_a_time}  # others
 
 
 async def plan_for(
-    rt: Runtime, claims: list[Claim], seconds: float, concurrency: int, path: str
+    rt: Runtime,
+    claims: list[Claim],
+    seconds: float,
+    concurrency: int,
+    path: str,
+    warm_up: int = WARM_UP,
+    gate: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[int, float, int]:
     """Plans of one path, `concurrency` at a time (as a run plans its jobs), until done or out
-    of time: (decisions, seconds, dispatchable)."""
+    of time: (decisions, seconds, dispatchable). The first `warm_up` claims are planned
+    before the clock starts, then `gate` is awaited (processes starting together)."""
     plan = PLANNERS.get(path, plan_job)
-    warm, claims = claims[:WARM_UP], claims[WARM_UP:]
+    warm, claims = claims[:warm_up], claims[warm_up:]
     for claim in warm:  # connections opened, statements compiled and prepared: not timed
         await plan(rt, claim)
+    if gate is not None:
+        await gate()
     started, done, served = time.perf_counter(), 0, 0
     todo = iter(claims)
 
@@ -271,7 +283,7 @@ def match_cells(
         seed(url, fleet)
         specs = jobs_for(rng, fleet, decisions + WARM_UP)
         for name in PATHS:
-            cut = name in ("1-batch", "after")
+            cut = name in ("1-batch", "after", "2-procs")
             bound = {} if cut else {"agents_scored_per_job": EVERY_AGENT}
             rt = Runtime(settings(url, **bound))
             rt.events = Quiet()
@@ -285,7 +297,10 @@ def match_cells(
                 "path": name,
                 "eligible": eligible_mean(rt, specs),
             }
-            done, took, served = asyncio.run(plan_for(rt, claims, seconds, concurrency, name))
+            if name == "2-procs":
+                done, took, served = plan_in_processes(url, claims, WARM_UP, seconds, concurrency)
+            else:
+                done, took, served = asyncio.run(plan_for(rt, claims, seconds, concurrency, name))
             cell.update(decisions=done, seconds=took, per_second=done / took, served=served)
             print(f"  {cell}", flush=True)
             cells.append(cell)

@@ -24,9 +24,9 @@ def test_benchmark_command_smoke(
          "--admin-url", pg_factory.admin]
     )  # fmt: skip
 
-    paths = ["before", "batched", "1-batch", "after"]
+    paths = ["before", "batched", "1-batch", "after", "2-procs"]
     assert [(c["agents"], c["path"]) for c in cells] == [(n, p) for n in (3, 40) for p in paths]
-    for size in (cells[:4], cells[4:]):
+    for size in (cells[:5], cells[5:]):
         assert {c["decisions"] for c in size} == {6}
         # The same jobs over the same fleet: every path finds agents for the same ones.
         assert len({c["served"] for c in size}) == 1 and size[0]["served"] > 0
