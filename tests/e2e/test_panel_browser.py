@@ -123,6 +123,13 @@ async def wait_until(page: Page, expression: str, what: str, timeout: float = 60
     raise AssertionError(f"not shown after {timeout:.0f} s: {what}\n{await page.text()}")
 
 
+async def open_live(page: Page, serve: Serve) -> None:
+    """The panel as a user opens it (token in the fragment), once its live feed is connected."""
+    await page.goto(f"{serve.url}/#token={API_TOKEN}")
+    await wait_until(page, "document.querySelector('#conn')?.dataset.state === 'live'",
+                     "the panel connected to /api/ws")  # fmt: skip
+
+
 async def test_the_panel_shows_a_job_move_from_in_flight_to_completed_without_a_reload(
     env: dict[str, str], queue: SimulatedQueue, farm: AgentFarm, tmp_path: Path
 ) -> None:
@@ -139,9 +146,7 @@ async def test_the_panel_shows_a_job_move_from_in_flight_to_completed_without_a_
 
         with chromium() as browser:
             async with browser.page() as page:
-                await page.goto(f"{serve.url}/#token={API_TOKEN}")
-                await wait_until(page, "document.querySelector('#conn')?.dataset.state === 'live'",
-                                 "the panel connected to /api/ws")  # fmt: skip
+                await open_live(page, serve)
                 await value(page, "window.__marker = 'same page'")
                 assert serve.http.post("/api/runs", json={"maxJobs": 1}).status_code == 202
 
@@ -216,12 +221,7 @@ async def test_the_panel_draws_a_workflows_steps_as_a_tree_that_moves_live(
 
         with chromium() as browser:
             async with browser.page() as page:
-                await page.goto(f"{serve.url}/#token={API_TOKEN}")
-                await wait_until(
-                    page,
-                    "document.querySelector('#conn')?.dataset.state === 'live'",
-                    "the panel connected to /api/ws",
-                )
+                await open_live(page, serve)
                 await value(page, "window.__marker = 'same page'")
                 await value(page, RECORD_TREE)
                 assert serve.http.post("/api/runs", json={"maxJobs": 1}).status_code == 202
@@ -315,9 +315,7 @@ async def test_a_change_during_a_panel_read_is_read_again_not_dropped(
     try:
         with chromium() as browser:
             async with browser.page() as page:
-                await page.goto(f"{serve.url}/#token={API_TOKEN}")
-                await wait_until(page, "document.querySelector('#conn')?.dataset.state === 'live'",
-                                 "the panel connected to /api/ws")  # fmt: skip
+                await open_live(page, serve)
                 res = await page.call("Runtime.evaluate", expression=ASK_DURING_A_READ,
                                       awaitPromise=True, returnByValue=True)  # fmt: skip
                 # The read under way may predate the change: one more read follows it.
