@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.agent_repository import AgentRepository
@@ -57,6 +57,32 @@ def _slots(agent: Agent, now: dt.datetime) -> int:
     """Calls the agent may have at once: one trial call while its circuit is half-open."""
     circuit = Circuit(agent.consecutive_failures, agent.circuit_open_until)
     return 1 if circuit.state(now) is CircuitState.HALF_OPEN else agent.max_concurrency
+
+
+# One agent row's move, built once: a call's end writes it on the path from the agent's
+# answer to the queue being told, where building both statements and running the UPDATE
+# through the ORM's bulk-update path each time cost more than the database's work on them
+# (measured on one machine: 4.3 ms of the thread's CPU in the 7.5 ms before COMMIT).
+_ROW = JobDistributionAgent.__table__
+_MOVING = (
+    select(
+        JobDistributionAgent.status,
+        JobDistributionAgent.agent_id,
+        JobDistributionAgent.agent_name,
+        Job.id,
+        Job.queue_task_id,
+    )
+    .join(JobDistributionRecord, JobDistributionAgent.distribution_id == JobDistributionRecord.id)
+    .join(Job, JobDistributionRecord.job_id == Job.id)
+    .where(JobDistributionAgent.id == bindparam("b_row"))
+)
+# The SET clause is the parameters' column names (status and the move's fields).
+_MOVE = update(_ROW).where(  # type: ignore[arg-type]
+    _ROW.c.id == bindparam("b_row"), _ROW.c.status == bindparam("b_current")
+)
+_MOVE_FENCED = _MOVE.where(
+    exists().where(Job.id == bindparam("b_job"), Job.lease_token == bindparam("b_token"))
+)
 
 
 class DistributionRepository:
@@ -153,29 +179,16 @@ class DistributionRepository:
         **fields: Any,
     ) -> AgentRunStatus:
         """Move one agent row; with a lease, only while that lease still holds (fencing)."""
-        current, agent_id, agent_name, job_id, queue_task_id = self.session.execute(
-            select(
-                JobDistributionAgent.status,
-                JobDistributionAgent.agent_id,
-                JobDistributionAgent.agent_name,
-                Job.id,
-                Job.queue_task_id,
-            )
-            .join(
-                JobDistributionRecord,
-                JobDistributionAgent.distribution_id == JobDistributionRecord.id,
-            )
-            .join(Job, JobDistributionRecord.job_id == Job.id)
-            .where(JobDistributionAgent.id == row_id)
+        conn = self.session.connection()  # plain statements: no ORM objects to keep in step
+        current, agent_id, agent_name, job_id, queue_task_id = conn.execute(
+            _MOVING, {"b_row": row_id}
         ).one()
         check_agent_move(current, target)
-        cond = [JobDistributionAgent.id == row_id, JobDistributionAgent.status == current]
+        params = {"b_row": row_id, "b_current": current, "status": target.value, **fields}
         if lease is not None:
-            cond.append(self._lease_holds(lease))
-        res = self.session.execute(
-            update(JobDistributionAgent).where(and_(*cond)).values(status=target.value, **fields)
-        )
-        if res.rowcount != 1:  # type: ignore[attr-defined]
+            params.update(b_job=lease.job_id, b_token=lease.token)
+        res = conn.execute(_MOVE if lease is None else _MOVE_FENCED, params)
+        if res.rowcount != 1:
             if lease is not None and not self._holds(lease):
                 raise LeaseLost(lease.job_id)
             raise IllegalTransition("agent", current, target)
