@@ -7,13 +7,15 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from agent_dispatch.db.change_log import record_job
 from agent_dispatch.db.job_backlog import BacklogQueries
 from agent_dispatch.db.job_intake import JobIntake
-from agent_dispatch.db.job_plans import JobPlans
+from agent_dispatch.db.job_plans import JobPlans, JobRow
 from agent_dispatch.db.models import Job, QueueRejection, on_queue
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec, ResultStrategy
@@ -26,7 +28,8 @@ from agent_dispatch.domain.statuses import (
 from agent_dispatch.domain.storable import storable_text, text_problem
 
 
-def spec_of(job: Job) -> JobSpec:
+def spec_of(job: Job | JobRow) -> JobSpec:
+    """A job's spec from its ORM object or a row holding the same columns (job_plans)."""
     return JobSpec(
         queue_task_id=job.queue_task_id,
         title=job.title,
@@ -43,6 +46,16 @@ def spec_of(job: Job) -> JobSpec:
         step_id=job.step_id,
         result_strategy=ResultStrategy.from_dict(job.result_strategy),
     )
+
+
+# A leased job's move, built once: every job makes three (DISTRIBUTED, IN_PROGRESS, its end),
+# and building the statements and running the UPDATE through the ORM's bulk-update path cost
+# more than the database's work on them (see DistributionRepository.move_agent).
+_JOB = Job.__table__
+_HELD = and_(_JOB.c.id == bindparam("b_job"), _JOB.c.lease_token == bindparam("b_token"))
+_STATE_OF_HELD = select(_JOB.c.status, _JOB.c.parent_job_id, _JOB.c.queue_task_id).where(_HELD)
+# The SET clause is the parameters' column names (`_status_values`).
+_MOVE_HELD = update(_JOB).where(_HELD, _JOB.c.status == bindparam("b_current"))  # type: ignore[arg-type]
 
 
 class JobRepository(JobIntake, BacklogQueries, JobPlans):
@@ -158,9 +171,8 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
         self, lease: Lease, target: JobStatus, now: dt.datetime, **fields: Any
     ) -> JobStatus:
         """Move a leased job to `target`; refuses illegal moves and writes by a lost lease."""
-        found = self.session.execute(
-            select(Job.status, Job.parent_job_id, Job.queue_task_id).where(self._fenced(lease))
-        ).one_or_none()
+        held = {"b_job": lease.job_id, "b_token": lease.token}
+        found = self.session.execute(_STATE_OF_HELD, held).one_or_none()
         if found is None:
             raise LeaseLost(lease.job_id)
         current, queue_task_id = found.status, found.queue_task_id
@@ -168,11 +180,10 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
         values = self._status_values(target, now, fields)
         if target.terminal:
             values.update(lease_token=None, lease_owner=None, lease_expires_at=None)
-        res = self.session.execute(
-            update(Job).where(self._fenced(lease), Job.status == current).values(**values)
-        )
+        res = self.session.execute(_MOVE_HELD, {**held, "b_current": current, **values})
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
+        self._loaded_as_written(lease.job_id, values)
         record_job(
             self.session,
             lease.job_id,
@@ -182,6 +193,13 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
             parent_job_id=found.parent_job_id,
         )
         return JobStatus(current)
+
+    def _loaded_as_written(self, job_id: str, values: dict[str, Any]) -> None:
+        """A Job this session has loaded shows what a plain UPDATE just wrote, as the ORM's
+        own update would have kept it (nothing marked changed, nothing read again)."""
+        job = self.session.identity_map.get(identity_key(Job, job_id))
+        for name, value in values.items() if job is not None else ():
+            set_committed_value(job, name, value)
 
     def transition_unleased(
         self, job_id: str, target: JobStatus, now: dt.datetime, **fields: Any
