@@ -360,6 +360,29 @@ def test_illegal_job_transition_raises_and_changes_nothing(runtime: Runtime) -> 
     assert job_row(runtime, job_id) == before
 
 
+def test_a_job_loaded_before_its_moves_reads_what_they_wrote(runtime: Runtime) -> None:
+    (job_id,) = intake(runtime, "q-1")
+    lease = claim(runtime, "q-1")
+    with runtime.uow() as uow:
+        job = uow.jobs.get_leased(lease)
+        uow.jobs.transition(lease, JobStatus.DISTRIBUTED, utcnow(), queue_status="DISTRIBUTED")
+        assert (job.status, job.queue_status) == ("DISTRIBUTED", "DISTRIBUTED")
+        assert job.distributed_at is not None
+        uow.jobs.transition(lease, JobStatus.IN_PROGRESS, utcnow())
+        uow.jobs.transition(lease, JobStatus.COMPLETED, utcnow(), result={"answer": 42})
+        assert (job.status, job.result, job.lease_token) == ("COMPLETED", {"answer": 42}, None)
+        assert job not in uow.session.dirty  # kept in step, not a change of its own to flush
+        uow.commit()
+    with runtime.uow() as uow:
+        stored = uow.jobs.get(job_id)
+        assert stored is not None
+        assert (stored.status, stored.result, stored.lease_token) == (
+            "COMPLETED",
+            {"answer": 42},
+            None,
+        )
+
+
 def test_completed_job_cannot_move_again(runtime: Runtime) -> None:
     (job_id,) = intake(runtime, "q-1")
     lease = claim(runtime, "q-1")
