@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.change_log import record_agent
+from agent_dispatch.db.engine import loaded_as_written
 from agent_dispatch.db.models import (
     Agent,
     Job,
@@ -192,6 +193,8 @@ class DistributionRepository:
             if lease is not None and not self._holds(lease):
                 raise LeaseLost(lease.job_id)
             raise IllegalTransition("agent", current, target)
+        written = {"status": target.value, **fields}
+        loaded_as_written(self.session, JobDistributionAgent, row_id, written)
         record_agent(
             self.session,
             job_id,

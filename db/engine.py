@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 
 def is_sqlite(url: str) -> bool:
@@ -69,3 +71,11 @@ def insert_on_conflict(session: Session, table: Any) -> postgresql.Insert | sqli
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def loaded_as_written(session: Session, model: type[Any], key: str, values: dict[str, Any]) -> None:
+    """After a plain UPDATE of one row, an object of it this session has loaded shows what was
+    written, as the ORM's own update keeps it (nothing marked changed, nothing read again)."""
+    loaded = session.identity_map.get(identity_key(model, key))
+    for name, value in values.items() if loaded is not None else ():
+        set_committed_value(loaded, name, value)

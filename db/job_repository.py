@@ -9,10 +9,9 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
 
 from agent_dispatch.db.change_log import record_job
+from agent_dispatch.db.engine import loaded_as_written
 from agent_dispatch.db.job_backlog import BacklogQueries
 from agent_dispatch.db.job_intake import JobIntake
 from agent_dispatch.db.job_plans import JobPlans, JobRow
@@ -183,7 +182,7 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
         res = self.session.execute(_MOVE_HELD, {**held, "b_current": current, **values})
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
-        self._loaded_as_written(lease.job_id, values)
+        loaded_as_written(self.session, Job, lease.job_id, values)
         record_job(
             self.session,
             lease.job_id,
@@ -193,13 +192,6 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
             parent_job_id=found.parent_job_id,
         )
         return JobStatus(current)
-
-    def _loaded_as_written(self, job_id: str, values: dict[str, Any]) -> None:
-        """A Job this session has loaded shows what a plain UPDATE just wrote, as the ORM's
-        own update would have kept it (nothing marked changed, nothing read again)."""
-        job = self.session.identity_map.get(identity_key(Job, job_id))
-        for name, value in values.items() if job is not None else ():
-            set_committed_value(job, name, value)
 
     def transition_unleased(
         self, job_id: str, target: JobStatus, now: dt.datetime, **fields: Any

@@ -420,6 +420,23 @@ def test_illegal_agent_row_move_raises_and_changes_nothing(runtime: Runtime) -> 
     assert agent_row(runtime, row_id) == ("ASSIGNED", None)
 
 
+def test_an_agent_row_loaded_before_its_move_reads_what_it_wrote(runtime: Runtime) -> None:
+    intake(runtime, "q-1")
+    lease = claim(runtime, "q-1")
+    solo = add_agent(runtime, "solo")
+    dist = distribute(runtime, lease, [chosen(solo, "solo")])
+    row_id = dist.assignments[0].row_id
+    with runtime.uow() as uow:
+        (row,) = uow.distributions.rows(dist.distribution_id)
+        uow.distributions.move_agent(lease, row_id, AgentRunStatus.WORKING, started_at=utcnow())
+        uow.distributions.move_agent(lease, row_id, AgentRunStatus.COMPLETED, result={"ok": 1})
+        assert (row.status, row.result) == ("COMPLETED", {"ok": 1})
+        assert row.started_at is not None
+        assert row not in uow.session.dirty
+        uow.commit()
+    assert agent_row(runtime, row_id)[0] == "COMPLETED"
+
+
 def test_transition_unleased_revokes_the_lease(runtime: Runtime) -> None:
     (job_id,) = intake(runtime, "q-1")
     lease = claim(runtime, "q-1")
