@@ -54,6 +54,7 @@ _JOB = Job.__table__
 _HELD = and_(_JOB.c.id == bindparam("b_job"), _JOB.c.lease_token == bindparam("b_token"))
 _STATE_OF_HELD = select(_JOB.c.status, _JOB.c.parent_job_id, _JOB.c.queue_task_id).where(_HELD)
 # The SET clause is the parameters' column names (`_status_values`).
+_RENEW_HELD = update(_JOB).where(_HELD)  # type: ignore[arg-type]
 _MOVE_HELD = update(_JOB).where(_HELD, _JOB.c.status == bindparam("b_current"))  # type: ignore[arg-type]
 
 
@@ -123,16 +124,20 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
 
     def renew(self, lease: Lease, now: dt.datetime, seconds: int) -> Lease:
         new = lease.renewed(now, seconds)
-        res = self.session.execute(
-            update(Job).where(self._fenced(lease)).values(lease_expires_at=new.expires_at)
-        )
+        values = {"lease_expires_at": new.expires_at}
+        res = self.session.execute(_RENEW_HELD, {**self._held(lease), **values})
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
+        loaded_as_written(self.session, Job, lease.job_id, values)
         return new
 
     def holds(self, lease: Lease) -> bool:
-        found = self.session.scalars(select(Job.id).where(self._fenced(lease))).one_or_none()
-        return found is not None
+        return self.session.execute(_STATE_OF_HELD, self._held(lease)).first() is not None
+
+    @staticmethod
+    def _held(lease: Lease) -> dict[str, str]:
+        """The parameters of `_HELD`: this lease's job, while its token is the job's."""
+        return {"b_job": lease.job_id, "b_token": lease.token}
 
     def release(self, lease: Lease, **fields: Any) -> None:
         """Give the lease back without changing the job's status (with `fields`, e.g. why)."""
@@ -170,7 +175,7 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
         self, lease: Lease, target: JobStatus, now: dt.datetime, **fields: Any
     ) -> JobStatus:
         """Move a leased job to `target`; refuses illegal moves and writes by a lost lease."""
-        held = {"b_job": lease.job_id, "b_token": lease.token}
+        held = self._held(lease)
         found = self.session.execute(_STATE_OF_HELD, held).one_or_none()
         if found is None:
             raise LeaseLost(lease.job_id)
