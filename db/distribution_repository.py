@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.change_log import record_agent
 from agent_dispatch.db.engine import loaded_as_written
+from agent_dispatch.db.job_repository import LEASE_HELD, held_by
 from agent_dispatch.db.models import (
     Agent,
     Job,
@@ -75,9 +76,7 @@ _MOVING = (
 _MOVE = update(_ROW).where(  # type: ignore[arg-type]
     _ROW.c.id == bindparam("b_row"), _ROW.c.status == bindparam("b_current")
 )
-_LEASE_HOLDS = exists().where(
-    _JOB.c.id == bindparam("b_job"), _JOB.c.lease_token == bindparam("b_token")
-)
+_LEASE_HOLDS = exists().where(LEASE_HELD)
 _MOVE_FENCED = _MOVE.where(_LEASE_HOLDS)
 # An attempt's end (one per job), built once as the moves above.
 _END = update(_RECORD).where(  # type: ignore[arg-type]
@@ -186,15 +185,15 @@ class DistributionRepository:
             _MOVING, {"b_row": row_id}
         ).one()
         check_agent_move(current, target)
-        params = {"b_row": row_id, "b_current": current, "status": target.value, **fields}
+        written = {"status": target.value, **fields}
+        params = {"b_row": row_id, "b_current": current, **written}
         if lease is not None:
-            params.update(b_job=lease.job_id, b_token=lease.token)
+            params.update(held_by(lease))
         res = self.session.execute(_MOVE if lease is None else _MOVE_FENCED, params)
         if res.rowcount != 1:  # type: ignore[attr-defined]
             if lease is not None and not self._holds(lease):
                 raise LeaseLost(lease.job_id)
             raise IllegalTransition("agent", current, target)
-        written = {"status": target.value, **fields}
         loaded_as_written(self.session, JobDistributionAgent, row_id, written)
         record_agent(
             self.session,
@@ -242,7 +241,7 @@ class DistributionRepository:
             )
 
     def _holds(self, lease: Lease) -> bool:
-        return bool(self.session.scalar(select(self._lease_holds(lease))))
+        return bool(self.session.scalar(select(_LEASE_HOLDS), held_by(lease)))
 
     def finish(
         self,
@@ -263,7 +262,7 @@ class DistributionRepository:
         }
         params = {"b_id": distribution_id, "b_running": DistributionStatus.RUNNING.value, **values}
         if lease is not None:
-            params.update(b_job=lease.job_id, b_token=lease.token)
+            params.update(held_by(lease))
         res = self.session.execute(_END if lease is None else _END_FENCED, params)
         if res.rowcount != 1 and lease is not None:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)

@@ -51,11 +51,18 @@ def spec_of(job: Job | JobRow) -> JobSpec:
 # and building the statements and running the UPDATE through the ORM's bulk-update path cost
 # more than the database's work on them (see DistributionRepository.move_agent).
 _JOB = Job.__table__
-_HELD = and_(_JOB.c.id == bindparam("b_job"), _JOB.c.lease_token == bindparam("b_token"))
-_STATE_OF_HELD = select(_JOB.c.status, _JOB.c.parent_job_id, _JOB.c.queue_task_id).where(_HELD)
+# The lease fence with bound parameters (`held_by`), for statements built once (the
+# distribution rows' moves use it too).
+LEASE_HELD = and_(_JOB.c.id == bindparam("b_job"), _JOB.c.lease_token == bindparam("b_token"))
+_STATE_OF_HELD = select(_JOB.c.status, _JOB.c.parent_job_id, _JOB.c.queue_task_id).where(LEASE_HELD)
 # The SET clause is the parameters' column names (`_status_values`).
-_RENEW_HELD = update(_JOB).where(_HELD)  # type: ignore[arg-type]
-_MOVE_HELD = update(_JOB).where(_HELD, _JOB.c.status == bindparam("b_current"))  # type: ignore[arg-type]
+_RENEW_HELD = update(_JOB).where(LEASE_HELD)  # type: ignore[arg-type]
+_MOVE_HELD = update(_JOB).where(LEASE_HELD, _JOB.c.status == bindparam("b_current"))  # type: ignore[arg-type]
+
+
+def held_by(lease: Lease) -> dict[str, str]:
+    """The parameters of `LEASE_HELD`: this lease's job, while its token is the job's."""
+    return {"b_job": lease.job_id, "b_token": lease.token}
 
 
 class JobRepository(JobIntake, BacklogQueries, JobPlans):
@@ -125,19 +132,14 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
     def renew(self, lease: Lease, now: dt.datetime, seconds: int) -> Lease:
         new = lease.renewed(now, seconds)
         values = {"lease_expires_at": new.expires_at}
-        res = self.session.execute(_RENEW_HELD, {**self._held(lease), **values})
+        res = self.session.execute(_RENEW_HELD, {**held_by(lease), **values})
         if res.rowcount != 1:  # type: ignore[attr-defined]
             raise LeaseLost(lease.job_id)
         loaded_as_written(self.session, Job, lease.job_id, values)
         return new
 
     def holds(self, lease: Lease) -> bool:
-        return self.session.execute(_STATE_OF_HELD, self._held(lease)).first() is not None
-
-    @staticmethod
-    def _held(lease: Lease) -> dict[str, str]:
-        """The parameters of `_HELD`: this lease's job, while its token is the job's."""
-        return {"b_job": lease.job_id, "b_token": lease.token}
+        return self.session.execute(_STATE_OF_HELD, held_by(lease)).first() is not None
 
     def release(self, lease: Lease, **fields: Any) -> None:
         """Give the lease back without changing the job's status (with `fields`, e.g. why)."""
@@ -175,7 +177,7 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
         self, lease: Lease, target: JobStatus, now: dt.datetime, **fields: Any
     ) -> JobStatus:
         """Move a leased job to `target`; refuses illegal moves and writes by a lost lease."""
-        held = self._held(lease)
+        held = held_by(lease)
         found = self.session.execute(_STATE_OF_HELD, held).one_or_none()
         if found is None:
             raise LeaseLost(lease.job_id)

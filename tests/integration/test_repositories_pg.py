@@ -116,6 +116,14 @@ def distribute(rt: Runtime, lease: Lease, decisions: list[Decision]) -> Any:
     return created
 
 
+def one_agent_job(rt: Runtime) -> tuple[str, Lease, Any]:
+    """Job q-1 leased and assigned to one agent, `solo`: (job id, lease, the attempt)."""
+    (job_id,) = intake(rt, "q-1")
+    lease = claim(rt, "q-1")
+    solo = add_agent(rt, "solo")
+    return job_id, lease, distribute(rt, lease, [chosen(solo, "solo")])
+
+
 # -- intake -------------------------------------------------------------------------------------
 
 
@@ -292,10 +300,7 @@ def test_two_sessions_racing_for_one_job_only_one_wins(runtime: Runtime) -> None
 
 
 def test_stale_lease_token_cannot_write(runtime: Runtime) -> None:
-    (job_id,) = intake(runtime, "q-1")
-    lease = claim(runtime, "q-1")
-    solo = add_agent(runtime, "solo")
-    created = distribute(runtime, lease, [chosen(solo, "solo")])
+    job_id, lease, created = one_agent_job(runtime)
     row_id = created.assignments[0].row_id
     before = job_row(runtime, job_id)
     bad = stale(lease)
@@ -311,7 +316,7 @@ def test_stale_lease_token_cannot_write(runtime: Runtime) -> None:
     with runtime.uow() as uow, pytest.raises(LeaseLost):
         uow.jobs.get_leased(bad)
     with runtime.uow() as uow, pytest.raises(LeaseLost):
-        uow.distributions.create(bad, [chosen(solo, "solo")], utcnow())
+        uow.distributions.create(bad, [chosen(created.assignments[0].agent_id, "solo")], utcnow())
     with runtime.uow() as uow, pytest.raises(LeaseLost):
         uow.distributions.finish(bad, created.distribution_id, DistributionStatus.FAILED, utcnow())
     with runtime.uow() as uow:
@@ -409,10 +414,8 @@ def test_completed_job_cannot_move_again(runtime: Runtime) -> None:
 
 
 def test_illegal_agent_row_move_raises_and_changes_nothing(runtime: Runtime) -> None:
-    intake(runtime, "q-1")
-    lease = claim(runtime, "q-1")
-    solo = add_agent(runtime, "solo")
-    row_id = distribute(runtime, lease, [chosen(solo, "solo")]).assignments[0].row_id
+    _, lease, created = one_agent_job(runtime)
+    row_id = created.assignments[0].row_id
     with runtime.uow() as uow, pytest.raises(IllegalTransition, match="ASSIGNED -> COMPLETED"):
         uow.distributions.move_agent(lease, row_id, AgentRunStatus.COMPLETED, error="x")
     with runtime.uow() as uow, pytest.raises(IllegalTransition):
@@ -421,10 +424,7 @@ def test_illegal_agent_row_move_raises_and_changes_nothing(runtime: Runtime) -> 
 
 
 def test_an_agent_row_loaded_before_its_move_reads_what_it_wrote(runtime: Runtime) -> None:
-    intake(runtime, "q-1")
-    lease = claim(runtime, "q-1")
-    solo = add_agent(runtime, "solo")
-    dist = distribute(runtime, lease, [chosen(solo, "solo")])
+    _, lease, dist = one_agent_job(runtime)
     row_id = dist.assignments[0].row_id
     with runtime.uow() as uow:
         (row,) = uow.distributions.rows(dist.distribution_id)
@@ -438,10 +438,8 @@ def test_an_agent_row_loaded_before_its_move_reads_what_it_wrote(runtime: Runtim
 
 
 def test_transition_unleased_revokes_the_lease(runtime: Runtime) -> None:
-    (job_id,) = intake(runtime, "q-1")
-    lease = claim(runtime, "q-1")
-    solo = add_agent(runtime, "solo")
-    row_id = distribute(runtime, lease, [chosen(solo, "solo")]).assignments[0].row_id
+    job_id, lease, created = one_agent_job(runtime)
+    row_id = created.assignments[0].row_id
     with runtime.uow() as uow:
         uow.jobs.transition(lease, JobStatus.DISTRIBUTED, utcnow())
         uow.commit()
@@ -502,10 +500,7 @@ def test_check_constraint_rejects_a_bogus_job_status(runtime: Runtime) -> None:
 
 
 def test_check_constraint_rejects_a_bogus_agent_row_status(runtime: Runtime) -> None:
-    intake(runtime, "q-1")
-    lease = claim(runtime, "q-1")
-    solo = add_agent(runtime, "solo")
-    created = distribute(runtime, lease, [chosen(solo, "solo")])
+    _, _, created = one_agent_job(runtime)
     row_id = created.assignments[0].row_id
     with runtime.uow() as uow:
         with pytest.raises(IntegrityError) as info:
