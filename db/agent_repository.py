@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
-from agent_dispatch.db.engine import insert_on_conflict
+from agent_dispatch.db.engine import insert_on_conflict, loaded_as_written
 from agent_dispatch.db.matching_filter import (
     PROFILE_COLUMNS,
     PoolRow,
@@ -34,11 +36,63 @@ class DuplicateAgent(ValueError):
         super().__init__(f"an agent named {name!r} already exists")
 
 
+class LockedAgent(NamedTuple):
+    """An agent as read under its row lock: what a take assigns it by (its address, room and
+    circuit) and the record a finish updates (read like an Agent)."""
+
+    id: str
+    name: str
+    url: str
+    token_ref: str | None
+    protocol: str
+    max_concurrency: int
+    in_flight: int
+    runs: int
+    successes: int
+    failures: int
+    timeouts: int
+    wins: int
+    cancelled: int
+    reputation: float
+    avg_latency_ms: float | None
+    success_rate: float | None
+    consecutive_failures: int
+    circuit_open_until: dt.datetime | None
+
+
 # A row of the matching prefilter's agent columns (db/matching_filter.py), read like an Agent.
 AgentRow = Row[*tuple[Any, ...]] | PoolRow
 
+# A finish's statements, built once from the tables (as distribution_repository's moves):
+# every job's end runs them, and building them (and the ORM's flush of loaded Agents) each
+# time cost more of the dispatcher's CPU than the database's work on them.
+_AGENTS, _LEARNED = Agent.__table__, AgentCategoryStats.__table__
+_LOCK = (
+    select(*(_AGENTS.c[name] for name in LockedAgent._fields))
+    .where(_AGENTS.c.id.in_(bindparam("b_ids", expanding=True)))
+    .order_by(_AGENTS.c.id)
+    .with_for_update()
+)
+# The SET clause is the parameters' column names: the record, its circuit and last_run_at.
+_SAVE_RECORD = update(_AGENTS).where(_AGENTS.c.id == bindparam("b_id"))  # type: ignore[arg-type]
+_EVIDENCE_FIELDS = ("successes", "failures", "censored", "lat_n", "log_sum", "log_sq")
+_EVIDENCE = select(
+    _LEARNED.c.agent_id, *(_LEARNED.c[n] for n in (*_EVIDENCE_FIELDS, "updated_at"))
+).where(
+    _LEARNED.c.category == bindparam("b_category"),
+    _LEARNED.c.agent_id.in_(bindparam("b_ids", expanding=True)),
+)
 
-def stats_of(agent: Agent | AgentRow) -> AgentStats:
+
+@functools.cache
+def _save_evidence(dialect: str) -> Executable:
+    """The evidence upsert, one per dialect: an executemany of one statement."""
+    stmt = insert_on_conflict(dialect, _LEARNED)
+    fresh = {c: stmt.excluded[c] for c in (*_EVIDENCE_FIELDS, "updated_at")}
+    return stmt.on_conflict_do_update(index_elements=["agent_id", "category"], set_=fresh)
+
+
+def stats_of(agent: Agent | AgentRow | LockedAgent) -> AgentStats:
     return AgentStats(
         runs=agent.runs,
         successes=agent.successes,
@@ -52,7 +106,7 @@ def stats_of(agent: Agent | AgentRow) -> AgentStats:
     )
 
 
-def evidence_of(row: AgentCategoryStats) -> Evidence:
+def evidence_of(row: AgentCategoryStats | Row[*tuple[Any, ...]]) -> Evidence:
     return Evidence(
         row.successes,
         row.failures,
@@ -226,42 +280,49 @@ class AgentRepository:
         total = self.session.scalar(select(func.count()).select_from(Agent)) or 0
         return pool, total - len(pool)
 
-    def lock(self, agent_ids: Iterable[str]) -> builtins.list[Agent]:
-        """Row-lock agents (in id order, so concurrent claims cannot deadlock); loaded afresh,
-        so the trigger-kept in_flight is the committed one."""
-        stmt = (
-            select(Agent)
-            .where(Agent.id.in_(sorted(agent_ids)))
-            .order_by(Agent.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return builtins.list(self.session.scalars(stmt).all())
+    def lock(self, agent_ids: Iterable[str]) -> builtins.list[LockedAgent]:
+        """Row-lock agents (in id order, so concurrent claims cannot deadlock), read as
+        committed: the trigger-kept in_flight is the current one."""
+        rows = self.session.execute(_LOCK, {"b_ids": sorted(set(agent_ids))})
+        return [LockedAgent(*row) for row in rows]
 
-    def save_stats(self, agent: Agent, stats: AgentStats, now: dt.datetime) -> None:
-        agent.runs = stats.runs
-        agent.successes = stats.successes
-        agent.failures = stats.failures
-        agent.timeouts = stats.timeouts
-        agent.wins = stats.wins
-        agent.cancelled = stats.cancelled
-        agent.reputation = stats.reputation
-        # The decayed rate once analytics has computed one; the plain ratio until then.
-        agent.success_rate = (
-            stats.recent_success_rate
-            if stats.recent_success_rate is not None
-            else stats.success_rate
-        )
-        agent.avg_latency_ms = stats.avg_latency_ms
-        agent.last_run_at = now
+    def save_records(
+        self, now: dt.datetime, records: Sequence[tuple[str, AgentStats, Circuit]]
+    ) -> None:
+        """Store agents' statistics and circuit state after their calls, one statement for all
+        (an executemany); callers hold the agents' row locks (`lock`)."""
+        if not records:
+            return
+        written = {
+            agent_id: {
+                "runs": stats.runs,
+                "successes": stats.successes,
+                "failures": stats.failures,
+                "timeouts": stats.timeouts,
+                "wins": stats.wins,
+                "cancelled": stats.cancelled,
+                "reputation": stats.reputation,
+                # The decayed rate once analytics has computed one; the plain ratio until then.
+                "success_rate": (
+                    stats.recent_success_rate
+                    if stats.recent_success_rate is not None
+                    else stats.success_rate
+                ),
+                "avg_latency_ms": stats.avg_latency_ms,
+                "last_run_at": now,
+                "consecutive_failures": circuit.consecutive_failures,
+                "circuit_open_until": circuit.open_until,
+            }
+            for agent_id, stats, circuit in records
+        }
+        self.session.execute(_SAVE_RECORD, [{"b_id": k, **v} for k, v in written.items()])
+        for agent_id, values in written.items():
+            loaded_as_written(self.session, Agent, agent_id, values)
 
     def evidence(self, category: str, agent_ids: Iterable[str]) -> dict[str, Evidence]:
         """What ranking learned about these agents in this category (absent: nothing yet)."""
-        stmt = select(AgentCategoryStats).where(
-            AgentCategoryStats.category == category,
-            AgentCategoryStats.agent_id.in_(builtins.list(agent_ids)),
-        )
-        return {row.agent_id: evidence_of(row) for row in self.session.scalars(stmt)}
+        params = {"b_category": category, "b_ids": builtins.list(agent_ids)}
+        return {row.agent_id: evidence_of(row) for row in self.session.execute(_EVIDENCE, params)}
 
     def save_evidence(self, category: str, learned: dict[str, Evidence]) -> None:
         """Store agents' evidence in one category, one statement for all of them (an upsert);
@@ -286,12 +347,7 @@ class AgentRepository:
             }
             for agent_id, ev in sorted(learned.items())
         ]
-        stmt = insert_on_conflict(self.session, AgentCategoryStats)
-        fresh = {c: stmt.excluded[c] for c in rows[0] if c not in ("agent_id", "category")}
-        # An executemany of one cached statement (values per row would compile anew each time).
-        self.session.execute(
-            stmt.on_conflict_do_update(index_elements=["agent_id", "category"], set_=fresh), rows
-        )
+        self.session.execute(_save_evidence(self.session.get_bind().dialect.name), rows)
 
     def record_health(
         self, agent: Agent, healthy: bool, detail: str | None, now: dt.datetime

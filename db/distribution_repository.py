@@ -5,17 +5,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.orm import Session
 
-from agent_dispatch.db.agent_repository import AgentRepository
+from agent_dispatch.db.agent_repository import AgentRepository, LockedAgent
 from agent_dispatch.db.change_log import record_agent
 from agent_dispatch.db.engine import loaded_as_written
 from agent_dispatch.db.job_repository import LEASE_HELD, held_by
 from agent_dispatch.db.models import (
-    Agent,
     Job,
     JobDistributionAgent,
     JobDistributionRecord,
@@ -55,7 +54,7 @@ class NewDistribution:
     dropped: tuple[str, ...]  # agents that filled up between matching and assignment
 
 
-def _slots(agent: Agent, now: dt.datetime) -> int:
+def _slots(agent: LockedAgent, now: dt.datetime) -> int:
     """Calls the agent may have at once: one trial call while its circuit is half-open."""
     circuit = Circuit(agent.consecutive_failures, agent.circuit_open_until)
     return 1 if circuit.state(now) is CircuitState.HALF_OPEN else agent.max_concurrency
@@ -85,6 +84,45 @@ _END = update(_RECORD).where(  # type: ignore[arg-type]
 _END_FENCED = _END.where(_LEASE_HOLDS)
 
 
+# A take's statements, built once: the attempt counted on the job (fenced by the lease), the
+# attempt's record, its agent rows (an executemany).
+_NEXT_ATTEMPT = (
+    update(_JOB)  # type: ignore[arg-type]
+    .where(LEASE_HELD)
+    .values(attempts=_JOB.c.attempts + 1)
+    .returning(_JOB.c.attempts, _JOB.c.queue_task_id)
+)
+_ADD_RECORD = insert(_RECORD)  # type: ignore[arg-type]
+_ADD_ROWS = insert(_ROW)  # type: ignore[arg-type]
+
+
+class AttemptRow(NamedTuple):
+    """An attempt's agent row as a finish reads it (read like a JobDistributionAgent)."""
+
+    id: str
+    agent_id: str | None
+    agent_name: str
+    rank: int
+    status: str
+    attempts: int
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    latency_ms: float | None
+    result: Any
+    score: float | None
+    error: str | None
+    failure_kind: str | None
+    won: bool
+
+
+_ATTEMPT_ROWS = (
+    select(*(_ROW.c[name] for name in AttemptRow._fields))
+    .where(_ROW.c.distribution_id == bindparam("b_dist"))
+    .order_by(_ROW.c.rank)
+)
+_WON = update(_ROW).where(_ROW.c.id == bindparam("b_row")).values(won=True)  # type: ignore[arg-type]
+
+
 class DistributionRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -108,68 +146,73 @@ class DistributionRepository:
         The locks come last, after the attempt's own row is written: every job of these agents
         waits on them, so they are held for the rows' insert, the change log and the commit.
         """
-        job = self.session.scalars(
-            select(Job).where(Job.id == lease.job_id, Job.lease_token == lease.token)
-        ).one_or_none()
-        if job is None:
+        begun = self.session.execute(_NEXT_ATTEMPT, held_by(lease)).one_or_none()
+        if begun is None:
             raise LeaseLost(lease.job_id)
+        attempt, queue_task_id = begun
         chosen = [d for d in decisions if d.chosen]
-        job.attempts += 1
-        record = JobDistributionRecord(
-            id=new_id(),
-            job_id=job.id,
-            attempt=job.attempts,
-            status=DistributionStatus.RUNNING.value,
-            flow_run_id=flow_run_id,
-            decisions=[d.as_dict() for d in decisions],
-            exclusions=dict(exclusions) if exclusions is not None else None,
-            started_at=now,
+        record_id = new_id()
+        self.session.execute(
+            _ADD_RECORD,
+            {
+                "id": record_id,
+                "job_id": lease.job_id,
+                "attempt": attempt,
+                "status": DistributionStatus.RUNNING.value,
+                "flow_run_id": flow_run_id,
+                "decisions": [d.as_dict() for d in decisions],
+                "exclusions": dict(exclusions) if exclusions is not None else None,
+                "started_at": now,
+            },
         )
-        self.session.add(record)
-        self.session.flush()
         locked = {a.id: a for a in AgentRepository(self.session).lock(d.agent_id for d in chosen)}
-        assignments, dropped = [], []
+        assignments, dropped, rows = [], [], []
         for decision in chosen:
             agent = locked.get(decision.agent_id)
             if agent is None or agent.in_flight >= _slots(agent, now):
                 dropped.append(decision.agent_name)
                 continue
-            key = idempotency_key(record.id, agent.id)
-            row = JobDistributionAgent(
-                id=new_id(),  # known now: the rows go in together, at the commit's flush
-                distribution_id=record.id,
-                agent_id=agent.id,
-                agent_name=agent.name,
-                rank=decision.rank or 0,
-                status=AgentRunStatus.ASSIGNED.value,
-                idempotency_key=key,
+            key = idempotency_key(record_id, agent.id)
+            row_id, rank = new_id(), decision.rank or 0
+            rows.append(
+                {
+                    "id": row_id,
+                    "distribution_id": record_id,
+                    "agent_id": agent.id,
+                    "agent_name": agent.name,
+                    "rank": rank,
+                    "status": AgentRunStatus.ASSIGNED.value,
+                    "idempotency_key": key,
+                }
             )
-            self.session.add(row)
             record_agent(
                 self.session,
-                job.id,
-                job.queue_task_id,
+                lease.job_id,
+                queue_task_id,
                 agent.id,
                 agent.name,
                 AgentRunStatus.ASSIGNED.value,
-                distributionId=record.id,
-                attempt=record.attempt,
-                rank=row.rank,
+                distributionId=record_id,
+                attempt=attempt,
+                rank=rank,
                 flowRunId=flow_run_id,
             )
             assignments.append(
                 Assignment(
-                    row.id,
+                    row_id,
                     agent.id,
                     agent.name,
                     agent.url,
                     agent.token_ref,
-                    row.rank,
+                    rank,
                     key,
                     agent.protocol,
                 )
             )
-        return NewDistribution(record.id, record.attempt, tuple(assignments), tuple(dropped))
+        if rows:  # each ASSIGNED row raises its agent's in_flight count (a trigger)
+            self.session.execute(_ADD_ROWS, rows)
+        loaded_as_written(self.session, Job, lease.job_id, {"attempts": attempt})
+        return NewDistribution(record_id, attempt, tuple(assignments), tuple(dropped))
 
     def move_agent(
         self,
@@ -306,12 +349,20 @@ class DistributionRepository:
         )
         return bool(res.rowcount)  # type: ignore[attr-defined]
 
-    def rows(self, distribution_id: str, fresh: bool = False) -> Sequence[JobDistributionAgent]:
-        """The attempt's agent rows by rank; `fresh`: as committed by this transaction's own
-        writes, over any copies already loaded (the agents' loaded rows are left alone)."""
+    def rows(self, distribution_id: str) -> Sequence[JobDistributionAgent]:
+        """The attempt's agent rows by rank, as ORM objects (operators' views, tests)."""
         stmt = select(JobDistributionAgent).where(
             JobDistributionAgent.distribution_id == distribution_id
         )
-        if fresh:
-            stmt = stmt.execution_options(populate_existing=True)
         return self.session.scalars(stmt.order_by(JobDistributionAgent.rank)).all()
+
+    def attempt_rows(self, distribution_id: str) -> list[AttemptRow]:
+        """The attempt's agent rows by rank, as this transaction sees them (a finish's read)."""
+        return [
+            AttemptRow(*r) for r in self.session.execute(_ATTEMPT_ROWS, {"b_dist": distribution_id})
+        ]
+
+    def mark_won(self, row_id: str) -> None:
+        """The row whose result the job kept (the caller holds the lease: the finish)."""
+        self.session.execute(_WON, {"b_row": row_id})
+        loaded_as_written(self.session, JobDistributionAgent, row_id, {"won": True})

@@ -65,10 +65,10 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def insert_on_conflict(session: Session, table: Any) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT into `table` in the session's dialect, the kind that has ON CONFLICT (both
+def insert_on_conflict(dialect: str, table: Any) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into `table` in the dialect named, the kind that has ON CONFLICT (both
     dialects spell it alike: `on_conflict_do_nothing`, `on_conflict_do_update`, `excluded`)."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 

@@ -77,7 +77,7 @@ class JobIntake:
         jobs = Job.__table__
         assert isinstance(jobs, Table)
         stmt = (
-            insert_on_conflict(self.session, jobs)
+            insert_on_conflict(self.session.get_bind().dialect.name, jobs)
             .on_conflict_do_nothing(index_elements=["queue_task_id"])
             .returning(jobs.c.id, jobs.c.queue_task_id)
         )

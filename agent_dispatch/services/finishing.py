@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agent_dispatch.db.agent_repository import stats_of
+from agent_dispatch.db.distribution_repository import AttemptRow
 from agent_dispatch.db.models import JobDistributionAgent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
@@ -61,39 +62,47 @@ class _Closed:
 def _close_open_rows(
     uow: UnitOfWork,
     claim: Claim,
-    distribution_id: str,
+    rows: list[AttemptRow],
     now: dt.datetime,
     stopped_at: dt.datetime | None,
-) -> list[_Closed]:
+    closed: list[_Closed],
+) -> list[AttemptRow]:
     """End the rows the race left open: the losers it stopped once it had its result (they
     leave their rows to this transaction; their latency runs to that stop, `stopped_at`)
-    and the never-started reserves."""
-    closed = []
+    and the never-started reserves. The attempt's rows as written, in their order."""
+    after = {}
     # The caller holds every agent's row lock already (each close moves its agent's in_flight
     # count, a trigger); agent id order keeps the feed's changes in one stable order.
-    rows = sorted(uow.distributions.rows(distribution_id), key=lambda r: r.agent_id or "")
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r.agent_id or ""):
         if AgentRunStatus(row.status) not in AGENT_OPEN:
             continue
         started = row.started_at
         ran_to = max(stopped_at or now, started) if started is not None else now
         latency = None if started is None else (ran_to - started).total_seconds() * 1000
         error = NOT_NEEDED if started is None else LOST_RACE
+        cancelled, kind = AgentRunStatus.CANCELLED, FailureKind.CANCELLED.value
         uow.distributions.move_agent(
             claim.lease,
             row.id,
-            AgentRunStatus.CANCELLED,
+            cancelled,
             finished_at=now,
-            failure_kind=FailureKind.CANCELLED.value,
+            failure_kind=kind,
+            error=error,
+            latency_ms=latency,
+        )
+        after[row.id] = row._replace(
+            status=cancelled.value,
+            finished_at=now,
+            failure_kind=kind,
             error=error,
             latency_ms=latency,
         )
         closed.append(_Closed(row.agent_id, row.agent_name, latency, error))
-    return closed
+    return [after.get(r.id, r) for r in rows]
 
 
 def strategy_verdict(
-    strategy: ResultStrategy, rows: list[JobDistributionAgent]
+    strategy: ResultStrategy, rows: Sequence[JobDistributionAgent | AttemptRow]
 ) -> tuple[bool, str]:
     """Whether the strategy gave up over the final rows, and its verdict in words."""
     answers = [
@@ -106,7 +115,7 @@ def strategy_verdict(
     return isinstance(v, Failed), f"{strategy.label()}: {reason}"
 
 
-def outcome_of(row: JobDistributionAgent) -> AgentOutcome:
+def outcome_of(row: JobDistributionAgent | AttemptRow) -> AgentOutcome:
     kind = FailureKind(row.failure_kind) if row.failure_kind else None
     return AgentOutcome(
         AgentRunStatus(row.status),
@@ -159,7 +168,7 @@ async def finish_job(
 
     def decide(
         uow: UnitOfWork,
-    ) -> tuple[JobEnd, Any, JobDistributionAgent | None, str, int]:
+    ) -> tuple[JobEnd, Any, AttemptRow | None, str, int]:
         now = utcnow()
         closed.clear()  # a transaction run again after a deadlock starts afresh
         # Every agent of the attempt is locked first, in id order, before any of its rows
@@ -169,14 +178,16 @@ async def finish_job(
         # The same lock also guards the statistics below; selected_agent_id and
         # winner_agent_id then take key-share locks on a row this transaction already holds.
         locked = uow.agents.lock(a.agent_id for a in dist.assignments)
-        closed.extend(_close_open_rows(uow, claim, dist.distribution_id, now, first_result_at))
-        rows = list(uow.distributions.rows(dist.distribution_id, fresh=True))
+        rows = uow.distributions.attempt_rows(dist.distribution_id)
+        rows = _close_open_rows(uow, claim, rows, now, first_result_at, closed)
         outcomes = {r.agent_id or r.agent_name: outcome_of(r) for r in rows}
         names = {r.agent_id or r.agent_name: r.agent_name for r in rows}
         winner = next((r for r in rows if r.id == winner_row_id), None)
         gave_up, decided = strategy_verdict(rules.strategy, rows)
         if winner is not None and winner.status == AgentRunStatus.COMPLETED:
-            winner.won = True
+            uow.distributions.mark_won(winner.id)
+            winner = winner._replace(won=True)
+            rows = [winner if r.id == winner.id else r for r in rows]
             status, error = JobStatus.COMPLETED, None
         elif rules.strategy.kind is not StrategyKind.FIRST:
             # No winner under best-score or quorum is a failure even with good answers in
@@ -212,12 +223,12 @@ async def finish_job(
         row_of = {r.agent_id: r for r in rows}  # one row per agent per distribution
         evidence = uow.agents.evidence(claim.spec.category, (a.id for a in locked))
         learned: dict[str, Evidence] = {}
+        records = []
         for agent in locked:
             r = row_of.get(agent.id)
             if r is None or r.started_at is None:
                 continue  # a hedge reserve never called says nothing about its agent
             out = outcome_of(r)
-            uow.agents.save_stats(agent, apply_outcome(stats_of(agent), out, won=r.won), now)
             seen = seen_of(out)
             if seen is not None:
                 learned[agent.id] = evidence.get(agent.id, Evidence()).observe(
@@ -230,10 +241,8 @@ async def finish_job(
                 threshold=s.circuit_failure_threshold,
                 reset_seconds=s.circuit_reset_seconds,
             )
-            agent.consecutive_failures, agent.circuit_open_until = (
-                c.consecutive_failures,
-                c.open_until,
-            )
+            records.append((agent.id, apply_outcome(stats_of(agent), out, won=r.won), c))
+        uow.agents.save_records(now, records)
         uow.agents.save_evidence(claim.spec.category, learned)
         end = JobEnd(
             qid,

@@ -10,6 +10,7 @@ import pytest
 
 from agent_dispatch.db.models import Agent, Job
 from agent_dispatch.db.types import utcnow
+from agent_dispatch.domain.breaker import Circuit
 from agent_dispatch.domain.model import AgentStats
 from agent_dispatch.services.agents import register_agent, update_agent
 from agent_dispatch.services.dispatching import PlainSteps, dispatch_one
@@ -135,8 +136,10 @@ async def test_writes_that_cannot_lift_the_verdict_keep_the_version(
     with deps.uow() as uow:
         agent = uow.agents.get_by_name("coder")
         assert agent is not None
-        uow.agents.save_stats(agent, AgentStats(runs=4, successes=3, failures=1), now)
-        agent.consecutive_failures, agent.circuit_open_until = 5, now + dt.timedelta(minutes=1)
+        tripped = Circuit(5, now + dt.timedelta(minutes=1))
+        uow.agents.save_records(
+            now, [(agent.id, AgentStats(runs=4, successes=3, failures=1), tripped)]
+        )
         agent.max_concurrency = 9  # capacity: a busy verdict is never recorded (see below)
         uow.agents.record_health(agent, True, "ok", now)  # healthy, as it was
         uow.commit()
