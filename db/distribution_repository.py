@@ -120,6 +120,16 @@ _ATTEMPT_ROWS = (
     .where(_ROW.c.distribution_id == bindparam("b_dist"))
     .order_by(_ROW.c.rank)
 )
+# Calls starting together (ASSIGNED -> WORKING); the SET clause: status and the fields given.
+_START = (
+    update(_ROW)  # type: ignore[arg-type]
+    .where(
+        _ROW.c.id.in_(bindparam("b_rows", expanding=True)),
+        _ROW.c.status == bindparam("b_assigned"),
+        _LEASE_HOLDS,
+    )
+    .returning(_ROW.c.id, _ROW.c.agent_id, _ROW.c.agent_name)
+)
 _WON = update(_ROW).where(_ROW.c.id == bindparam("b_row")).values(won=True)  # type: ignore[arg-type]
 
 
@@ -257,22 +267,14 @@ class DistributionRepository:
         """ASSIGNED -> WORKING for several agent rows in one statement, while the lease holds
         (fencing): a race starts its calls together, and each call then only announces it."""
         working = AgentRunStatus.WORKING.value
-        stmt = (
-            update(JobDistributionAgent)
-            .where(
-                JobDistributionAgent.id.in_(row_ids),
-                JobDistributionAgent.status == AgentRunStatus.ASSIGNED.value,
-                self._lease_holds(lease),
-            )
-            .values(status=working, **fields)
-            .returning(
-                JobDistributionAgent.id,
-                JobDistributionAgent.agent_id,
-                JobDistributionAgent.agent_name,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        moved = {row.id: row for row in self.session.execute(stmt)}
+        params = {
+            "b_rows": list(row_ids),
+            "b_assigned": AgentRunStatus.ASSIGNED.value,
+            **held_by(lease),
+            "status": working,
+            **fields,
+        }
+        moved = {row.id: row for row in self.session.execute(_START, params)}
         if len(moved) != len(set(row_ids)):
             if not self._holds(lease):
                 raise LeaseLost(lease.job_id)

@@ -16,6 +16,7 @@ from agent_dispatch.db.job_backlog import BacklogQueries
 from agent_dispatch.db.job_intake import JobIntake
 from agent_dispatch.db.job_plans import JobPlans, JobRow
 from agent_dispatch.db.models import Job, QueueRejection, on_queue
+from agent_dispatch.db.types import UTCDateTime
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.model import JobSpec, ResultStrategy
 from agent_dispatch.domain.statuses import (
@@ -60,6 +61,35 @@ _RENEW_HELD = update(_JOB).where(LEASE_HELD)  # type: ignore[arg-type]
 _MOVE_HELD = update(_JOB).where(LEASE_HELD, _JOB.c.status == bindparam("b_current"))  # type: ignore[arg-type]
 
 
+# Leasing, built once: the claimable jobs (nobody's lease, or an expired one), the queue's
+# order (oldest first), rows another worker is claiming skipped; then each one's new lease.
+def _claimable(where: Any) -> Any:
+    free = or_(
+        _JOB.c.lease_token.is_(None),
+        _JOB.c.lease_expires_at < bindparam("b_now", type_=UTCDateTime()),
+    )
+    return (
+        select(_JOB.c.id)
+        .where(where, free)
+        .order_by(_JOB.c.queue_created_at, _JOB.c.created_at)
+        .limit(bindparam("b_limit"))
+        .with_for_update(skip_locked=True)
+    )
+
+
+_CLAIM_OPEN = _claimable(
+    and_(
+        _JOB.c.queue_task_id.in_(bindparam("b_tasks", expanding=True)),
+        _JOB.c.status == bindparam("b_open"),
+    )
+)
+# Step jobs are resumed by their workflow run, never dispatched on their own.
+_CLAIM_RESCUED = _claimable(
+    and_(_JOB.c.status.in_(JOB_ACTIVE), _JOB.c.lease_token.is_(None), on_queue())
+)
+_GRANT = update(_JOB).where(_JOB.c.id == bindparam("b_job"))  # type: ignore[arg-type]
+
+
 def held_by(lease: Lease) -> dict[str, str]:
     """The parameters of `LEASE_HELD`: this lease's job, while its token is the job's."""
     return {"b_job": lease.job_id, "b_token": lease.token}
@@ -71,37 +101,31 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
 
     # -- intake and claims -------------------------------------------------------------------
 
-    def _claim(
-        self, where: Any, owner: str, seconds: int, now: dt.datetime, limit: int
-    ) -> list[Lease]:
-        free = or_(Job.lease_token.is_(None), Job.lease_expires_at < now)
-        ids = self.session.scalars(
-            select(Job.id)
-            .where(and_(where, free))
-            .order_by(Job.queue_created_at, Job.created_at)  # the queue's order: oldest first
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        return self.grant_leases(ids, owner, seconds, now)
+    def _claim(self, stmt: Any, params: dict[str, Any], owner: str, seconds: int) -> list[Lease]:
+        ids = self.session.scalars(stmt, params).all()
+        return self.grant_leases(ids, owner, seconds, params["b_now"])
 
     def grant_leases(
         self, job_ids: Sequence[str], owner: str, seconds: int, now: dt.datetime
     ) -> list[Lease]:
-        """Give each (already row-locked) job a fresh lease token."""
-        leases = []
-        for job_id in job_ids:
-            lease = Lease.new(job_id, owner, now, seconds)
-            self.session.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(
-                    lease_token=lease.token,
-                    lease_owner=owner,
-                    lease_expires_at=lease.expires_at,
-                    unserved_version=None,  # judged again by whoever plans it
-                )
-            )
-            leases.append(lease)
+        """Give each (already row-locked) job a fresh lease token (one executemany)."""
+        leases = [Lease.new(job_id, owner, now, seconds) for job_id in job_ids]
+        written = [
+            {
+                "lease_token": lease.token,
+                "lease_owner": owner,
+                "lease_expires_at": lease.expires_at,
+                "unserved_version": None,  # judged again by whoever plans it
+            }
+            for lease in leases
+        ]
+        if leases:
+            grants = [
+                {"b_job": lease.job_id, **w} for lease, w in zip(leases, written, strict=True)
+            ]
+            self.session.execute(_GRANT, grants)
+        for lease, values in zip(leases, written, strict=True):
+            loaded_as_written(self.session, Job, lease.job_id, values)
         return leases
 
     def claim_open(
@@ -113,16 +137,17 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
         limit: int | None = None,
     ) -> list[Lease]:
         """Lease up to `limit` OPEN jobs for these queue tasks that nobody else holds."""
-        where = and_(
-            Job.queue_task_id.in_(list(queue_task_ids)), Job.status == JobStatus.OPEN.value
-        )
-        return self._claim(where, owner, seconds, now, limit=limit or len(queue_task_ids))
+        params = {
+            "b_tasks": list(queue_task_ids),
+            "b_open": JobStatus.OPEN.value,
+            "b_now": now,
+            "b_limit": limit or len(queue_task_ids),
+        }
+        return self._claim(_CLAIM_OPEN, params, owner, seconds)
 
     def claim_rescued(self, owner: str, seconds: int, now: dt.datetime, limit: int) -> list[Lease]:
         """Lease taken jobs that the sweep handed back (no lease, not finished)."""
-        # Step jobs are resumed by their workflow run, never dispatched on their own.
-        where = and_(Job.status.in_(JOB_ACTIVE), Job.lease_token.is_(None), on_queue())
-        return self._claim(where, owner, seconds, now, limit)
+        return self._claim(_CLAIM_RESCUED, {"b_now": now, "b_limit": limit}, owner, seconds)
 
     # -- fenced writes -------------------------------------------------------------------------
 
