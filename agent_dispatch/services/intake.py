@@ -12,7 +12,7 @@ from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.backlog import unservable
-from agent_dispatch.domain.lease import Lease
+from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.lifecycle import precheck
 from agent_dispatch.domain.model import AgentProfile, JobSpec
 from agent_dispatch.domain.statuses import JobStatus
@@ -32,9 +32,13 @@ class Claim:
 
 
 def _claims(uow: UnitOfWork, leases: Sequence[Lease]) -> list[Claim]:
+    """The jobs just leased, read in one query (their spec columns are never written here)."""
+    jobs = uow.jobs.leased_many(leases)
     out = []
     for lease in leases:
-        job = uow.jobs.get_leased(lease)
+        job = jobs.get(lease.job_id)
+        if job is None:
+            raise LeaseLost(lease.job_id)
         out.append(Claim(lease, job.id, spec_of(job), JobStatus(job.status)))
     return out
 
