@@ -71,6 +71,18 @@ _MOVING = (
     .join(_JOB, _RECORD.c.job_id == _JOB.c.id)
     .where(_ROW.c.id == bindparam("b_row"))
 )
+
+
+class Moving(NamedTuple):
+    """What a move reads of its row first (`_MOVING`)."""
+
+    status: str
+    agent_id: str | None
+    agent_name: str
+    job_id: str
+    queue_task_id: str
+
+
 # The SET clause is the parameters' column names (status and the move's fields).
 _MOVE = update(_ROW).where(  # type: ignore[arg-type]
     _ROW.c.id == bindparam("b_row"), _ROW.c.status == bindparam("b_current")
@@ -229,14 +241,18 @@ class DistributionRepository:
         lease: Lease | None,
         row_id: str,
         target: AgentRunStatus,
+        *,
+        seen: Moving | None = None,
         **fields: Any,
     ) -> AgentRunStatus:
-        """Move one agent row; with a lease, only while that lease still holds (fencing)."""
+        """Move one agent row; with a lease, only while that lease still holds (fencing).
+        `seen`: the row as the caller read it in this transaction (not read again; the
+        UPDATE still moves it only from that status)."""
         # Core statements through the session: it flushes what is pending first, as for any
         # statement, without the ORM's per-statement work; loaded rows are kept in step below.
-        current, agent_id, agent_name, job_id, queue_task_id = self.session.execute(
-            _MOVING, {"b_row": row_id}
-        ).one()
+        current, agent_id, agent_name, job_id, queue_task_id = (
+            seen or self.session.execute(_MOVING, {"b_row": row_id}).one()
+        )
         check_agent_move(current, target)
         written = {"status": target.value, **fields}
         params = {"b_row": row_id, "b_current": current, **written}

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agent_dispatch.db.agent_repository import stats_of
-from agent_dispatch.db.distribution_repository import AttemptRow
+from agent_dispatch.db.distribution_repository import AttemptRow, Moving
 from agent_dispatch.db.models import JobDistributionAgent
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.db.uow import UnitOfWork
@@ -81,10 +81,15 @@ def _close_open_rows(
         latency = None if started is None else (ran_to - started).total_seconds() * 1000
         error = NOT_NEEDED if started is None else LOST_RACE
         cancelled, kind = AgentRunStatus.CANCELLED, FailureKind.CANCELLED.value
+        # The row as read above, under the agents' locks: not read again.
+        seen = Moving(
+            row.status, row.agent_id, row.agent_name, claim.job_id, claim.spec.queue_task_id
+        )
         uow.distributions.move_agent(
             claim.lease,
             row.id,
             cancelled,
+            seen=seen,
             finished_at=now,
             failure_kind=kind,
             error=error,
