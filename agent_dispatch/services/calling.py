@@ -13,7 +13,7 @@ from typing import Any
 from agent_dispatch.clients.agent import AgentEndpoint, AgentReply
 from agent_dispatch.clients.errors import AgentBlocked, AgentCallError, TokenUnavailable
 from agent_dispatch.clients.wire import JobExecutionData
-from agent_dispatch.db.distribution_repository import Assignment
+from agent_dispatch.db.distribution_repository import Assignment, Moving
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.lifecycle import deadline_for
@@ -163,14 +163,25 @@ async def _refuse(error: AgentBlocked) -> AgentReply:
 
 
 async def _write(
-    deps: Deps, ctx: CallContext, target: AgentRunStatus, note: str | None = None, **fields: Any
+    deps: Deps,
+    ctx: CallContext,
+    target: AgentRunStatus,
+    note: str | None = None,
+    *,
+    from_working: bool = False,
+    **fields: Any,
 ) -> bool:
-    """Fenced row update; False when the lease is gone or the row already ended elsewhere."""
+    """Fenced row update; False when the lease is gone or the row already ended elsewhere.
+    `from_working`: a call's end, whose row this call (or its race) wrote WORKING: the row is
+    not read first (the UPDATE still moves it only from WORKING)."""
+    a = ctx.assignment
+    working = AgentRunStatus.WORKING.value
+    seen = Moving(working, a.agent_id, a.agent_name, ctx.job_id, ctx.queue_task_id)
     try:
         await in_transaction(
             deps,
             lambda uow: uow.distributions.move_agent(
-                ctx.lease, ctx.assignment.row_id, target, **fields
+                ctx.lease, a.row_id, target, seen=seen if from_working else None, **fields
             ),
         )
     except (LeaseLost, IllegalTransition):
@@ -265,6 +276,7 @@ async def _settle(
             deps,
             ctx,
             status,
+            from_working=True,
             finished_at=utcnow(),
             latency_ms=latency,
             error=outcome.error,
@@ -288,6 +300,7 @@ async def _settle(
         deps,
         ctx,
         AgentRunStatus.COMPLETED,
+        from_working=True,
         finished_at=utcnow(),
         latency_ms=latency,
         result=reply.result,

@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from agent_dispatch.bootstrap import Runtime
+from agent_dispatch.db.distribution_repository import Moving
 from agent_dispatch.db.models import Agent, Job, JobDistributionAgent, utcnow
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.matching import Decision
@@ -421,6 +422,23 @@ def test_illegal_agent_row_move_raises_and_changes_nothing(runtime: Runtime) -> 
     with runtime.uow() as uow, pytest.raises(IllegalTransition):
         uow.distributions.move_agent(None, row_id, AgentRunStatus.IDLE)
     assert agent_row(runtime, row_id) == ("ASSIGNED", None)
+
+
+def test_a_move_from_a_status_the_row_no_longer_has_changes_nothing(runtime: Runtime) -> None:
+    """A caller that read the row earlier (`seen`: a call's end, a finish's losers) and was
+    overtaken meanwhile gets IllegalTransition, and the row keeps what it was moved to."""
+    job_id, lease, dist = one_agent_job(runtime)
+    a = dist.assignments[0]
+    with runtime.uow() as uow:
+        uow.distributions.move_agent(lease, a.row_id, AgentRunStatus.WORKING)
+        uow.distributions.move_agent(lease, a.row_id, AgentRunStatus.CANCELLED, error="stopped")
+        uow.commit()
+    seen = Moving(AgentRunStatus.WORKING.value, a.agent_id, a.agent_name, job_id, "q-1")
+    with runtime.uow() as uow, pytest.raises(IllegalTransition):
+        uow.distributions.move_agent(
+            lease, a.row_id, AgentRunStatus.COMPLETED, seen=seen, result={"late": 1}
+        )
+    assert agent_row(runtime, a.row_id) == ("CANCELLED", "stopped")
 
 
 def test_an_agent_row_loaded_before_its_move_reads_what_it_wrote(runtime: Runtime) -> None:
