@@ -26,6 +26,7 @@ from agent_dispatch.db.matching_filter import (
 )
 from agent_dispatch.db.models import Agent, AgentCategoryStats, JobDistributionAgent
 from agent_dispatch.domain.breaker import Circuit
+from agent_dispatch.domain.matching import NAME_ALL_UP_TO
 from agent_dispatch.domain.model import AgentProfile, AgentStats, JobSpec
 from agent_dispatch.domain.posterior import Evidence
 from agent_dispatch.domain.statuses import AGENT_OPEN
@@ -279,6 +280,19 @@ class AgentRepository:
         pool = [profile_of(row, now) for row in rows]
         total = self.session.scalar(select(func.count()).select_from(Agent)) or 0
         return pool, total - len(pool)
+
+    def judged_pool(
+        self, category: str, now: dt.datetime, small: bool
+    ) -> tuple[builtins.list[AgentProfile], int]:
+        """The agents an unserved job is explained by, and how many others there are: every
+        agent of a small fleet, else those listing its category (`serving`)."""
+        if small:
+            return self.profiles(now), 0
+        return self.serving(category, now)
+
+    def is_small_fleet(self) -> bool:
+        """At most NAME_ALL_UP_TO agents (counted no further): explained agent by agent."""
+        return self.count_up_to(NAME_ALL_UP_TO + 1) <= NAME_ALL_UP_TO
 
     def lock(self, agent_ids: Iterable[str]) -> builtins.list[LockedAgent]:
         """Row-lock agents (in id order, so concurrent claims cannot deadlock), read as

@@ -11,10 +11,10 @@ frees and circuits half-open with no row change worth a version, so it is planne
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from agent_dispatch.domain.breaker import CircuitState
-from agent_dispatch.domain.matching import exclusion_reason, match
+from agent_dispatch.domain.matching import exclusion_reason, unserved_by
 from agent_dispatch.domain.model import AgentProfile, JobSpec
 
 
@@ -28,11 +28,15 @@ def never_servable(job: JobSpec, agents: Iterable[AgentProfile]) -> bool:
     return all(exclusion_reason(job, _at_rest(a)) is not None for a in agents)
 
 
-def unservable(
-    jobs: Sequence[tuple[str, JobSpec]], agents: Sequence[AgentProfile]
-) -> dict[str, str]:
+# A category's judged agents and how many others there are (see matching.unserved_by).
+PoolFor = Callable[[str], tuple[Sequence[AgentProfile], int]]
+
+
+def unservable(jobs: Sequence[tuple[str, JobSpec]], pool_for: PoolFor) -> dict[str, str]:
     """For each (key, job) that never_servable finds, the reason operators see: the same
-    summary planning records ("no eligible agent (name: reason; ...)"), as things are now."""
+    summary planning records ("no eligible agent (name: reason; ...)"), as things are now.
+    `pool_for(category)`: the agents that can change a verdict (an agent not listing the
+    category is excluded by that rule whatever it is), so a fleet is never read whole."""
     # Jobs of one shape share a verdict: a backlog is judged once per shape, not per job.
     by_shape: dict[tuple[str, frozenset[str], int], str | None] = {}
     out = {}
@@ -41,7 +45,9 @@ def unservable(
             continue  # a workflow's parent is not matched itself; steps are not queue tasks
         shape = (job.category, frozenset(job.tags), job.skill_level)
         if shape not in by_shape:
-            by_shape[shape] = match(job, agents, 1).summary if never_servable(job, agents) else None
+            pool, outside = pool_for(job.category)
+            never = never_servable(job, pool)
+            by_shape[shape] = unserved_by(job, pool, outside).summary if never else None
         if (why := by_shape[shape]) is not None:
             out[key] = why
     return out

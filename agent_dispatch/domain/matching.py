@@ -90,6 +90,10 @@ class Exclusion(enum.StrEnum):
     SKILL = "skill level"
 
 
+# Fleets this small are explained agent by agent, every agent judged and kept; a larger
+# one by the agents listing the job's category (indexed) and a count of the rest.
+NAME_ALL_UP_TO = 20
+
 # Not a rule: the key a stored explanation counts admitted agents under that were left
 # unscored, past a bounded pool's cut (Settings.agents_scored_per_job); `jobs show
 # --why-not` judges any of them on demand.
@@ -176,6 +180,18 @@ def match(job: JobSpec, agents: Iterable[AgentProfile], limit: int) -> MatchResu
         why += "" if picked else f" (only top {limit} taken)"
         ranked.append(Decision(agent.id, agent.name, True, picked, why, round(score, 4), rank))
     return MatchResult(chosen, tuple(ranked + decisions), busy, counts)
+
+
+def unserved_by(job: JobSpec, pool: Iterable[AgentProfile], outside: int) -> MatchResult:
+    """Why nobody can take the job: `pool` judged one by one (the agents listing its category,
+    or every agent of a small fleet); the `outside` agents (the rest) count under the category
+    rule, whatever else they break. Planning records this; intake's verdicts say the same."""
+    judged = match(job, pool, 1)  # nothing fits (or it just freed up: the next plan sees it)
+    counts = dict(judged.excluded)
+    if outside:
+        counts[Exclusion.CATEGORY.value] = counts.get(Exclusion.CATEGORY.value, 0) + outside
+    excluded = tuple(d for d in judged.decisions if not d.eligible)
+    return MatchResult((), excluded, judged.busy, counts)
 
 
 def match_learned(

@@ -14,13 +14,13 @@ from agent_dispatch.db.uow import UnitOfWork
 from agent_dispatch.domain.lease import LeaseLost
 from agent_dispatch.domain.lifecycle import PlanKind, precheck
 from agent_dispatch.domain.matching import (
+    NAME_ALL_UP_TO,
     NEXT_FEW,
     NOT_SCORED,
     Decision,
-    Exclusion,
     MatchResult,
     exclusion,
-    match,
+    unserved_by,
 )
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
@@ -29,9 +29,6 @@ from agent_dispatch.services.dispatch_rules import JobRules, rank_for_job, rules
 from agent_dispatch.services.intake import Claim
 from agent_dispatch.services.plan_batching import batcher_for
 from agent_dispatch.settings import Settings
-
-# Fleets this small are explained agent by agent, every agent kept in the stored decisions.
-NAME_ALL_UP_TO = 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,7 +125,7 @@ class Fleet:
         if candidates > NAME_ALL_UP_TO:
             return False
         if self._small is None:
-            self._small = self.uow.agents.count_up_to(NAME_ALL_UP_TO + 1) <= NAME_ALL_UP_TO
+            self._small = self.uow.agents.is_small_fleet()
         return self._small
 
 
@@ -180,19 +177,8 @@ def with_the_rest(
 
 
 def unserved(uow: UnitOfWork, spec: JobSpec, now: dt.datetime, small: bool) -> MatchResult:
-    """Why nobody can take the job, by rule: the agents listing its category are judged one by
-    one (indexed, so bounded by the category's size); every other agent counts under the
-    category rule, whatever else it breaks. A small fleet: every agent is judged."""
-    if small:
-        pool, outside = uow.agents.profiles(now), 0
-    else:
-        pool, outside = uow.agents.serving(spec.category, now)
-    judged = match(spec, pool, 1)  # nothing fits (or it just freed up: the next plan sees it)
-    counts = dict(judged.excluded)
-    if outside:
-        counts[Exclusion.CATEGORY.value] = counts.get(Exclusion.CATEGORY.value, 0) + outside
-    excluded = tuple(d for d in judged.decisions if not d.eligible)
-    return MatchResult((), excluded, judged.busy, counts)
+    """Why nobody can take the job (matching.unserved_by), judged against `judged_pool`."""
+    return unserved_by(spec, *uow.agents.judged_pool(spec.category, now, small))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -8,13 +8,16 @@ from collections.abc import Callable
 
 import pytest
 
+from agent_dispatch.db.job_repository import spec_of
 from agent_dispatch.db.models import Agent, Job
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.breaker import Circuit
+from agent_dispatch.domain.matching import NAME_ALL_UP_TO
 from agent_dispatch.domain.model import AgentStats
 from agent_dispatch.services.agents import register_agent, update_agent
 from agent_dispatch.services.dispatching import PlainSteps, dispatch_one
 from agent_dispatch.services.intake import Intake, store_and_lease
+from agent_dispatch.services.planning import unserved
 from agent_dispatch.services.queue_io import fetch_open_page
 from agent_dispatch.simulators.agents import AgentFarm
 from agent_dispatch.simulators.queue import SimulatedQueue
@@ -58,6 +61,32 @@ async def test_a_task_no_agent_serves_is_judged_at_intake_and_waits_unleased_wit
     assert job.match_summary == intake.unserved[0].reason
     assert job.unserved_version == _version(deps)
     assert queue.task(task["id"])["status"] == "OPEN" and queue.take_attempts(task["id"]) == 0
+
+
+async def test_in_a_larger_fleet_intake_judges_by_the_category_and_says_what_planning_says(
+    deps: TestDeps, queue: SimulatedQueue, add_agent: Callable[..., str]
+) -> None:
+    """Past NAME_ALL_UP_TO agents a verdict reads the agents listing the job's category and
+    counts the rest under the category rule, as planning's explanation does (the whole fleet
+    is never read: that cost 0.64 s of CPU per intake at 10,000 agents)."""
+    for i in range(NAME_ALL_UP_TO + 4):
+        add_agent(f"a{i:02d}", categories=("code",))
+    add_agent("lawyer", categories=("legal",), active=False)
+    task = queue.add_task(title="Contract", category="legal")
+
+    intake = await _intake(deps)
+
+    (verdict,) = intake.unserved
+    with deps.uow() as uow:
+        job = uow.jobs.find(task["id"])
+        assert job is not None
+        small = uow.agents.is_small_fleet()
+        planned = unserved(uow, spec_of(job), utcnow(), small).summary
+    assert not small
+    assert verdict.reason == planned
+    assert verdict.reason == (
+        f"no eligible agent (lawyer: inactive; by rule: {NAME_ALL_UP_TO + 4} category, 1 inactive)"
+    )
 
 
 async def test_the_next_intake_leaves_a_judged_task_alone_without_writing_it(

@@ -23,7 +23,7 @@ def test_an_agent_that_only_lacks_capacity_or_a_closed_circuit_could_serve() -> 
     trial_running = agent(circuit="half-open", in_flight=1)
     for a in (busy, tripped, trial_running):
         assert not never_servable(LEGAL, [a])
-    assert unservable([("t1", LEGAL)], [busy, tripped]) == {}
+    assert unservable([("t1", LEGAL)], lambda _category: ([busy, tripped], 0)) == {}
 
 
 def test_rules_only_an_agent_row_change_can_lift_make_a_job_never_servable() -> None:
@@ -41,9 +41,22 @@ def test_rules_only_an_agent_row_change_can_lift_make_a_job_never_servable() -> 
 
 
 def test_the_reason_is_the_planning_summary_naming_each_agent() -> None:
-    reasons = unservable([("t1", LEGAL)], [agent("coder", categories=("code",))])
+    coder = agent("coder", categories=("code",))
+    reasons = unservable([("t1", LEGAL)], lambda _category: ([coder], 0))
     assert reasons == {"t1": "no eligible agent (coder: category 'legal' not in ['code'])"}
-    assert unservable([("t1", LEGAL)], []) == {"t1": "no eligible agent"}
+    assert unservable([("t1", LEGAL)], lambda _category: ([], 0)) == {"t1": "no eligible agent"}
+
+
+def test_agents_outside_the_category_count_under_its_rule_unread() -> None:
+    asked: list[str] = []
+
+    def pool_for(category: str) -> tuple[list[AgentProfile], int]:
+        asked.append(category)
+        return [], 9_997
+
+    reasons = unservable([("t1", LEGAL), ("t2", dataclasses.replace(LEGAL))], pool_for)
+    assert reasons["t1"] == reasons["t2"] == "no eligible agent (by rule: 9997 category)"
+    assert asked == ["legal"]  # one shape: judged once
 
 
 def test_jobs_of_one_shape_share_a_verdict_and_a_workflow_parent_is_never_judged() -> None:
@@ -51,6 +64,7 @@ def test_jobs_of_one_shape_share_a_verdict_and_a_workflow_parent_is_never_judged
     fits = dataclasses.replace(LEGAL, queue_task_id="t3", category="code", tags=())
     parent = dataclasses.replace(LEGAL, queue_task_id="t4", workflow="review")
     coder = agent("coder", categories=("code",))
-    reasons = unservable([("t1", LEGAL), ("t2", other), ("t3", fits), ("t4", parent)], [coder])
+    jobs = [("t1", LEGAL), ("t2", other), ("t3", fits), ("t4", parent)]
+    reasons = unservable(jobs, lambda _category: ([coder], 0))
     assert set(reasons) == {"t1", "t2"}
     assert reasons["t1"] == reasons["t2"]
