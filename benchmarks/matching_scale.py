@@ -53,8 +53,9 @@ from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.types import utcnow
 from agent_dispatch.domain.model import JobSpec
 from agent_dispatch.domain.statuses import JobStatus
-from agent_dispatch.services.dispatching import PlainSteps, dispatch_one
+from agent_dispatch.services.dispatching import JobLine, PlainSteps, dispatch_one
 from agent_dispatch.services.intake import Claim, store_and_lease
+from agent_dispatch.services.job_pool import JobPool
 from agent_dispatch.services.plan_batching import Batcher, batcher_for
 from agent_dispatch.services.planning import Plan, plan_job, plan_jobs
 from agent_dispatch.services.queue_io import fetch_open_page
@@ -308,29 +309,39 @@ def match_cells(
     return cells
 
 
+class _Unwatched:
+    """The pool's watcher, with nothing to show (a run's is its progress artifact)."""
+
+    def add(self, n: int) -> None:
+        return None
+
+    async def job_done(self, line: JobLine) -> None:
+        return None
+
+
 async def dispatch_all(rt: Runtime, jobs: int) -> tuple[float, int]:
+    """Every OPEN task done as a run feeds its pool (flows/dispatch.py: take_from_queue): 20
+    at a time, leasing only as many as there is room for and offering the rest of the page
+    again as jobs end, each offer one intake (the path where a large fleet once cost most)."""
     started = time.perf_counter()
-    gate = asyncio.Semaphore(20)
-    completed = 0
-
-    async def one(claim: Claim) -> None:
-        nonlocal completed
-        async with gate:
-            line = await dispatch_one(PlainSteps(rt), claim, capacity_wait=5)
-            completed += str(line.outcome) == "COMPLETED"
-
-    cursor, waiting = None, []
+    pool = JobPool(20, lambda c: dispatch_one(PlainSteps(rt), c, capacity_wait=5), _Unwatched())
+    cursor = None
     while True:
         page = await fetch_open_page(rt, cursor, 100)
-        taken = await store_and_lease(rt, page.tasks, len(page.tasks))
-        waiting += [asyncio.create_task(one(c)) for c in taken.claims]
+        backlog = list(page.tasks)
+        while backlog:
+            room = await pool.room(None)
+            intake = await store_and_lease(rt, backlog, room)
+            pool.start(intake.claims)
+            pending = set(intake.pending)
+            backlog = [i for i in backlog if i.spec.queue_task_id in pending]
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    await asyncio.gather(*waiting)
+    await pool.drain()
     took = time.perf_counter() - started
     await rt.aclose_clients()
-    return took, completed
+    return took, pool.outcomes["COMPLETED"]
 
 
 def dispatch_cell(admin: str, fleet_size: int, jobs: int) -> dict[str, Any]:
