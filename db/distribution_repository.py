@@ -105,6 +105,13 @@ _NEXT_ATTEMPT = (
     .returning(_JOB.c.attempts, _JOB.c.queue_task_id)
 )
 _ADD_RECORD = insert(_RECORD)  # type: ignore[arg-type]
+# An attempt undone before it started gives its count back (`discard`).
+_UNCOUNT = (
+    update(_JOB)  # type: ignore[arg-type]
+    .where(LEASE_HELD, _JOB.c.attempts > 0)
+    .values(attempts=_JOB.c.attempts - 1)
+    .returning(_JOB.c.attempts)
+)
 _ADD_ROWS = insert(_ROW)  # type: ignore[arg-type]
 
 
@@ -142,15 +149,14 @@ _START = (
     )
     .returning(_ROW.c.id, _ROW.c.agent_id, _ROW.c.agent_name)
 )
+# Any other field of a row, while the lease holds (the agent's task id); SET from parameters.
+_SET_FENCED = update(_ROW).where(_ROW.c.id == bindparam("b_row"), _LEASE_HOLDS)  # type: ignore[arg-type]
 _WON = update(_ROW).where(_ROW.c.id == bindparam("b_row")).values(won=True)  # type: ignore[arg-type]
 
 
 class DistributionRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
-
-    def _lease_holds(self, lease: Lease) -> Any:
-        return exists().where(Job.id == lease.job_id, Job.lease_token == lease.token)
 
     def create(
         self,
@@ -352,19 +358,16 @@ class DistributionRepository:
             )
             self.session.delete(row)
         self.session.delete(record)
-        self.session.execute(
-            update(Job)
-            .where(Job.id == lease.job_id, Job.lease_token == lease.token, Job.attempts > 0)
-            .values(attempts=Job.attempts - 1)
-        )
+        left = self.session.execute(_UNCOUNT, held_by(lease)).scalar_one_or_none()
+        if left is not None:
+            loaded_as_written(self.session, Job, lease.job_id, {"attempts": left})
 
     def set_remote_task_id(self, lease: Lease, row_id: str, remote_task_id: str) -> bool:
         """Remember the agent's task id (for polling and cancel), fenced by the lease."""
-        res = self.session.execute(
-            update(JobDistributionAgent)
-            .where(JobDistributionAgent.id == row_id, self._lease_holds(lease))
-            .values(remote_task_id=remote_task_id)
-        )
+        values = {"remote_task_id": remote_task_id}
+        res = self.session.execute(_SET_FENCED, {"b_row": row_id, **held_by(lease), **values})
+        if res.rowcount:  # type: ignore[attr-defined]
+            loaded_as_written(self.session, JobDistributionAgent, row_id, values)
         return bool(res.rowcount)  # type: ignore[attr-defined]
 
     def rows(self, distribution_id: str) -> Sequence[JobDistributionAgent]:

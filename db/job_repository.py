@@ -56,8 +56,8 @@ _JOB = Job.__table__
 # distribution rows' moves use it too).
 LEASE_HELD = and_(_JOB.c.id == bindparam("b_job"), _JOB.c.lease_token == bindparam("b_token"))
 _STATE_OF_HELD = select(_JOB.c.status, _JOB.c.parent_job_id, _JOB.c.queue_task_id).where(LEASE_HELD)
-# The SET clause is the parameters' column names (`_status_values`).
-_RENEW_HELD = update(_JOB).where(LEASE_HELD)  # type: ignore[arg-type]
+# The SET clause is the parameters' column names (a renewal, a release, a note, ...).
+_UPDATE_HELD = update(_JOB).where(LEASE_HELD)  # type: ignore[arg-type]
 _MOVE_HELD = update(_JOB).where(LEASE_HELD, _JOB.c.status == bindparam("b_current"))  # type: ignore[arg-type]
 
 
@@ -151,16 +151,17 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
 
     # -- fenced writes -------------------------------------------------------------------------
 
-    def _fenced(self, lease: Lease) -> Any:
-        return and_(Job.id == lease.job_id, Job.lease_token == lease.token)
+    def _update_held(self, lease: Lease, values: dict[str, Any]) -> int:
+        """Write `values` to the job while this lease holds it; how many rows (0 or 1)."""
+        res = self.session.execute(_UPDATE_HELD, {**held_by(lease), **values})
+        if res.rowcount:  # type: ignore[attr-defined]
+            loaded_as_written(self.session, Job, lease.job_id, values)
+        return int(res.rowcount)  # type: ignore[attr-defined]
 
     def renew(self, lease: Lease, now: dt.datetime, seconds: int) -> Lease:
         new = lease.renewed(now, seconds)
-        values = {"lease_expires_at": new.expires_at}
-        res = self.session.execute(_RENEW_HELD, {**held_by(lease), **values})
-        if res.rowcount != 1:  # type: ignore[attr-defined]
+        if self._update_held(lease, {"lease_expires_at": new.expires_at}) != 1:
             raise LeaseLost(lease.job_id)
-        loaded_as_written(self.session, Job, lease.job_id, values)
         return new
 
     def holds(self, lease: Lease) -> bool:
@@ -168,21 +169,17 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
 
     def release(self, lease: Lease, **fields: Any) -> None:
         """Give the lease back without changing the job's status (with `fields`, e.g. why)."""
-        self.session.execute(
-            update(Job)
-            .where(self._fenced(lease))
-            .values(lease_token=None, lease_owner=None, lease_expires_at=None, **fields)
+        self._update_held(
+            lease, {"lease_token": None, "lease_owner": None, "lease_expires_at": None, **fields}
         )
 
     def note_plan(self, lease: Lease, summary: str, now: dt.datetime) -> None:
         """Record why agents were chosen or excluded (while the lease holds)."""
-        self.session.execute(
-            update(Job).where(self._fenced(lease)).values(match_summary=summary, updated_at=now)
-        )
+        self._update_held(lease, {"match_summary": summary, "updated_at": now})
 
     def expire_lease(self, lease: Lease, now: dt.datetime) -> None:
         """End the lease now but keep its token: the sweep must look at this job next."""
-        self.session.execute(update(Job).where(self._fenced(lease)).values(lease_expires_at=now))
+        self._update_held(lease, {"lease_expires_at": now})
 
     def mark_queue_status(self, job_id: str, status: JobStatus) -> None:
         """Record that the queue accepted a finished job's ending (only while it has it)."""
@@ -193,7 +190,7 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
         )
 
     def get_leased(self, lease: Lease) -> Job:
-        job = self.session.scalars(select(Job).where(self._fenced(lease))).one_or_none()
+        job = self.session.scalars(select(Job).where(LEASE_HELD), held_by(lease)).one_or_none()
         if job is None:
             raise LeaseLost(lease.job_id)
         return job

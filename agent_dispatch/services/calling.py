@@ -176,12 +176,16 @@ async def _write(
     not read first (the UPDATE still moves it only from WORKING)."""
     a = ctx.assignment
     working = AgentRunStatus.WORKING.value
-    seen = Moving(working, a.agent_id, a.agent_name, ctx.job_id, ctx.queue_task_id)
+    seen = (
+        Moving(working, a.agent_id, a.agent_name, ctx.job_id, ctx.queue_task_id)
+        if from_working
+        else None
+    )
     try:
         await in_transaction(
             deps,
             lambda uow: uow.distributions.move_agent(
-                ctx.lease, a.row_id, target, seen=seen if from_working else None, **fields
+                ctx.lease, a.row_id, target, seen=seen, **fields
             ),
         )
     except (LeaseLost, IllegalTransition):
