@@ -178,9 +178,7 @@ class Today(Ranker):
         for key, rows in self.history.items():
             w = [(0.5 ** ((now_s - at) / HALF_LIFE_S), ok) for at, ok in rows]
             rate = sum(x for x, ok in w if ok) / sum(x for x, _ in w)
-            self.stats[key] = dataclasses.replace(
-                self.stats[key], recent_success_rate=rate, reputation=rate
-            )
+            self.stats[key] = self.stats[key]._replace(recent_success_rate=rate, reputation=rate)
         self.refreshed_at = now_s
 
     def order(self, eligible: list[str], category: str, now_s: float) -> list[str]:

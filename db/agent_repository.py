@@ -25,7 +25,7 @@ from agent_dispatch.db.matching_filter import (
     serves,
 )
 from agent_dispatch.db.models import Agent, AgentCategoryStats, JobDistributionAgent
-from agent_dispatch.domain.breaker import Circuit
+from agent_dispatch.domain.breaker import Circuit, circuit_state
 from agent_dispatch.domain.matching import NAME_ALL_UP_TO
 from agent_dispatch.domain.model import AgentProfile, AgentStats, JobSpec
 from agent_dispatch.domain.posterior import Evidence
@@ -132,7 +132,7 @@ def profile_of(agent: Agent | AgentRow, now: dt.datetime) -> AgentProfile:
         healthy=agent.healthy,
         protocol=agent.protocol,
         in_flight=agent.in_flight,
-        circuit=Circuit(agent.consecutive_failures, agent.circuit_open_until).state(now).value,
+        circuit=circuit_state(agent.circuit_open_until, now).value,
         stats=stats_of(agent),
     )
 

@@ -10,7 +10,6 @@ frees and circuits half-open with no row change worth a version, so it is planne
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
 from agent_dispatch.domain.breaker import CircuitState
@@ -20,7 +19,7 @@ from agent_dispatch.domain.model import AgentProfile, JobSpec
 
 def _at_rest(agent: AgentProfile) -> AgentProfile:
     """The agent as it would be once its calls end and its circuit closes."""
-    return dataclasses.replace(agent, in_flight=0, circuit=CircuitState.CLOSED.value)
+    return agent._replace(in_flight=0, circuit=CircuitState.CLOSED.value)
 
 
 def never_servable(job: JobSpec, agents: Iterable[AgentProfile]) -> bool:

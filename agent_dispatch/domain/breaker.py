@@ -22,12 +22,18 @@ class Circuit:
     open_until: dt.datetime | None = None
 
     def state(self, now: dt.datetime) -> CircuitState:
-        if self.open_until is None:
-            return CircuitState.CLOSED
-        return CircuitState.OPEN if now < self.open_until else CircuitState.HALF_OPEN
+        return circuit_state(self.open_until, now)
 
     def is_open(self, now: dt.datetime) -> bool:
         return self.state(now) is CircuitState.OPEN
+
+
+def circuit_state(open_until: dt.datetime | None, now: dt.datetime) -> CircuitState:
+    """Closed until a first opening; open while now < open_until, half-open past it. (A
+    function too: planning reads it for every agent of every pool, building no Circuit.)"""
+    if open_until is None:
+        return CircuitState.CLOSED
+    return CircuitState.OPEN if now < open_until else CircuitState.HALF_OPEN
 
 
 def after_outcome(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 
@@ -74,9 +74,11 @@ class JobSpec:
         return self.expires_at is not None and self.expires_at <= now
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AgentStats:
+class AgentStats(NamedTuple):
     """Track record used by ranking; success_rate is derived from the counts.
+
+    A NamedTuple, not a frozen dataclass: immutable all the same, and built for every agent
+    of every plan's pool (a frozen dataclass's __init__ costs several times a tuple's).
 
     recent_success_rate is the time-decayed rate (older results weigh less) that the analytics
     flow refreshes and each finished job nudges; ranking prefers it when known.
@@ -102,9 +104,9 @@ class AgentStats:
         return self.successes / self.decided if self.decided else None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AgentProfile:
-    """A registered agent as matching sees it."""
+class AgentProfile(NamedTuple):
+    """A registered agent as matching sees it (a NamedTuple, as AgentStats: one is built for
+    every agent of every plan's pool)."""
 
     id: str
     name: str
@@ -118,7 +120,7 @@ class AgentProfile:
     protocol: str = "http-json"
     in_flight: int = 0  # agent calls currently ASSIGNED or WORKING anywhere
     circuit: str = "closed"  # a breaker.CircuitState: closed, open or half-open
-    stats: AgentStats = dataclasses.field(default_factory=AgentStats)
+    stats: AgentStats = AgentStats()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

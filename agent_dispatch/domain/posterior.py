@@ -8,10 +8,10 @@ drifts back towards its prior, which makes Thompson sampling try it again.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import math
 import statistics
+from typing import NamedTuple
 
 from agent_dispatch.domain.model import AgentOutcome
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
@@ -57,9 +57,11 @@ def _truncated_moments(mu: float, sd: float, floor: float) -> tuple[float, float
     return mean, var + mean * mean
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Evidence:
+class Evidence(NamedTuple):
     """Decayed sums for one (agent, category); all weights halve every half-life.
+
+    A NamedTuple, not a frozen dataclass: immutable all the same, and built some 30 times
+    per plan (a frozen dataclass's __init__ costs several times a tuple's).
 
     Latency is a lognormal fit over good answers plus censored calls. A call cancelled after
     t ms says only "slower than t": it enters as the expected log-latency given that (one
@@ -75,11 +77,20 @@ class Evidence:
     log_sq: float = 0.0  # sum of ln(latency ms)^2
     updated_at: float | None = None  # seconds (epoch or simulated clock)
 
+    def weight(self, now: float, half_life_s: float) -> float:
+        """What each weight is scaled by when seen from `now`: 2^(-elapsed/half-life); 1.0
+        when nothing has elapsed (or nothing decays)."""
+        if self.updated_at is None or now <= self.updated_at or half_life_s <= 0:
+            return 1.0
+        return float(0.5 ** ((now - self.updated_at) / half_life_s))
+
     def decayed(self, now: float, half_life_s: float) -> Evidence:
-        """The same evidence seen from `now`: every weight scaled by 2^(-elapsed/half-life)."""
+        """The same evidence seen from `now`: every weight scaled by `weight`. Ranking reads
+        the numbers it needs scaled instead (`beta_params`, `mean_latency_ms`), building no
+        Evidence per candidate per plan."""
         if self.updated_at is None or now <= self.updated_at or half_life_s <= 0:
             return self
-        w = 0.5 ** ((now - self.updated_at) / half_life_s)
+        w = self.weight(now, half_life_s)
         return Evidence(
             self.successes * w,
             self.failures * w,
@@ -97,8 +108,7 @@ class Evidence:
         ev = self.decayed(now, half_life_s)
         log = math.log(max(latency_ms or 0.0, 1.0))
         if seen is Seen.GOOD:
-            return dataclasses.replace(
-                ev,
+            return ev._replace(
                 successes=ev.successes + 1,
                 lat_n=ev.lat_n + 1,
                 log_sum=ev.log_sum + log,
@@ -106,13 +116,12 @@ class Evidence:
                 updated_at=now,
             )
         if seen is Seen.BAD:
-            return dataclasses.replace(ev, failures=ev.failures + 1, updated_at=now)
+            return ev._replace(failures=ev.failures + 1, updated_at=now)
         fit = ev._fit()
         if fit is None:  # nothing to impute against yet: count it, learn no latency
-            return dataclasses.replace(ev, censored=ev.censored + 1, updated_at=now)
+            return ev._replace(censored=ev.censored + 1, updated_at=now)
         y, y2 = _truncated_moments(*fit, log)
-        return dataclasses.replace(
-            ev,
+        return ev._replace(
             censored=ev.censored + 1,
             lat_n=ev.lat_n + 1,
             log_sum=ev.log_sum + y,
@@ -124,17 +133,21 @@ class Evidence:
     def decided(self) -> float:
         return self.successes + self.failures
 
-    def _fit(self, min_samples: float = MIN_LATENCY_SAMPLES) -> tuple[float, float] | None:
-        """(mu, sd) of log-latency, or None with fewer than `min_samples` samples."""
-        n = self.lat_n
+    def _fit(
+        self, min_samples: float = MIN_LATENCY_SAMPLES, weight: float = 1.0
+    ) -> tuple[float, float] | None:
+        """(mu, sd) of log-latency, or None with fewer than `min_samples` samples; `weight`:
+        of the evidence scaled by it (as `decayed` scales it, the same operations)."""
+        n = self.lat_n * weight
         if n < min_samples or n <= 0:
             return None
-        mu = self.log_sum / n
-        return mu, math.sqrt(max(self.log_sq / n - mu * mu, 0.0))
+        mu = self.log_sum * weight / n
+        return mu, math.sqrt(max(self.log_sq * weight / n - mu * mu, 0.0))
 
-    def mean_latency_ms(self) -> float | None:
-        """Mean time to a good answer (lognormal mean); None before any sample."""
-        fit = self._fit(min_samples=1e-9)
+    def mean_latency_ms(self, weight: float = 1.0) -> float | None:
+        """Mean time to a good answer (lognormal mean); None before any sample. `weight`:
+        of the evidence scaled by it (`weight(now, half_life)`: as `decayed` sees it)."""
+        fit = self._fit(1e-9, weight)
         return None if fit is None else math.exp(fit[0] + fit[1] ** 2 / 2)
 
     def p95_latency_ms(self) -> float | None:
@@ -146,8 +159,7 @@ class Evidence:
         return None if fit is None else math.exp(fit[0] + _NORMAL.inv_cdf(q) * fit[1])
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Prior:
+class Prior(NamedTuple):
     """Beta pseudo-counts added at read time (never stored, so they can change freely)."""
 
     alpha: float = 1.0
@@ -159,8 +171,9 @@ class Prior:
         return cls(mean * weight, (1 - mean) * weight)
 
 
-def beta_params(ev: Evidence, prior: Prior) -> tuple[float, float]:
-    return ev.successes + prior.alpha, ev.failures + prior.beta
+def beta_params(ev: Evidence, prior: Prior, weight: float = 1.0) -> tuple[float, float]:
+    """The Beta posterior's shape; `weight`: of the evidence scaled by it (see `decayed`)."""
+    return ev.successes * weight + prior.alpha, ev.failures * weight + prior.beta
 
 
 def posterior_mean(ev: Evidence, prior: Prior) -> float:

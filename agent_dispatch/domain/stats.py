@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 from agent_dispatch.domain.model import AgentOutcome, AgentStats
 from agent_dispatch.domain.statuses import AgentRunStatus, FailureKind
 
@@ -20,7 +18,7 @@ def apply_outcome(stats: AgentStats, outcome: AgentOutcome, *, won: bool) -> Age
     if outcome.failure_kind is FailureKind.BLOCKED:
         return stats  # refused before any call: not even a run of the agent
     if not outcome.judges_agent:
-        return dataclasses.replace(stats, runs=stats.runs + 1, cancelled=stats.cancelled + 1)
+        return stats._replace(runs=stats.runs + 1, cancelled=stats.cancelled + 1)
     success = outcome.status is AgentRunStatus.COMPLETED
     latency = stats.avg_latency_ms
     if success and outcome.latency_ms is not None:
@@ -35,8 +33,7 @@ def apply_outcome(stats: AgentStats, outcome: AgentOutcome, *, won: bool) -> Age
     recent = stats.recent_success_rate
     if recent is not None:  # between analytics runs, decay it the same way as reputation
         recent = round((1 - REPUTATION_ALPHA) * recent + REPUTATION_ALPHA * float(success), 6)
-    return dataclasses.replace(
-        stats,
+    return stats._replace(
         runs=stats.runs + 1,
         successes=stats.successes + int(success),
         failures=stats.failures + int(not success),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from agent_dispatch.domain.betadist import beta_interval
 from agent_dispatch.domain.model import AgentStats
@@ -21,11 +22,12 @@ from agent_dispatch.domain.ranking import smoothed_success_rate
 DEFAULT_LATENCY_MS = 1000.0  # assumed for an agent never seen answering (and no peers known)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
+    """One agent to rank (a NamedTuple: a plan builds one per admitted agent)."""
+
     key: str  # agent id
-    evidence: Evidence = dataclasses.field(default_factory=Evidence)
-    prior: Prior = dataclasses.field(default_factory=Prior)
+    evidence: Evidence = Evidence()
+    prior: Prior = Prior()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,15 +77,16 @@ def rank_candidates(
     computes it for the first N picks only (the ones an explanation keeps); the rest get
     (0, 1).
     """
-    evs = [c.evidence if now is None else c.evidence.decayed(now, half_life_s) for c in candidates]
-    means = [e.mean_latency_ms() for e in evs]
+    # Each candidate's evidence as seen from `now` (decayed), as numbers: no Evidence built.
+    weights = [1.0 if now is None else c.evidence.weight(now, half_life_s) for c in candidates]
+    means = [c.evidence.mean_latency_ms(w) for c, w in zip(candidates, weights, strict=True)]
     known = sorted(m for m in means if m is not None)
     # A newcomer is assumed as fast as the typical peer: neither favoured nor buried.
     fallback = known[len(known) // 2] if known else DEFAULT_LATENCY_MS
     betavariate = rng.betavariate
     rows = []
-    for cand, ev, known_ms in zip(candidates, evs, means, strict=True):
-        a, b = beta_params(ev, cand.prior)
+    for cand, w, known_ms in zip(candidates, weights, means, strict=True):
+        a, b = beta_params(cand.evidence, cand.prior, w)
         mean = a / (a + b)
         drawn = betavariate(a, b) if explore else mean
         latency = fallback if known_ms is None else known_ms

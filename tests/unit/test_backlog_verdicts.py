@@ -14,7 +14,7 @@ def agent(name: str = "a", **fields: object) -> AgentProfile:
     base = AgentProfile(
         id=name, name=name, url="http://x", categories=("legal",), tags=("en",), skill_level=3
     )
-    return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+    return base._replace(**fields)  # type: ignore[arg-type]
 
 
 def test_an_agent_that_only_lacks_capacity_or_a_closed_circuit_could_serve() -> None:

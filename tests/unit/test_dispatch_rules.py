@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import random
 from typing import Any
@@ -113,8 +112,7 @@ def test_learned_matching_records_score_interval_and_exploration_for_chosen_agen
 def test_learned_matching_explaining_the_first_few_keeps_what_the_full_explanation_keeps() -> None:
     rng = random.Random(4)
     agents = [
-        dataclasses.replace(agent(f"a{i:02d}"), in_flight=i % 2, max_concurrency=1 + i % 3)
-        for i in range(40)
+        agent(f"a{i:02d}")._replace(in_flight=i % 2, max_concurrency=1 + i % 3) for i in range(40)
     ]
     evidence = {a.id: Evidence(rng.randint(0, 9), rng.randint(0, 3)) for a in agents[::3]}
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from typing import Any
 
@@ -147,10 +146,8 @@ def test_rules_are_checked_in_order() -> None:
         skill_level=1,
     )
     assert exclusion_reason(job(), everything_wrong) == "inactive"
-    assert exclusion_reason(job(), dataclasses.replace(everything_wrong, active=True)) == (
-        "unhealthy"
-    )
-    grpc = dataclasses.replace(everything_wrong, active=True, protocol="grpc")
+    assert exclusion_reason(job(), everything_wrong._replace(active=True)) == ("unhealthy")
+    grpc = everything_wrong._replace(active=True, protocol="grpc")
     assert exclusion_reason(job(), grpc) == "protocol 'grpc' has no client in this version"
 
 
@@ -287,11 +284,11 @@ def test_summary_lists_every_exclusion_when_nobody_fits() -> None:
 def test_equal_scores_break_on_latency_then_name() -> None:
     same = stats(3, 1, reputation=0.6)
     agents = [
-        agent("zeta", stats=dataclasses.replace(same, avg_latency_ms=100.0)),
-        agent("alpha", stats=dataclasses.replace(same, avg_latency_ms=300.0)),
-        agent("beta", stats=dataclasses.replace(same, avg_latency_ms=None)),
-        agent("gamma", stats=dataclasses.replace(same, avg_latency_ms=100.0)),
-        agent("aardvark", stats=dataclasses.replace(same, avg_latency_ms=None)),
+        agent("zeta", stats=same._replace(avg_latency_ms=100.0)),
+        agent("alpha", stats=same._replace(avg_latency_ms=300.0)),
+        agent("beta", stats=same._replace(avg_latency_ms=None)),
+        agent("gamma", stats=same._replace(avg_latency_ms=100.0)),
+        agent("aardvark", stats=same._replace(avg_latency_ms=None)),
     ]
     expected = ["gamma", "zeta", "alpha", "aardvark", "beta"]
     for seed in range(10):

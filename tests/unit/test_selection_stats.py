@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 
 import pytest
@@ -105,7 +104,7 @@ BASE = AgentStats(
 
 def test_cancelled_loser_is_counted_as_cancelled_not_failure() -> None:
     after = apply_outcome(BASE, cancelled(), won=False)
-    assert after == dataclasses.replace(BASE, runs=11, cancelled=2)
+    assert after == BASE._replace(runs=11, cancelled=2)
     assert after.reputation == BASE.reputation
     assert after.failures == BASE.failures
     assert after.success_rate == BASE.success_rate
@@ -113,12 +112,12 @@ def test_cancelled_loser_is_counted_as_cancelled_not_failure() -> None:
 
 def test_cancel_kind_with_another_status_is_still_a_cancel() -> None:
     out = AgentOutcome(S.TIMEOUT, failure_kind=FailureKind.CANCELLED)
-    assert apply_outcome(BASE, out, won=False) == dataclasses.replace(BASE, runs=11, cancelled=2)
+    assert apply_outcome(BASE, out, won=False) == BASE._replace(runs=11, cancelled=2)
 
 
 def test_cancelled_without_failure_kind_is_a_cancel() -> None:
     out = AgentOutcome(S.CANCELLED)
-    assert apply_outcome(BASE, out, won=False) == dataclasses.replace(BASE, runs=11, cancelled=2)
+    assert apply_outcome(BASE, out, won=False) == BASE._replace(runs=11, cancelled=2)
 
 
 def test_blocked_changes_nothing() -> None:
@@ -131,8 +130,7 @@ def test_success_updates_counts_reputation_and_latency_ewma() -> None:
     after = apply_outcome(BASE, ok(latency_ms=100.0), won=True)
     expected_latency = (1 - LATENCY_ALPHA) * 200.0 + LATENCY_ALPHA * 100.0
     assert expected_latency == pytest.approx(180.0)
-    assert after == dataclasses.replace(
-        BASE,
+    assert after == BASE._replace(
         runs=11,
         successes=7,
         wins=5,
@@ -165,17 +163,15 @@ def test_wins_are_counted_only_when_won() -> None:
 def test_failure_lowers_reputation_and_keeps_latency() -> None:
     out = AgentOutcome(S.FAILED, failure_kind=FailureKind.HTTP_ERROR, latency_ms=5.0)
     after = apply_outcome(BASE, out, won=False)
-    assert after == dataclasses.replace(
-        BASE, runs=11, failures=4, reputation=round((1 - REPUTATION_ALPHA) * 0.6, 6)
+    assert after == BASE._replace(
+        runs=11, failures=4, reputation=round((1 - REPUTATION_ALPHA) * 0.6, 6)
     )
     assert after.reputation == pytest.approx(0.54)
 
 
 def test_timeout_counts_as_failure_and_timeout() -> None:
     after = apply_outcome(BASE, timed_out(), won=False)
-    assert after == dataclasses.replace(
-        BASE, runs=11, failures=4, timeouts=2, reputation=pytest.approx(0.54)
-    )
+    assert after == BASE._replace(runs=11, failures=4, timeouts=2, reputation=pytest.approx(0.54))
 
 
 def test_repeated_successes_push_reputation_towards_one() -> None:
