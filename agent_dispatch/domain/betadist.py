@@ -78,14 +78,17 @@ def _first_guess(q: float, a: float, b: float) -> float:
 def beta_quantile(q: float, a: float, b: float) -> float:
     """The x with I_x(a, b) = q: Halley steps on the density, kept inside a shrinking
     bisection bracket (monotone cdf), so it converges fast and never leaves (0, 1).
-    It starts from Numerical Recipes' guess and stops once the cdf is within a billionth of
-    the level (relative to the nearer tail), after one last step that needs no cdf: two to
-    four cdf evaluations for the shapes ranking meets, where Newton from the mean, chasing
-    the cdf's own rounding, took 7 to 27. Planning shows intervals, to 4 decimals."""
+    It starts from Numerical Recipes' guess and stops once the cdf is within a thousandth of
+    the level (relative to the nearer tail), after one last step that needs no cdf: Halley's
+    error shrinks with its cube, so that step lands as close as a tolerance of a billionth
+    did (200,000 quantiles of ranking's shapes: within 1e-11 of it, none different at 4
+    decimals), with 1.85 cdf evaluations on average instead of 2.7. Newton from the mean,
+    chasing the cdf's own rounding, took 7 to 27. Planning shows intervals, to 4 decimals,
+    for every chosen agent of every plan."""
     if not 0.0 < q < 1.0:
         return 0.0 if q <= 0.0 else 1.0
     log_norm = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-    tolerance = 1e-9 * min(q, 1.0 - q)
+    tolerance = 1e-3 * min(q, 1.0 - q)
     x = _first_guess(q, a, b)
     lo, hi = 0.0, 1.0
     if not 0.0 < x < 1.0:
