@@ -250,7 +250,7 @@ class AgentRepository:
         now: dt.datetime,
         seen: dict[str, AgentProfile],
     ) -> None:
-        row = PoolRow._make(columns)  # (not *columns: 31 arguments unpacked cost twice this)
+        row = PoolRow(*columns)
         profile = seen.get(row.id)
         if profile is None:
             profile = seen[row.id] = profile_of(row, now)

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy import Text, bindparam, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from agent_dispatch.db.agent_repository import AgentRepository, LockedAgent
@@ -20,6 +20,7 @@ from agent_dispatch.db.models import (
     JobDistributionRecord,
     new_id,
 )
+from agent_dispatch.db.types import UTCDateTime
 from agent_dispatch.domain.breaker import Circuit, CircuitState
 from agent_dispatch.domain.lease import Lease, LeaseLost
 from agent_dispatch.domain.lifecycle import idempotency_key
@@ -98,10 +99,15 @@ _END_FENCED = _END.where(_LEASE_HOLDS)
 
 # A take's statements, built once: the attempt counted on the job (fenced by the lease), the
 # attempt's record, its agent rows (an executemany).
+# The take counts the attempt and notes its plan's summary (planning itself writes nothing).
 _NEXT_ATTEMPT = (
     update(_JOB)  # type: ignore[arg-type]
     .where(LEASE_HELD)
-    .values(attempts=_JOB.c.attempts + 1)
+    .values(
+        attempts=_JOB.c.attempts + 1,
+        match_summary=func.coalesce(bindparam("b_summary", type_=Text()), _JOB.c.match_summary),
+        updated_at=bindparam("b_now", type_=UTCDateTime()),
+    )
     .returning(_JOB.c.attempts, _JOB.c.queue_task_id)
 )
 _ADD_RECORD = insert(_RECORD)  # type: ignore[arg-type]
@@ -165,8 +171,10 @@ class DistributionRepository:
         now: dt.datetime,
         flow_run_id: str | None = None,
         exclusions: Mapping[str, int] | None = None,
+        summary: str | None = None,
     ) -> NewDistribution:
-        """Record an attempt and assign the chosen agents, re-checking capacity under row locks.
+        """Record an attempt and assign the chosen agents, re-checking capacity under row locks;
+        the job notes `summary` (its plan's, as `jobs show` prints it; None: kept as it was).
 
         Agents are locked FOR UPDATE (PostgreSQL) before their in-flight counters are read, so
         concurrent runs and workers cannot push an agent past its max concurrency. Inserting
@@ -174,7 +182,9 @@ class DistributionRepository:
         The locks come last, after the attempt's own row is written: every job of these agents
         waits on them, so they are held for the rows' insert, the change log and the commit.
         """
-        begun = self.session.execute(_NEXT_ATTEMPT, held_by(lease)).one_or_none()
+        begun = self.session.execute(
+            _NEXT_ATTEMPT, {**held_by(lease), "b_summary": summary, "b_now": now}
+        ).one_or_none()
         if begun is None:
             raise LeaseLost(lease.job_id)
         attempt, queue_task_id = begun

@@ -173,10 +173,6 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
             lease, {"lease_token": None, "lease_owner": None, "lease_expires_at": None, **fields}
         )
 
-    def note_plan(self, lease: Lease, summary: str, now: dt.datetime) -> None:
-        """Record why agents were chosen or excluded (while the lease holds)."""
-        self._update_held(lease, {"match_summary": summary, "updated_at": now})
-
     def expire_lease(self, lease: Lease, now: dt.datetime) -> None:
         """End the lease now but keep its token: the sweep must look at this job next."""
         self._update_held(lease, {"lease_expires_at": now})

@@ -54,9 +54,14 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
 
 async def plan_jobs(deps: Deps, claims: Sequence[Claim]) -> list[Plan | Exception]:
     """Plan many leased jobs in one transaction: one lease check, their pools in one query
-    where the dialect allows, one statement for the notes, one commit. Each job's entry is
-    its Plan, or the exception that failed it (LeaseLost, ...). Should the transaction fail
-    as a whole (a statement the database refused), each job is planned again on its own."""
+    where the dialect allows, one commit. Each job's entry is its Plan, or the exception that
+    failed it (LeaseLost, ...). Should the transaction fail as a whole (a statement the
+    database refused), each job is planned again on its own.
+
+    Planning writes nothing: the step that acts on a plan notes its summary on the job in a
+    write it makes anyway (the take with the attempt it counts, the release of an unserved
+    job, the end of an expired or spent one). A plan's own UPDATE and the WAL flush of its
+    commit cost a tenth of planning's throughput (benchmarks/matching_scale.py)."""
     s = deps.settings
     try:
         return await in_transaction(deps, lambda uow: _plan_batch(uow, s, claims))
@@ -100,15 +105,11 @@ def _plan_batch(uow: UnitOfWork, s: Settings, claims: Sequence[Claim]) -> list[P
         [spec for _, _, spec, _ in todo], now, [scored_at_most(s, r.limit) for *_, r in todo]
     )
     fleet = Fleet(uow, larger=any(p.admitted > NAME_ALL_UP_TO for p in pools))
-    notes = []
     for (i, claim, spec, rules), pool in zip(todo, pools, strict=True):
         try:
-            out[i] = plan = _plan_one(uow, s, claim.job_id, spec, rules, pool, fleet, now)
+            out[i] = _plan_one(uow, s, claim.job_id, spec, rules, pool, fleet, now)
         except Exception as exc:
             out[i] = exc
-        else:
-            notes.append((claim.lease, plan.summary))
-    uow.jobs.note_plans(notes, now)
     return out
 
 

@@ -47,7 +47,7 @@ async def take_job(
     dist = await in_transaction(
         deps,
         lambda uow: uow.distributions.create(
-            claim.lease, plan.decisions, utcnow(), flow_run_id, plan.exclusions
+            claim.lease, plan.decisions, utcnow(), flow_run_id, plan.exclusions, plan.summary
         ),
     )
     chosen = {d.agent_id: d.as_dict() for d in plan.decisions if d.chosen}

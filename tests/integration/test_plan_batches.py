@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from agent_dispatch.db.agent_repository import AgentRepository
 from agent_dispatch.db.engine import is_sqlite
-from agent_dispatch.db.job_repository import JobRepository
 from agent_dispatch.db.migrate import upgrade
 from agent_dispatch.db.models import Agent, Job
 from agent_dispatch.db.types import utcnow
@@ -124,8 +124,32 @@ async def test_a_lost_lease_or_an_unreadable_job_fails_that_job_alone(make_deps:
     assert isinstance(third, ValueError)
     with pytest.raises(LeaseLost):  # plan_job raises what failed its job
         await plan_job(deps, lost)
-    with deps.uow() as uow:  # the served job's plan was noted all the same
-        assert uow.jobs.get_leased(kept.lease).match_summary == first.summary
+
+
+async def test_planning_writes_nothing_and_the_take_notes_the_plans_summary(
+    make_deps: Deps,
+) -> None:
+    deps = make_deps()
+    seed_fleet(deps, 40)
+    (claim,) = lease(deps, [JobSpec(queue_task_id="q", title="t", category="text")])
+    with deps.uow() as uow:
+        job = uow.jobs.get_leased(claim.lease)
+        before = (job.match_summary, job.updated_at, job.attempts)
+
+    plan = await plan_job(deps, claim)
+
+    assert plan.kind is PlanKind.DISPATCH and plan.summary.startswith("chose ")
+    with deps.uow() as uow:
+        job = uow.jobs.get_leased(claim.lease)
+        assert (job.match_summary, job.updated_at, job.attempts) == before
+        uow.distributions.create(
+            claim.lease, plan.decisions, utcnow(), None, plan.exclusions, plan.summary
+        )
+        uow.commit()
+    with deps.uow() as uow:
+        job = uow.jobs.get_leased(claim.lease)
+        assert (job.match_summary, job.attempts) == (plan.summary, 1)
+        assert job.updated_at > before[1]
 
 
 async def test_a_batch_the_database_refuses_is_planned_again_job_by_job(
@@ -135,14 +159,14 @@ async def test_a_batch_the_database_refuses_is_planned_again_job_by_job(
     seed_fleet(deps, 40)
     claims = lease(deps, jobs(random.Random(4), 6))
     expected = await alone(deps, claims)
-    note_plans = JobRepository.note_plans
+    pools = AgentRepository.pools
 
-    def refuse_many(self: Any, notes: list[Any], now: Any) -> None:
-        if len(notes) > 1:
+    def refuse_many(self: Any, specs: list[Any], now: Any, at_most: Any) -> Any:
+        if len(specs) > 1:
             raise RuntimeError("the database refused the batch")
-        note_plans(self, notes, now)
+        return pools(self, specs, now, at_most)
 
-    monkeypatch.setattr(JobRepository, "note_plans", refuse_many)
+    monkeypatch.setattr(AgentRepository, "pools", refuse_many)
 
     assert await plan_jobs(deps, claims) == expected
 
