@@ -21,7 +21,7 @@ from agent_dispatch.db.matching_filter import (
     pool_params,
     pool_statement,
     pools_params,
-    pools_statement,
+    pools_query,
     serves,
 )
 from agent_dispatch.db.models import Agent, AgentCategoryStats, JobDistributionAgent
@@ -227,11 +227,16 @@ class AgentRepository:
         pools = [Pool([], {}, 0) for _ in jobs]
         seen: dict[str, AgentProfile] = {}
         if dialect == "postgresql":
+            query = pools_query()
+            # The transaction's own connection, read through a binary cursor (pools_query).
+            driver = self.session.connection().connection.driver_connection
+            if driver is None:  # (a connection in a transaction always has one)
+                raise RuntimeError("the transaction's connection has no driver connection")
             for bound in sorted(set(at_most)):
                 index = [i for i, k in enumerate(at_most) if k == bound]
                 params = pools_params([jobs[i] for i in index], now, bound)
-                # Core rows: no ORM loading machinery over plain columns.
-                rows = self.session.connection().execute(pools_statement(), params).all()
+                with driver.cursor(binary=True) as cursor:
+                    rows = cursor.execute(query.sql, {**query.constants, **params}).fetchall()
                 for row in rows:
                     self._add(pools, index[row[-1]], row, now, seen)
         else:

@@ -63,7 +63,8 @@ def assert_prefilter_agrees(factory: sessionmaker[Session]) -> None:
 
 def assert_bounded_pools_cut_in_order(factory: sessionmaker[Session], specs: list[JobSpec]) -> None:
     """A bounded pool (many jobs at once) is the admitted agents' first few in the scoring
-    order: agents with room before full ones, then by reputation; `admitted` counts them all."""
+    order: agents with room before full ones, then by reputation; `admitted` counts them all;
+    each agent and its evidence read as a single job's pool reads them."""
     now = utcnow()
     with UnitOfWork(factory) as uow:  # some agents full, some half-open with a call under way
         for i, a in enumerate(uow.agents.list()):
@@ -79,6 +80,9 @@ def assert_bounded_pools_cut_in_order(factory: sessionmaker[Session], specs: lis
             assert {a.id: learned.get(a.id) for a in pool.agents} == {
                 a.id: pool.evidence.get(a.id) for a in pool.agents
             }
+            # Read as `pool` reads them, field for field (PostgreSQL reads pools in binary).
+            as_read = {a.id: a for a in everyone}
+            assert [as_read[a.id] for a in pool.agents] == pool.agents
             order = sorted(everyone, key=lambda a: (not has_room(a), -a.stats.reputation, a.id))
             assert [(has_room(a), a.stats.reputation) for a in pool.agents] == [
                 (has_room(a), a.stats.reputation) for a in order[: len(pool.agents)]
