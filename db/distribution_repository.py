@@ -97,9 +97,9 @@ _END = update(_RECORD).where(  # type: ignore[arg-type]
 _END_FENCED = _END.where(_LEASE_HOLDS)
 
 
-# A take's statements, built once: the attempt counted on the job (fenced by the lease), the
-# attempt's record, its agent rows (an executemany).
-# The take counts the attempt and notes its plan's summary (planning itself writes nothing).
+# A take's statements, built once: the attempt counted on the job (fenced by the lease), with
+# its plan's summary noted (planning itself writes nothing), the attempt's record, its agent
+# rows (an executemany).
 _NEXT_ATTEMPT = (
     update(_JOB)  # type: ignore[arg-type]
     .where(LEASE_HELD)
@@ -249,7 +249,10 @@ class DistributionRepository:
             )
         if rows:  # each ASSIGNED row raises its agent's in_flight count (a trigger)
             self.session.execute(_ADD_ROWS, rows)
-        loaded_as_written(self.session, Job, lease.job_id, {"attempts": attempt})
+        written: dict[str, Any] = {"attempts": attempt, "updated_at": now}
+        if summary is not None:
+            written["match_summary"] = summary
+        loaded_as_written(self.session, Job, lease.job_id, written)
         return NewDistribution(record_id, attempt, tuple(assignments), tuple(dropped))
 
     def move_agent(

@@ -88,9 +88,9 @@ class Evidence(NamedTuple):
         """The same evidence seen from `now`: every weight scaled by `weight`. Ranking reads
         the numbers it needs scaled instead (`beta_params`, `mean_latency_ms`), building no
         Evidence per candidate per plan."""
-        if self.updated_at is None or now <= self.updated_at or half_life_s <= 0:
-            return self
         w = self.weight(now, half_life_s)
+        if w == 1.0:
+            return self
         return Evidence(
             self.successes * w,
             self.failures * w,

@@ -145,6 +145,7 @@ async def test_planning_writes_nothing_and_the_take_notes_the_plans_summary(
         uow.distributions.create(
             claim.lease, plan.decisions, utcnow(), None, plan.exclusions, plan.summary
         )
+        assert (job.match_summary, job.attempts) == (plan.summary, 1)  # loaded: kept in step
         uow.commit()
     with deps.uow() as uow:
         job = uow.jobs.get_leased(claim.lease)
