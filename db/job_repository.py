@@ -167,6 +167,10 @@ class JobRepository(JobIntake, BacklogQueries, JobPlans):
     def holds(self, lease: Lease) -> bool:
         return self.session.execute(_STATE_OF_HELD, held_by(lease)).first() is not None
 
+    def note_plan(self, lease: Lease, summary: str, now: dt.datetime) -> None:
+        """Record why agents were chosen or excluded (while the lease holds)."""
+        self._update_held(lease, {"match_summary": summary, "updated_at": now})
+
     def release(self, lease: Lease, **fields: Any) -> None:
         """Give the lease back without changing the job's status (with `fields`, e.g. why)."""
         self._update_held(

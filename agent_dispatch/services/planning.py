@@ -49,7 +49,15 @@ async def plan_job(deps: Deps, claim: Claim) -> Plan:
     alone, and a failure (its lease lost, a bad row) fails that job alone."""
     # SQLite runs one transaction at a time: a second batch would only wait for the first.
     one_at_a_time = is_sqlite(deps.settings.effective_database_url)
-    return await batcher_for(deps, plan_jobs, in_flight=1 if one_at_a_time else 2).load(claim)
+    batcher = batcher_for(deps, plan_jobs, in_flight=1 if one_at_a_time else 2)
+    plan = await batcher.load(claim)
+    if plan.kind is PlanKind.UNSERVED and plan.busy:
+        # The run keeps the job and waits for a busy agent (up to CAPACITY_WAIT_SECONDS): say
+        # why now. Planning writes nothing otherwise (plan_jobs); a release would say it.
+        await in_transaction(
+            deps, lambda uow: uow.jobs.note_plan(claim.lease, plan.summary, utcnow())
+        )
+    return plan
 
 
 async def plan_jobs(deps: Deps, claims: Sequence[Claim]) -> list[Plan | Exception]:
@@ -60,8 +68,9 @@ async def plan_jobs(deps: Deps, claims: Sequence[Claim]) -> list[Plan | Exceptio
 
     Planning writes nothing: the step that acts on a plan notes its summary on the job in a
     write it makes anyway (the take with the attempt it counts, the release of an unserved
-    job, the end of an expired or spent one). A plan's own UPDATE and the WAL flush of its
-    commit cost a tenth of planning's throughput (benchmarks/matching_scale.py)."""
+    job, the end of an expired or spent one); only a job left waiting for a busy agent is
+    noted at once (`plan_job`). A plan's own UPDATE and the WAL flush of its commit cost a
+    tenth of planning's throughput (benchmarks/matching_scale.py)."""
     s = deps.settings
     try:
         return await in_transaction(deps, lambda uow: _plan_batch(uow, s, claims))

@@ -153,6 +153,29 @@ async def test_planning_writes_nothing_and_the_take_notes_the_plans_summary(
         assert job.updated_at > before[1]
 
 
+async def test_a_job_left_waiting_for_a_busy_agent_shows_why_at_once(make_deps: Deps) -> None:
+    deps = make_deps()
+    with deps.uow() as uow:
+        uow.session.add(
+            Agent(
+                name="only",
+                url="http://127.0.0.1:9/only",
+                categories=["text"],
+                max_concurrency=1,
+                in_flight=1,
+            )
+        )
+        uow.commit()
+    (claim,) = lease(deps, [JobSpec(queue_task_id="q", title="t", category="text")])
+
+    plan = await plan_job(deps, claim)
+
+    assert plan.kind is PlanKind.UNSERVED and plan.busy == 1
+    assert "at max concurrency (1/1)" in plan.summary
+    with deps.uow() as uow:
+        assert uow.jobs.get_leased(claim.lease).match_summary == plan.summary
+
+
 async def test_a_batch_the_database_refuses_is_planned_again_job_by_job(
     make_deps: Deps, monkeypatch: pytest.MonkeyPatch
 ) -> None:
