@@ -80,28 +80,19 @@ def _close_open_rows(
         ran_to = max(stopped_at or now, started) if started is not None else now
         latency = None if started is None else (ran_to - started).total_seconds() * 1000
         error = NOT_NEEDED if started is None else LOST_RACE
-        cancelled, kind = AgentRunStatus.CANCELLED, FailureKind.CANCELLED.value
+        cancelled = AgentRunStatus.CANCELLED
+        ending: dict[str, Any] = {
+            "finished_at": now,
+            "failure_kind": FailureKind.CANCELLED.value,
+            "error": error,
+            "latency_ms": latency,
+        }
         # The row as read above, under the agents' locks: not read again.
         seen = Moving(
             row.status, row.agent_id, row.agent_name, claim.job_id, claim.spec.queue_task_id
         )
-        uow.distributions.move_agent(
-            claim.lease,
-            row.id,
-            cancelled,
-            seen=seen,
-            finished_at=now,
-            failure_kind=kind,
-            error=error,
-            latency_ms=latency,
-        )
-        after[row.id] = row._replace(
-            status=cancelled.value,
-            finished_at=now,
-            failure_kind=kind,
-            error=error,
-            latency_ms=latency,
-        )
+        uow.distributions.move_agent(claim.lease, row.id, cancelled, seen=seen, **ending)
+        after[row.id] = row._replace(status=cancelled.value, **ending)  # as written
         closed.append(_Closed(row.agent_id, row.agent_name, latency, error))
     return [after.get(r.id, r) for r in rows]
 
